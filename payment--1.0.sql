@@ -118,4 +118,11 @@ REVOKE ALL ON FUNCTION payment.counters() FROM PUBLIC;
 
 -- == Authentication (issue 4): objects below this line ==
 
+-- == end of authentication section ==
+
+
+
+
 -- == Amazon SQS (issue 3): objects below this line ==
+
+-- == end of Amazon SQS section ==
