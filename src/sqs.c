@@ -372,6 +372,9 @@ report_aws_error(const char *operation, HttpResponse *resp)
 	}
 	if (message == NULL && err == NULL)
 		message = excerpt(resp->body, resp->body_len);
+	/* the legacy code only adds something when it differs */
+	if (type != NULL && query_code != NULL && strcmp(type, query_code) == 0)
+		query_code = NULL;
 
 	ereport(ERROR,
 			(errcode(aws_error_sqlstate(type ? type : query_code, resp->status)),

@@ -11,8 +11,12 @@
 //   GET  /__stats             counters as JSON
 //   POST /__down              close the data port and every open connection
 //   POST /__up                listen again
-//   POST /__slow?ms=N         hold each answer N ms before sending it (0: off)
-//   POST /__fail?status=S&code=C&count=N   answer the next N requests with S
+//   POST /__slow?ms=N[&op=O][&before=1]
+//                             hold each answer (of operation O only, if given)
+//                             N ms before sending it, or with before=1 hold
+//                             the request before forwarding it (0: off)
+//   POST /__fail?status=S&code=C&count=N[&op=O]
+//                             answer the next N requests (of O) with S
 //   POST /__reset             zero the counters
 import http from "node:http";
 import { parseArgs } from "node:util";
@@ -38,10 +42,12 @@ const upstream = new URL(values.upstream);
 const keys = JSON.parse(values.keys);
 const MAX_SKEW_MS = 5 * 60 * 1000;
 
-const stats = { accepted: 0, rejected: 0, forwarded_errors: 0, injected: 0,
-                reasons: {}, byKey: {}, byOperation: {} };
-let slowMs = 0;
-let fail = null;   // { status, code, count }
+const freshStats = () => ({ accepted: 0, rejected: 0, forwarded_errors: 0, injected: 0,
+                           reasons: {}, byKey: {}, byOperation: {} });
+const stats = freshStats();
+let slow = { ms: 0, op: null, before: false };
+let fail = null;   // { status, code, count, op }
+const held = { requests: 0, messages: 0 };
 
 function count(key, op, ok, reason) {
   ok ? stats.accepted++ : stats.rejected++;
@@ -100,7 +106,16 @@ async function verify(req, body) {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-function forward(req, res, body) {
+const slowFor = (op) => slow.ms > 0 && (slow.op === null || slow.op === op);
+
+// Hold for the slow setting, counting what is held (visible in /__stats).
+function hold(messages, then) {
+  held.requests++;
+  held.messages += messages;
+  setTimeout(() => { held.requests--; held.messages -= messages; then(); }, slow.ms);
+}
+
+function forward(req, res, body, op) {
   const up = http.request({
     host: upstream.hostname, port: upstream.port, method: req.method, path: req.url,
     headers: req.headers, agent,
@@ -114,7 +129,10 @@ function forward(req, res, body) {
         res.writeHead(upRes.statusCode, upRes.headers);
         res.end(Buffer.concat(chunks));
       };
-      slowMs > 0 ? setTimeout(send, slowMs) : send();
+      if (!slowFor(op) || slow.before) return send();
+      let messages = 0;
+      try { messages = JSON.parse(Buffer.concat(chunks).toString()).Messages?.length ?? 0; } catch { }
+      hold(messages, send);
     });
   });
   up.on("error", (e) => {
@@ -151,12 +169,13 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     if (result.why !== null)
       return awsError(res, 403, result.why.replace(/\(.*$/, ""),
                       "The request signature we calculated does not match the signature you provided.");
-    if (fail && fail.count > 0) {
+    if (fail && fail.count > 0 && (fail.op === null || fail.op === op)) {
       fail.count--;
       stats.injected++;
       return awsError(res, fail.status, fail.code, "injected by the test proxy");
     }
-    forward(req, res, body);
+    if (slowFor(op) && slow.before) return hold(0, () => forward(req, res, body, op));
+    forward(req, res, body, op);
   });
 });
 server.on("connection", (s) => { sockets.add(s); s.on("close", () => sockets.delete(s)); });
@@ -172,9 +191,9 @@ const control = http.createServer((req, res) => {
   const url = new URL(req.url, "http://control");
   const reply = (obj) => { res.writeHead(200, { "content-type": "application/json" }); res.end(JSON.stringify(obj)); };
   switch (`${req.method} ${url.pathname}`) {
-    case "GET /__stats": return reply(stats);
+    case "GET /__stats": return reply({ ...stats, held });
     case "POST /__reset":
-      Object.assign(stats, { accepted: 0, rejected: 0, forwarded_errors: 0, injected: 0, reasons: {}, byKey: {}, byOperation: {} });
+      Object.assign(stats, freshStats());
       return reply(stats);
     case "POST /__down":
       server.close();
@@ -183,12 +202,14 @@ const control = http.createServer((req, res) => {
     case "POST /__up":
       return listen().then(() => reply({ up: true }), (e) => { res.writeHead(500); res.end(e.message); });
     case "POST /__slow":
-      slowMs = Number(url.searchParams.get("ms") ?? 0);
-      return reply({ slowMs });
+      slow = { ms: Number(url.searchParams.get("ms") ?? 0), op: url.searchParams.get("op"),
+               before: url.searchParams.get("before") === "1" };
+      return reply(slow);
     case "POST /__fail":
       fail = { status: Number(url.searchParams.get("status") ?? 503),
                code: url.searchParams.get("code") ?? "ServiceUnavailable",
-               count: Number(url.searchParams.get("count") ?? 1) };
+               count: Number(url.searchParams.get("count") ?? 1),
+               op: url.searchParams.get("op") };
       return reply(fail);
     default:
       res.writeHead(404); res.end();
