@@ -1,0 +1,213 @@
+# SqsPeers.pm: the real peers of the SQS TAP tests, on 127.0.0.1 only.
+#
+# Starts the fauxqs emulator and the SigV4-verifying proxy in front of it
+# as child processes on free ports in 56000-56999, runs the AWS SDK
+# producer, talks to the proxy's control port, and configures a
+# PostgreSQL::Test::Cluster node to use them.
+package SqsPeers;
+
+use strict;
+use warnings;
+
+use Carp;
+use File::Basename qw(dirname);
+use Cwd qw(abs_path);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use IPC::Run;
+use JSON::PP;
+use Time::HiRes qw(usleep time);
+
+use PostgreSQL::Test::Utils;
+
+my $root = abs_path(dirname(__FILE__) . '/../..');
+my %used_ports;
+my @all_peers;
+
+sub free_port
+{
+	for (1 .. 200)
+	{
+		my $port = 56000 + int(rand(1000));
+		next if $used_ports{$port};
+		my $sock = IO::Socket::INET->new(
+			LocalAddr => '127.0.0.1',
+			LocalPort => $port,
+			Proto => 'tcp',
+			Listen => 1,
+			ReuseAddr => 1);
+		next unless $sock;
+		close($sock);
+		$used_ports{$port} = 1;
+		return $port;
+	}
+	croak "no free port in 56000-56999";
+}
+
+sub random_word
+{
+	return join('', map { ('a' .. 'z', 0 .. 9)[ rand 36 ] } 1 .. shift);
+}
+
+# wait until $check returns true, polling every 100 ms; false on timeout
+sub wait_until
+{
+	my ($check, $timeout) = @_;
+	my $deadline = time() + ($timeout // 60);
+	while (time() < $deadline)
+	{
+		return 1 if $check->();
+		usleep(100_000);
+	}
+	return 0;
+}
+
+# keys: { KEYID => { secret => ..., token => ... } }
+sub new
+{
+	my ($class, %args) = @_;
+	my $self = bless {
+		region => $args{region} // 'us-east-1',
+		keys => $args{keys},
+		http => HTTP::Tiny->new(timeout => 30),
+		logdir => $PostgreSQL::Test::Utils::log_path,
+	}, $class;
+
+	$self->{fauxqs_port} = free_port();
+	$self->{proxy_port} = free_port();
+	$self->{control_port} = free_port();
+	$self->{endpoint} = "http://127.0.0.1:$self->{proxy_port}";
+
+	my %proxy_keys = map {
+		$_ => {
+			secret => $args{keys}{$_}{secret},
+			defined $args{keys}{$_}{token} ? (token => $args{keys}{$_}{token}) : ()
+		}
+	} keys %{ $args{keys} };
+
+	$self->{fauxqs} = $self->_spawn('fauxqs',
+		'test/sqs/fauxqs-server.mjs', '--port', $self->{fauxqs_port});
+	wait_until(sub { $self->_get("http://127.0.0.1:$self->{fauxqs_port}/health") }, 30)
+	  or croak "fauxqs did not start";
+
+	$self->{proxy} = $self->_spawn(
+		'proxy', 'test/sqs/sigv4-proxy.mjs',
+		'--port', $self->{proxy_port},
+		'--control-port', $self->{control_port},
+		'--upstream', "http://127.0.0.1:$self->{fauxqs_port}",
+		'--region', $self->{region},
+		'--keys', encode_json(\%proxy_keys));
+	wait_until(sub { $self->_get("http://127.0.0.1:$self->{control_port}/__stats") }, 30)
+	  or croak "proxy did not start";
+
+	push @all_peers, $self;
+	return $self;
+}
+
+sub _spawn
+{
+	my ($self, $name, @args) = @_;
+	my $log = "$self->{logdir}/peer_$name.log";
+	return IPC::Run::start([ 'node', '--no-warnings', "$root/$args[0]", @args[ 1 .. $#args ] ],
+		'<', \undef, '>>', $log, '2>>', $log);
+}
+
+sub _get
+{
+	my ($self, $url) = @_;
+	my $r = $self->{http}->get($url);
+	return $r->{success} ? $r->{content} : undef;
+}
+
+sub endpoint { return $_[0]->{endpoint}; }
+
+# POST to the proxy's control port, e.g. control('/__slow?ms=100')
+sub control
+{
+	my ($self, $path) = @_;
+	my $r = $self->{http}->post("http://127.0.0.1:$self->{control_port}$path");
+	croak "control $path failed: $r->{status}" unless $r->{success};
+	return decode_json($r->{content});
+}
+
+sub stats
+{
+	my ($self) = @_;
+	return decode_json($self->_get("http://127.0.0.1:$self->{control_port}/__stats"));
+}
+
+# Run producer.mjs through the proxy with the producer's key; decoded JSON.
+sub producer
+{
+	my ($self, $command, %opts) = @_;
+	my ($key) = grep { $self->{keys}{$_}{producer} } keys %{ $self->{keys} };
+	croak "no producer key" unless $key;
+	my @cmd = (
+		'node', '--no-warnings', "$root/test/sqs/producer.mjs", $command,
+		'--endpoint', $self->{endpoint}, '--region', $self->{region},
+		map { ("--$_", $opts{$_}) } sort keys %opts);
+	my ($out, $err);
+	local $ENV{AWS_ACCESS_KEY_ID} = $key;
+	local $ENV{AWS_SECRET_ACCESS_KEY} = $self->{keys}{$key}{secret};
+	local $ENV{AWS_SESSION_TOKEN};
+	delete $ENV{AWS_SESSION_TOKEN};
+	$ENV{AWS_SESSION_TOKEN} = $self->{keys}{$key}{token} if defined $self->{keys}{$key}{token};
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err)
+	  or croak "producer $command failed: $err";
+	return decode_json($out);
+}
+
+sub create_queue
+{
+	my ($self, $name, $visibility) = @_;
+	$self->{queue_url} =
+	  $self->producer('create', queue => $name, visibility => $visibility // 30)->{queueUrl};
+	return $self->{queue_url};
+}
+
+sub queue_url { return $_[0]->{queue_url}; }
+
+# visible + in flight + delayed, by the SDK's GetQueueAttributes
+sub queue_counts
+{
+	my ($self) = @_;
+	return $self->producer('count', 'queue-url' => $self->{queue_url});
+}
+
+# postgresql.conf lines pointing node at the proxy, with the given key
+sub node_conf
+{
+	my ($self, $key, %extra) = @_;
+	my $conf = join("\n",
+		"shared_preload_libraries = 'payment'",
+		"payment.queue_url = '$self->{queue_url}'",
+		"payment.sqs_endpoint = '$self->{endpoint}'",
+		"payment.aws_region = '$self->{region}'",
+		defined $key
+		? (
+			"payment.aws_access_key_id = '$key'",
+			"payment.aws_secret_access_key = '$self->{keys}{$key}{secret}'",
+			defined $self->{keys}{$key}{token}
+			? "payment.aws_session_token = '$self->{keys}{$key}{token}'"
+			: ())
+		: (),
+		map { "$_ = $extra{$_}" } sort keys %extra);
+	return "$conf\n";
+}
+
+sub stop
+{
+	my ($self) = @_;
+	for my $h (grep { defined } @{$self}{qw(proxy fauxqs)})
+	{
+		eval { $h->signal('TERM'); $h->finish; 1 } or eval { $h->kill_kill };
+	}
+	delete @{$self}{qw(proxy fauxqs)};
+}
+
+END
+{
+	$_->stop for @all_peers;
+}
+
+1;
