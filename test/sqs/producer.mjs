@@ -94,7 +94,8 @@ switch (command) {
     const invalid = Array.from({ length: Number(values.invalid) },
                                () => ({ ...payment(), amount: "twelve" }));
     const duplicates = valid.slice(0, Number(values.duplicates));
-    const conflicts = valid.slice(0, Number(values.conflicts))
+    // conflicts come from the end, duplicates from the start: no overlap
+    const conflicts = valid.slice(valid.length - Number(values.conflicts))
       .map((p) => ({ ...p, amount: p.amount + 1 }));
     const bodies = [
       ...valid.map((p) => JSON.stringify(p)), ...notJson,
