@@ -28,6 +28,7 @@ int			payment_batch_size = 10;
 int			payment_visibility_timeout = 30;
 int			payment_max_receive_count = 3;
 int			payment_max_payload_size = 1024 * 1024;
+bool		payment_paused = false;
 
 bool		payment_preloaded = false;
 PaymentShared *payment_shared = NULL;
@@ -89,6 +90,15 @@ define_core_settings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("payment.paused",
+							 gettext_noop("Stops the workers from draining the queue; submissions still queue."),
+							 NULL,
+							 &payment_paused,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payment.max_payload_size",
 							gettext_noop("Largest accepted payment document, in bytes of JSON text."),

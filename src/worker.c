@@ -213,7 +213,7 @@ payment_worker_main(Datum main_arg)
 
 		PG_TRY();
 		{
-			if (!extension_installed())
+			if (payment_paused || !extension_installed())
 				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
 			else
 			{
