@@ -42,7 +42,7 @@ const upstream = new URL(values.upstream);
 const keys = JSON.parse(values.keys);
 const MAX_SKEW_MS = 5 * 60 * 1000;
 
-const freshStats = () => ({ accepted: 0, rejected: 0, forwarded_errors: 0, injected: 0,
+const freshStats = () => ({ accepted: 0, rejected: 0, forwarded_errors: 0, injected: 0, dropped: 0,
                            reasons: {}, byKey: {}, byOperation: {} });
 const stats = freshStats();
 let slow = { ms: 0, op: null, before: false };
@@ -174,7 +174,9 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       stats.injected++;
       return awsError(res, fail.status, fail.code, "injected by the test proxy");
     }
-    if (slowFor(op) && slow.before) return hold(0, () => forward(req, res, body, op));
+    // a held request whose client went away meanwhile is never forwarded
+    if (slowFor(op) && slow.before)
+      return hold(0, () => (req.socket.destroyed ? stats.dropped++ : forward(req, res, body, op)));
     forward(req, res, body, op);
   });
 });
