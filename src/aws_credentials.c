@@ -148,27 +148,39 @@ ini_lookup(char *text, const char *section, const char *key)
 	return NULL;
 }
 
-/* key from a profile of a file; text is re-read per key (files are tiny) */
+/* key from [section] of an INI text, leaving the text intact */
+static char *
+text_value(const char *text, const char *section, const char *key)
+{
+	char	   *copy = pstrdup(text);
+	size_t		len = strlen(copy);
+	char	   *value = ini_lookup(copy, section, key);
+
+	explicit_bzero(copy, len);
+	pfree(copy);
+	return is_set(value) ? value : NULL;
+}
+
+/* key from [section] of a file, or NULL (also when there is no file) */
 static char *
 file_value(const char *path, const char *section, const char *key)
 {
 	char	   *text = read_small_file(path);
 	char	   *value;
-	size_t		len;
 
 	if (text == NULL)
 		return NULL;
-	len = strlen(text);
-	value = ini_lookup(text, section, key);
-	explicit_bzero(text, len);
+	value = text_value(text, section, key);
+	explicit_bzero(text, strlen(text));
 	pfree(text);
-	return is_set(value) ? value : NULL;
+	return value;
 }
 
 void
 aws_get_credentials(AwsCredentials *creds)
 {
 	char	   *path;
+	char	   *text;
 	const char *profile = profile_name();
 
 	memset(creds, 0, sizeof(*creds));
@@ -199,13 +211,15 @@ aws_get_credentials(AwsCredentials *creds)
 	}
 
 	path = aws_file_path("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-	if (path != NULL)
+	if (path != NULL && (text = read_small_file(path)) != NULL)
 	{
-		creds->access_key_id = file_value(path, profile, "aws_access_key_id");
-		creds->secret_access_key = file_value(path, profile, "aws_secret_access_key");
+		creds->access_key_id = text_value(text, profile, "aws_access_key_id");
+		creds->secret_access_key = text_value(text, profile, "aws_secret_access_key");
+		creds->session_token = text_value(text, profile, "aws_session_token");
+		explicit_bzero(text, strlen(text));
+		pfree(text);
 		if (creds->access_key_id && creds->secret_access_key)
 		{
-			creds->session_token = file_value(path, profile, "aws_session_token");
 			creds->source = "shared credentials file";
 			return;
 		}

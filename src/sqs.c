@@ -208,7 +208,7 @@ parse_json_object(char *text, size_t len)
 	if (len == 0)
 		return NULL;
 	/* validate without throwing, so that garbage gets our own SQLSTATE */
-	lex = makeJsonLexContextCstringLen(text, len, PG_UTF8, false);
+	lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
 	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
 		return NULL;
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
@@ -447,6 +447,17 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 	JsonbContainer *answer;
 
 	require_queue();
+
+	/*
+	 * SQS speaks UTF-8, and message bodies pass through untranslated so that
+	 * their MD5 sums hold.
+	 */
+	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the SQS backend requires a UTF8 database"),
+				 errdetail("The database encoding is %s.", GetDatabaseEncodingName())));
+
 	region = aws_get_region();
 	if (region == NULL)
 		region = region_from_queue_url();
