@@ -9,6 +9,8 @@
 
 #include "postgres.h"
 
+#include "utils/jsonb.h"
+
 typedef struct PaymentCaller
 {
 	char	   *user_id;		/* user the credential speaks for, or NULL */
@@ -37,5 +39,12 @@ extern void payment_authenticate(const char *credential, const char *operation,
  */
 extern void payment_authorize_user(const PaymentCaller *caller,
 								   const char *user_id, const char *payment_id);
+
+/*
+ * Defence in depth in place of a WAF: refuse a payload nested deeper than
+ * payment.max_json_depth (54000), with an audit line.  Call it after
+ * payment_authenticate and before validating the payload.
+ */
+extern void payment_defence_check(Jsonb *payload);
 
 #endif							/* PAYMENT_AUTH_H */
