@@ -75,7 +75,8 @@ typedef struct QueueMessage
 	int			receive_count;	/* including this delivery */
 	StoreOutcome outcome;
 	int			retry_delay;	/* seconds, for STORE_RETRY */
-	char	   *error;			/* reason text for dead letters / logs */
+	const char *reason;			/* dead letter reason */
+	char	   *error;			/* what went wrong, for dead letters / logs */
 } QueueMessage;
 
 /* validate.c: the payment schema engine */
@@ -93,14 +94,21 @@ extern bool payment_validate(Jsonb *payload, char **problems);
 extern void payment_check_payload(Jsonb *payload, Size text_length);
 extern void payment_extract_fields(Jsonb *payload, PaymentFields *fields);
 extern char *payment_try_get_string(Jsonb *payload, const char *key);
+extern bool payment_try_get_uuid(Jsonb *payload, const char *key, Datum *uuid);
+extern void payment_find_keys(const char *body, Datum *payment_id, Datum *user_id);
 
 /* queue_embedded.c: the durable queue table */
+struct _SPI_plan;
+extern struct _SPI_plan *payment_prepare(struct _SPI_plan **plan, const char *sql,
+										 int nargs, Oid *argtypes);
+extern double embedded_next_visible_in(double cap);
 extern char *embedded_enqueue(const char *body, PaymentFields *fields);
 extern int	embedded_claim(QueueMessage **messages, int max_messages);
 extern void embedded_settle(QueueMessage *messages, int count);
 
 /* store.c: idempotent writes of a claimed batch (caller holds SPI + xact) */
-extern void store_batch(QueueMessage *messages, int count);
+extern void store_batch(QueueMessage *messages, int count, bool isolate);
+extern void store_count_outcomes(QueueMessage *messages, int count);
 extern void store_dead_letter(const char *message_id, const char *body,
 							  const char *reason, const char *error,
 							  int receive_count);

@@ -1,0 +1,370 @@
+/*-------------------------------------------------------------------------
+ * api.c
+ *	  SQL-callable entry points: submit_payment (the reference design's
+ *	  PUT /submit), submit_payments, payment_status (the "secondary
+ *	  endpoint"), redrive_dead_letters and the counters behind payment.stats.
+ *
+ *	  Order of work at the front door: authenticate, validate, authorize the
+ *	  payload's user, then hand the payment to the queue backend.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "auth.h"
+#include "payment.h"
+#include "sqs.h"
+
+PG_FUNCTION_INFO_V1(submit_payment);
+PG_FUNCTION_INFO_V1(submit_payments);
+PG_FUNCTION_INFO_V1(payment_status);
+PG_FUNCTION_INFO_V1(redrive_dead_letters);
+PG_FUNCTION_INFO_V1(payment_counters);
+
+static char *
+optional_text(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+static void
+warn_if_not_preloaded(void)
+{
+	if (!payment_preloaded)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment is queued but no payment worker is running"),
+				 errdetail("The payment library was not loaded at server start."),
+				 errhint("Add payment to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Validate one payload for the caller and return its JSON text; fills
+ * *fields.  Raises class 22 on a bad payload, 42501 for another user's.
+ */
+static char *
+accept_payload(Jsonb *payload, const PaymentCaller *caller, PaymentFields *fields)
+{
+	char	   *body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
+	char	   *user_id;
+
+	payment_check_payload(payload, strlen(body));
+	payment_extract_fields(payload, fields);
+	user_id = payment_try_get_string(payload, "userId");
+	payment_authorize_user(caller, user_id, payment_try_get_string(payload, "paymentId"));
+	return body;
+}
+
+static Datum
+jsonb_from_text(const char *text)
+{
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+}
+
+Datum
+submit_payment(PG_FUNCTION_ARGS)
+{
+	PaymentCaller caller;
+	PaymentFields fields;
+	char	   *body;
+	char	   *message_id;
+	StringInfoData result;
+
+	payment_authenticate(optional_text(fcinfo, 1), "submit_payment", &caller);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payment payload must not be null")));
+
+	body = accept_payload(PG_GETARG_JSONB_P(0), &caller, &fields);
+
+	if (payment_use_sqs())
+	{
+		message_id = sqs_send_message(body);
+		if (payment_shared)
+			payment_count(&payment_shared->counters.submitted, 1);
+	}
+	else
+	{
+		warn_if_not_preloaded();
+		message_id = embedded_enqueue(body, &fields);
+		payment_note_enqueued(1);
+	}
+
+	initStringInfo(&result);
+	appendStringInfoString(&result, "{\"message\": \"OK\", \"messageId\": ");
+	escape_json(&result, message_id);
+	appendStringInfoChar(&result, '}');
+	PG_RETURN_DATUM(jsonb_from_text(result.data));
+}
+
+/* errcontext for submit_payments: which element failed */
+static void
+payload_index_context(void *arg)
+{
+	errcontext("payment at index %d of the array", *(int *) arg);
+}
+
+Datum
+submit_payments(PG_FUNCTION_ARGS)
+{
+	PaymentCaller caller;
+	Jsonb	   *payloads;
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+	ErrorContextCallback errcallback;
+	int			index = 0;
+	int			count;
+	char	  **bodies;
+	PaymentFields *fields;
+	char	  **message_ids;
+	StringInfoData result;
+
+	payment_authenticate(optional_text(fcinfo, 1), "submit_payments", &caller);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payments must not be null")));
+	payloads = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_ARRAY(payloads) || JB_ROOT_IS_SCALAR(payloads))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payments must be a JSON array of payment objects")));
+
+	count = JB_ROOT_COUNT(payloads);
+	bodies = palloc(sizeof(char *) * Max(count, 1));
+	fields = palloc(sizeof(PaymentFields) * Max(count, 1));
+	message_ids = palloc0(sizeof(char *) * Max(count, 1));
+
+	/* validate every element before enqueueing any: all or nothing */
+	errcallback.callback = payload_index_context;
+	errcallback.arg = &index;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	it = JsonbIteratorInit(&payloads->root);
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		bodies[index] = accept_payload(JsonbValueToJsonb(&elem), &caller, &fields[index]);
+		index++;
+	}
+	error_context_stack = errcallback.previous;
+
+	if (payment_use_sqs())
+	{
+		if (count > 0)
+			sqs_send_message_batch(bodies, count, message_ids);
+		if (payment_shared)
+			payment_count(&payment_shared->counters.submitted, count);
+	}
+	else
+	{
+		warn_if_not_preloaded();
+		for (int i = 0; i < count; i++)
+			message_ids[i] = embedded_enqueue(bodies[i], &fields[i]);
+		payment_note_enqueued(count);
+	}
+
+	initStringInfo(&result);
+	appendStringInfo(&result, "{\"message\": \"OK\", \"count\": %d, \"messageIds\": [", count);
+	for (int i = 0; i < count; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&result, ", ");
+		escape_json(&result, message_ids[i]);
+	}
+	appendStringInfoString(&result, "]}");
+	PG_RETURN_DATUM(jsonb_from_text(result.data));
+}
+
+Datum
+payment_status(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr status_plan = NULL;
+	PaymentCaller caller;
+	Datum		payment_id;
+	char	   *payment_id_text;
+	int			chosen = -1;
+	StringInfoData result;
+
+	payment_authenticate(optional_text(fcinfo, 1), "payment_status", &caller);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payment_id must not be null")));
+	payment_id = PG_GETARG_DATUM(0);
+	payment_id_text = DatumGetCString(DirectFunctionCall1(uuid_out, payment_id));
+
+	SPI_connect();
+	payment_prepare(&status_plan,
+					"SELECT status, changed_at, user_id::text, message_id, reason, error"
+					"  FROM (SELECT 1 AS rank, 'stored' AS status, stored_at AS changed_at,"
+					"               user_id, message_id, NULL::text AS reason, NULL::text AS error"
+					"          FROM payment.payments WHERE payment_id = $1"
+					"        UNION ALL"
+					"        SELECT 2, 'queued', enqueued_at, user_id, message_id::text, NULL, NULL"
+					"          FROM payment.queue WHERE payment_id = $1"
+					"        UNION ALL"
+					"        SELECT 3, 'dead_lettered', dead_lettered_at, user_id, message_id,"
+					"               reason, error"
+					"          FROM payment.dead_letters WHERE payment_id = $1) s"
+					" ORDER BY rank, changed_at DESC",
+					1, (Oid[]) {UUIDOID});
+	if (SPI_execute_plan(status_plan, &payment_id, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payment status query failed");
+
+	/* a caller bound to a user sees only that user's payment */
+	for (int i = 0; i < (int) SPI_processed && chosen < 0; i++)
+	{
+		char	   *user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+
+		if (caller.user_id == NULL ||
+			(user_id != NULL && pg_strcasecmp(user_id, caller.user_id) == 0))
+			chosen = i;
+	}
+	if (chosen < 0 && SPI_processed > 0)
+		payment_authorize_user(&caller,
+							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3),
+							   payment_id_text);
+
+	initStringInfo(&result);
+	appendStringInfoString(&result, "{\"paymentId\": ");
+	escape_json(&result, payment_id_text);
+	if (chosen < 0)
+		appendStringInfoString(&result, ", \"status\": \"unknown\"");
+	else
+	{
+		HeapTuple	row = SPI_tuptable->vals[chosen];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		const char *keys[] = {"status", "changedAt", "userId", "messageId", "reason", "error"};
+
+		for (int col = 1; col <= lengthof(keys); col++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(row, desc, col, &isnull);
+
+			if (isnull)
+				continue;
+			appendStringInfo(&result, ", \"%s\": ", keys[col - 1]);
+			if (col == 2)
+			{
+				char		buf[MAXDATELEN + 1];
+
+				escape_json(&result, JsonEncodeDateTime(buf, d, TIMESTAMPTZOID, NULL));
+			}
+			else
+				escape_json(&result, SPI_getvalue(row, desc, col));
+		}
+	}
+	appendStringInfoChar(&result, '}');
+	SPI_finish();
+	PG_RETURN_DATUM(jsonb_from_text(result.data));
+}
+
+/*
+ * Put dead letters back on the queue: those with the given ids and/or
+ * reason, all of them when both are NULL.  Returns how many were moved.
+ */
+Datum
+redrive_dead_letters(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr move_plan = NULL;
+	static SPIPlanPtr take_plan = NULL;
+	Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2];
+	uint64		moved;
+
+	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
+	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
+	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
+
+	SPI_connect();
+	if (!payment_use_sqs())
+	{
+		payment_prepare(&move_plan,
+						"WITH moved AS ("
+						"  DELETE FROM payment.dead_letters"
+						"   WHERE ($1 IS NULL OR id = ANY ($1))"
+						"     AND ($2 IS NULL OR reason = $2)"
+						"  RETURNING id, payment_id, user_id, body)"
+						" INSERT INTO payment.queue (payment_id, user_id, body)"
+						" SELECT payment_id, user_id, body FROM moved ORDER BY id",
+						2, argtypes);
+		if (SPI_execute_plan(move_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "redriving dead letters failed");
+		moved = SPI_processed;
+		if (moved > 0)
+			payment_note_enqueued(0);
+	}
+	else
+	{
+		char	  **bodies;
+		char	  **ids;
+
+		payment_prepare(&take_plan,
+						"DELETE FROM payment.dead_letters"
+						" WHERE ($1 IS NULL OR id = ANY ($1))"
+						"   AND ($2 IS NULL OR reason = $2)"
+						" RETURNING body",
+						2, argtypes);
+		if (SPI_execute_plan(take_plan, values, nulls, false, 0) != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "redriving dead letters failed");
+		moved = SPI_processed;
+		bodies = palloc(sizeof(char *) * Max(moved, 1));
+		ids = palloc0(sizeof(char *) * Max(moved, 1));
+		for (uint64 i = 0; i < moved; i++)
+			bodies[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		/* if SQS refuses, the error rolls the deletion back: nothing is lost */
+		if (moved > 0)
+			sqs_send_message_batch(bodies, (int) moved, ids);
+	}
+	SPI_finish();
+
+	if (payment_shared)
+		payment_count(&payment_shared->counters.redriven, moved);
+	PG_RETURN_INT64((int64) moved);
+}
+
+Datum
+payment_counters(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[7];
+	bool		nulls[7];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	memset(nulls, payment_shared == NULL, sizeof(nulls));
+	if (payment_shared != NULL)
+	{
+		PaymentCounters *c = &payment_shared->counters;
+
+		values[0] = Int64GetDatum((int64) pg_atomic_read_u64(&c->submitted));
+		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&c->stored));
+		values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&c->duplicates));
+		values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&c->conflicts));
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&c->dead_lettered));
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&c->retried));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&c->redriven));
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

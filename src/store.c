@@ -1,0 +1,295 @@
+/*-------------------------------------------------------------------------
+ * store.c
+ *	  Storing a claimed batch in payment.payments, idempotently: the Lambda
+ *	  of the reference design.  Each message ends in exactly one outcome:
+ *	  stored, duplicate (identical payment already stored: nothing written),
+ *	  dead-lettered (invalid, conflicting, or received too often), or retry
+ *	  (a transient failure; delivered again after a backoff).
+ *
+ *	  The caller owns the transaction and the SPI connection.  A batch is
+ *	  first stored without subtransactions; if anything in it raises, the
+ *	  caller aborts and stores it again with isolate = true, one
+ *	  subtransaction per message, so one bad message never fails the others.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/jsonapi.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "payment.h"
+
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr same_body_plan = NULL;
+static SPIPlanPtr dead_letter_plan = NULL;
+
+#define MAX_RETRY_DELAY 60
+
+/* Backoff with jitter: about 1, 2, 4 ... seconds, at most a minute. */
+int
+store_retry_delay(int receive_count)
+{
+	int			base = 1 << Min(Max(receive_count - 1, 0), 6);
+
+	base = Min(base, MAX_RETRY_DELAY);
+	return Max(1, base / 2 + (int) pg_prng_uint64_range(&pg_global_prng_state, 0, base / 2 + 1));
+}
+
+void
+store_dead_letter(const char *message_id, const char *body, const char *reason,
+				  const char *error, int receive_count)
+{
+	Oid			argtypes[7] = {TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', 'n', 'n', ' ', ' ', ' ', ' '};
+
+	/* keep the payment's keys where the body has them, for payment_status */
+	payment_find_keys(body, &values[1], &values[2]);
+	if (values[1] != (Datum) 0)
+		nulls[1] = ' ';
+	if (values[2] != (Datum) 0)
+		nulls[2] = ' ';
+
+	values[0] = CStringGetTextDatum(message_id ? message_id : "");
+	values[3] = CStringGetTextDatum(body);
+	values[4] = CStringGetTextDatum(reason);
+	values[5] = CStringGetTextDatum(error ? error : "");
+	values[6] = Int32GetDatum(receive_count);
+
+	payment_prepare(&dead_letter_plan,
+					"INSERT INTO payment.dead_letters"
+					" (message_id, payment_id, user_id, body, reason, error, receive_count)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					7, argtypes);
+	if (SPI_execute_plan(dead_letter_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "writing a dead letter failed");
+}
+
+static void
+dead_letter(QueueMessage *m, const char *reason, const char *error)
+{
+	store_dead_letter(m->message_id, m->body, reason, error, m->receive_count);
+	m->outcome = STORE_DEAD_LETTERED;
+	m->reason = reason;
+	m->error = pstrdup(error);
+}
+
+/* Parse a body as JSON; on a syntax error return NULL and say why. */
+static Jsonb *
+parse_body(const char *body, char **why)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) body, strlen(body),
+													   GetDatabaseEncoding(), true);
+	JsonParseErrorType result = pg_parse_json(lex, &nullSemAction);
+
+	if (result != JSON_SUCCESS)
+	{
+		*why = psprintf("body is not valid JSON: %s", json_errdetail(result, lex));
+		return NULL;
+	}
+	/* what jsonb itself refuses (\u0000, huge numbers) raises: isolated later */
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
+}
+
+static void
+store_one(QueueMessage *m)
+{
+	Oid			argtypes[8] = {UUIDOID, UUIDOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[8];
+	PaymentFields fields;
+	Jsonb	   *doc;
+	char	   *why;
+	size_t		length = strlen(m->body);
+
+	if (m->receive_count > payment_max_receive_count)
+	{
+		dead_letter(m, "max_receives",
+					psprintf("received %d times, more than payment.max_receive_count (%d)",
+							 m->receive_count, payment_max_receive_count));
+		return;
+	}
+	if (length > (size_t) payment_max_payload_size)
+	{
+		dead_letter(m, "invalid",
+					psprintf("body is %zu bytes, more than payment.max_payload_size (%d)",
+							 length, payment_max_payload_size));
+		return;
+	}
+	doc = parse_body(m->body, &why);
+	if (doc == NULL)
+	{
+		dead_letter(m, "invalid", why);
+		return;
+	}
+	if (!payment_validate(doc, &why))
+	{
+		dead_letter(m, "invalid", psprintf("payment does not match the payment schema: %s", why));
+		return;
+	}
+
+	payment_extract_fields(doc, &fields);
+	values[0] = fields.payment_id;
+	values[1] = fields.user_id;
+	values[2] = fields.amount;
+	values[3] = CStringGetTextDatum(fields.currency);
+	values[4] = CStringGetTextDatum(fields.description);
+	values[5] = CStringGetTextDatum(fields.date_timestamp);
+	values[6] = JsonbPGetDatum(doc);
+	values[7] = CStringGetTextDatum(m->message_id ? m->message_id : "");
+
+	payment_prepare(&insert_plan,
+					"INSERT INTO payment.payments"
+					" (payment_id, user_id, amount, currency, description,"
+					"  date_timestamp, body, message_id)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+					" ON CONFLICT (payment_id, user_id) DO NOTHING",
+					8, argtypes);
+	if (SPI_execute_plan(insert_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "storing a payment failed");
+	if (SPI_processed == 1)
+	{
+		m->outcome = STORE_STORED;
+		return;
+	}
+
+	/* The key is taken: an identical body is a duplicate delivery. */
+	payment_prepare(&same_body_plan,
+					"SELECT body = $3 FROM payment.payments"
+					" WHERE payment_id = $1 AND user_id = $2",
+					3, (Oid[]) {UUIDOID, UUIDOID, JSONBOID});
+	if (SPI_execute_plan(same_body_plan, (Datum[]) {values[0], values[1], values[6]},
+						 NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "stored payment vanished while checking a duplicate");
+	{
+		bool		isnull;
+		bool		same = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (same)
+			m->outcome = STORE_DUPLICATE;
+		else
+			dead_letter(m, "conflict",
+						"a different payment with the same paymentId and userId is already stored");
+	}
+}
+
+/* Data errors are permanent; anything else may pass (locks, read-only, ...). */
+static bool
+is_permanent(int sqlerrcode)
+{
+	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return category == ERRCODE_DATA_EXCEPTION ||
+		category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+}
+
+static void
+store_failed(QueueMessage *m, ErrorData *edata)
+{
+	if (is_permanent(edata->sqlerrcode))
+		dead_letter(m, "invalid", edata->message);
+	else if (m->receive_count >= payment_max_receive_count)
+		dead_letter(m, "max_receives",
+					psprintf("received %d times; last error: %s",
+							 m->receive_count, edata->message));
+	else
+	{
+		m->outcome = STORE_RETRY;
+		m->retry_delay = store_retry_delay(m->receive_count);
+		m->error = pstrdup(edata->message);
+		ereport(LOG,
+				(errmsg("payment worker will retry message %s in %d s",
+						m->message_id, m->retry_delay),
+				 errdetail_internal("%s", edata->message)));
+	}
+}
+
+/* One message in its own subtransaction, as PL/pgSQL's exception blocks do. */
+static void
+store_isolated(QueueMessage *m)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		store_one(m);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(context);
+		CurrentResourceOwner = owner;
+
+		m->outcome = STORE_PENDING;
+		store_failed(m, edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+void
+store_batch(QueueMessage *messages, int count, bool isolate)
+{
+	for (int i = 0; i < count; i++)
+	{
+		messages[i].outcome = STORE_PENDING;
+		messages[i].error = NULL;
+		if (isolate)
+			store_isolated(&messages[i]);
+		else
+			store_one(&messages[i]);
+	}
+}
+
+/* After the store committed: count outcomes for payment.stats. */
+void
+store_count_outcomes(QueueMessage *messages, int count)
+{
+	PaymentCounters *c;
+
+	if (payment_shared == NULL)
+		return;
+	c = &payment_shared->counters;
+	for (int i = 0; i < count; i++)
+	{
+		switch (messages[i].outcome)
+		{
+			case STORE_STORED:
+				payment_count(&c->stored, 1);
+				break;
+			case STORE_DUPLICATE:
+				payment_count(&c->duplicates, 1);
+				break;
+			case STORE_DEAD_LETTERED:
+				payment_count(&c->dead_lettered, 1);
+				if (strcmp(messages[i].reason, "conflict") == 0)
+					payment_count(&c->conflicts, 1);
+				break;
+			case STORE_RETRY:
+				payment_count(&c->retried, 1);
+				break;
+			case STORE_PENDING:
+				break;
+		}
+	}
+}

@@ -1,0 +1,266 @@
+/*-------------------------------------------------------------------------
+ * worker.c
+ *	  The payment background workers: registration, and the loop that
+ *	  claims a batch from the queue backend, stores it (store.c) and settles
+ *	  it.  Woken by a latch at the commit of a submission; sleeps otherwise.
+ *	  SIGTERM stops a worker between statements, SIGHUP reloads settings,
+ *	  and the postmaster restarts a worker that crashed.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "payment.h"
+#include "sqs.h"
+
+#define IDLE_WAIT_SECONDS 10.0
+#define MAX_BACKOFF_MS 30000
+
+static int	worker_index = -1;
+
+void
+payment_register_workers(void)
+{
+	BackgroundWorker worker;
+
+	for (int i = 0; i < payment_workers; i++)
+	{
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "payment");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "payment_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "payment worker %d", i + 1);
+		snprintf(worker.bgw_type, BGW_MAXLEN, PAYMENT_WORKER_TYPE);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+static void
+forget_worker_latch(int code, Datum arg)
+{
+	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], PG_UINT32_MAX);
+}
+
+/* The worker serves its database once CREATE EXTENSION payment ran there. */
+static bool
+extension_installed(void)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("payment", true));
+	CommitTransactionCommand();
+	return installed;
+}
+
+static void
+wait_on_latch(long timeout_ms)
+{
+	int			rc = WaitLatch(MyLatch,
+							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   Max(timeout_ms, 1), PG_WAIT_EXTENSION);
+
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* Store and settle a claimed batch; the embedded queue settles in the same transaction. */
+static void
+store_in_transaction(QueueMessage *messages, int count, bool isolate, bool embedded)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	store_batch(messages, count, isolate);
+	if (embedded)
+		embedded_settle(messages, count);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+/*
+ * Store a batch: all at once, or, if that raises, message by message so that
+ * one bad message cannot hold back the others.
+ */
+static void
+store_claimed(QueueMessage *messages, int count, bool embedded)
+{
+	MemoryContext context = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		store_in_transaction(messages, count, false, embedded);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(DEBUG1,
+				(errmsg("payment worker isolates the messages of a failed batch"),
+				 errdetail_internal("%s", edata->message)));
+		FreeErrorData(edata);
+		store_in_transaction(messages, count, true, embedded);
+	}
+	PG_END_TRY();
+	store_count_outcomes(messages, count);
+}
+
+/*
+ * One batch.  Returns the number of messages handled (0 when the queue had
+ * none visible).
+ */
+static int
+run_batch(bool use_sqs)
+{
+	QueueMessage *messages;
+	int			count;
+
+	if (use_sqs)
+	{
+		count = sqs_receive_messages(&messages, Min(payment_batch_size, 10));
+		if (count == 0)
+			return 0;
+		pgstat_report_activity(STATE_RUNNING, "storing a batch from SQS");
+		/* the store must be durable before SQS forgets the messages */
+		SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
+		store_claimed(messages, count, false);
+		sqs_settle(messages, count);
+	}
+	else
+	{
+		/*
+		 * A payment and the deletion of its message commit atomically, so a
+		 * lost commit only means the message is delivered again: the store
+		 * need not wait for the WAL flush.
+		 */
+		SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
+		count = embedded_claim(&messages, payment_batch_size);
+		if (count == 0)
+			return 0;
+		pgstat_report_activity(STATE_RUNNING, "storing a batch");
+		store_claimed(messages, count, true);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return count;
+}
+
+void
+payment_worker_main(Datum main_arg)
+{
+	MemoryContext batch_context;
+	int			failures = 0;
+	char	   *last_error = NULL;
+
+	worker_index = DatumGetInt32(main_arg);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(payment_database, NULL, 0);
+
+	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
+	before_shmem_exit(forget_worker_latch, (Datum) 0);
+
+	batch_context = AllocSetContextCreate(TopMemoryContext, "payment worker batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	ereport(LOG, (errmsg("payment worker %d started for database \"%s\"",
+						 worker_index + 1, payment_database)));
+
+	for (;;)
+	{
+		bool		use_sqs;
+		int			handled = 0;
+		long		wait_ms = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(batch_context);
+		MemoryContextSwitchTo(batch_context);
+		use_sqs = payment_use_sqs();
+
+		PG_TRY();
+		{
+			if (!extension_installed())
+				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
+			else
+			{
+				handled = run_batch(use_sqs);
+				if (handled == 0 && !use_sqs)
+					wait_ms = (long) (embedded_next_visible_in(IDLE_WAIT_SECONDS) * 1000);
+			}
+			if (failures > 0)
+				ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
+									 worker_index + 1, failures)));
+			failures = 0;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+			long		backoff;
+
+			MemoryContextSwitchTo(batch_context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+
+			/* log once per change of state, not once per attempt */
+			if (last_error == NULL || strcmp(last_error, edata->message) != 0)
+			{
+				edata->elevel = WARNING;
+				edata->hide_stmt = true;
+				ThrowErrorData(edata);
+				if (last_error)
+					pfree(last_error);
+				last_error = MemoryContextStrdup(TopMemoryContext, edata->message);
+			}
+			failures++;
+			/* exponential backoff with full jitter */
+			backoff = Min(MAX_BACKOFF_MS, 100L << Min(failures, 9));
+			wait_ms = backoff / 2 + (long) pg_prng_uint64_range(&pg_global_prng_state, 0, backoff / 2);
+		}
+		PG_END_TRY();
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		if (handled == 0 && wait_ms > 0)
+			wait_on_latch(wait_ms);
+		else if (failures == 0 && last_error != NULL)
+		{
+			pfree(last_error);
+			last_error = NULL;
+		}
+	}
+}
