@@ -98,8 +98,6 @@ define_core_settings(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
-
-	MarkGUCPrefixReserved("payment");
 }
 
 static Size
@@ -152,6 +150,8 @@ _PG_init(void)
 	define_core_settings();
 	payment_auth_init();
 	payment_sqs_init();
+	/* only after every payment.* setting exists: this drops the others */
+	MarkGUCPrefixReserved("payment");
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
