@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
@@ -43,6 +44,38 @@ static const struct config_enum_entry auth_mode_options[] = {
 static int	payment_auth_mode = AUTH_ROLE;
 static int	payment_max_json_depth = 8;
 
+/* entry point being authenticated, for audit lines written later */
+static const char *current_operation = "a call";
+
+/*
+ * Set while the current transaction ran an entry point with a credential
+ * argument: the statement text then holds a secret, so no log line of this
+ * transaction may show the statement or its context.
+ */
+static bool credential_in_statement = false;
+static bool xact_callback_registered = false;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+static void
+hide_credential_statement(ErrorData *edata)
+{
+	if (credential_in_statement)
+	{
+		edata->hide_stmt = true;
+		edata->hide_ctx = true;
+	}
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+static void
+forget_credential(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		credential_in_statement = false;
+}
+
 void
 payment_auth_init(void)
 {
@@ -68,6 +101,9 @@ payment_auth_init(void)
 	jwt_define_settings();
 	jwks_define_settings();
 	throttle_define_settings();
+
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = hide_credential_statement;
 }
 
 Size
@@ -245,6 +281,16 @@ payment_authenticate(const char *credential, const char *operation,
 
 	caller->user_id = NULL;
 	caller->key_name = NULL;
+	current_operation = operation;
+	if (credential != NULL)
+	{
+		if (!xact_callback_registered)
+		{
+			RegisterXactCallback(forget_credential, NULL);
+			xact_callback_registered = true;
+		}
+		credential_in_statement = true;
+	}
 
 	/* like stage throttling, the server-wide limit counts every call */
 	if (payment_rate_limit > 0)
@@ -294,7 +340,7 @@ payment_authorize_user(const PaymentCaller *caller, const char *user_id,
 	if (same_user(caller->user_id, user_id))
 		return;
 
-	audit_refusal("a call", psprintf("token user does not match the payment's user \"%s\"", user_id),
+	audit_refusal(current_operation, psprintf("token user does not match the payment's user \"%s\"", user_id),
 				  caller->key_name, caller->user_id, payment_id);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -342,7 +388,7 @@ payment_defence_check(Jsonb *payload)
 
 		if (JB_ROOT_IS_OBJECT(payload) && !JB_ROOT_IS_SCALAR(payload))
 			payment_id = jwt_json_string(payload, "paymentId");
-		audit_refusal("a call", "payload nested too deeply", NULL, NULL, payment_id);
+		audit_refusal(current_operation, "payload nested too deeply", NULL, NULL, payment_id);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("payment document nested too deeply"),
