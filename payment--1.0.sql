@@ -38,6 +38,14 @@ CREATE TABLE payment.queue (
 );
 CREATE INDEX queue_payment_id_idx ON payment.queue (payment_id);
 
+-- Whoever adds messages (submit_payment, redrive, an operator by hand), the
+-- workers are woken when that transaction commits.
+CREATE FUNCTION payment.wake_workers_at_commit() RETURNS trigger
+AS 'MODULE_PATHNAME', 'payment_wake_workers_at_commit'
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER queue_wake AFTER INSERT ON payment.queue
+  FOR EACH STATEMENT EXECUTE FUNCTION payment.wake_workers_at_commit();
+
 -- Messages that could not be stored, with the reason; never lost.
 CREATE TABLE payment.dead_letters (
     id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -115,6 +123,7 @@ REVOKE ALL ON FUNCTION submit_payments(jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION payment_status(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION redrive_dead_letters(bigint[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION payment.counters() FROM PUBLIC;
+REVOKE ALL ON FUNCTION payment.wake_workers_at_commit() FROM PUBLIC;
 
 -- == Authentication (issue 4): objects below this line ==
 

@@ -12,6 +12,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -34,6 +35,7 @@ PG_FUNCTION_INFO_V1(submit_payments);
 PG_FUNCTION_INFO_V1(payment_status);
 PG_FUNCTION_INFO_V1(redrive_dead_letters);
 PG_FUNCTION_INFO_V1(payment_counters);
+PG_FUNCTION_INFO_V1(payment_wake_workers_at_commit);
 
 static char *
 optional_text(FunctionCallInfo fcinfo, int argno)
@@ -311,8 +313,6 @@ redrive_dead_letters(PG_FUNCTION_ARGS)
 		if (SPI_execute_plan(move_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "redriving dead letters failed");
 		moved = SPI_processed;
-		if (moved > 0)
-			payment_note_enqueued(0);
 	}
 	else
 	{
@@ -367,4 +367,16 @@ payment_counters(PG_FUNCTION_ARGS)
 		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&c->redriven));
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* Statement trigger on payment.queue: wake the workers when the inserting transaction commits. */
+Datum
+payment_wake_workers_at_commit(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("payment.wake_workers_at_commit() must be called as a trigger")));
+	payment_note_enqueued(0);
+	return PointerGetDatum(NULL);
 }
