@@ -64,6 +64,7 @@ accept_payload(Jsonb *payload, const PaymentCaller *caller, PaymentFields *field
 	char	   *body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
 	char	   *user_id;
 
+	payment_defence_check(payload);
 	payment_check_payload(payload, strlen(body));
 	payment_extract_fields(payload, fields);
 	user_id = payment_try_get_string(payload, "userId");
