@@ -32,13 +32,13 @@
 
 /* longer "tokens" are not parsed at all; Cognito's are a few KB */
 #define JWT_MAX_LENGTH 16384
-/* verified tokens kept per backend; the cache is emptied when full */
-#define JWT_CACHE_SIZE 1024
 
 char	   *payment_jwt_issuer = NULL;
 char	   *payment_jwt_audience = NULL;
 char	   *payment_jwt_user_claim = NULL;
 int			payment_jwt_leeway = 60;
+/* verified tokens kept per backend (0: off); the cache is emptied when full */
+static int	payment_jwt_cache_size = 1024;
 
 typedef struct TokenCacheEntry
 {
@@ -97,6 +97,15 @@ jwt_define_settings(void)
 							60, 0, 3600,
 							PGC_SUSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payment.jwt_cache_size",
+							gettext_noop("Verified tokens remembered per session (0 = verify every call)."),
+							NULL,
+							&payment_jwt_cache_size,
+							1024, 0, 1000000,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 }
 
@@ -271,7 +280,8 @@ cache_lookup(const uint8 *hash, double now)
 {
 	TokenCacheEntry *entry;
 
-	if (token_cache == NULL || cache_generation != settings_generation)
+	if (token_cache == NULL || cache_generation != settings_generation ||
+		payment_jwt_cache_size == 0)
 		return NULL;
 	entry = hash_search(token_cache, hash, HASH_FIND, NULL);
 	if (entry != NULL && now > entry->exp + payment_jwt_leeway)
@@ -288,6 +298,8 @@ cache_store(const uint8 *hash, double exp, const char *user_id)
 	TokenCacheEntry *entry;
 	bool		found;
 
+	if (payment_jwt_cache_size == 0)
+		return;
 	if (token_cache_cxt == NULL)
 		token_cache_cxt = AllocSetContextCreate(TopMemoryContext,
 												"payment token cache",
@@ -295,7 +307,7 @@ cache_store(const uint8 *hash, double exp, const char *user_id)
 	/* empty it when full or when the settings changed */
 	if (token_cache != NULL &&
 		(cache_generation != settings_generation ||
-		 hash_get_num_entries(token_cache) >= JWT_CACHE_SIZE))
+		 hash_get_num_entries(token_cache) >= payment_jwt_cache_size))
 	{
 		token_cache = NULL;
 		MemoryContextReset(token_cache_cxt);
@@ -307,7 +319,7 @@ cache_store(const uint8 *hash, double exp, const char *user_id)
 		ctl.keysize = SHA256_DIGEST_LENGTH;
 		ctl.entrysize = sizeof(TokenCacheEntry);
 		ctl.hcxt = token_cache_cxt;
-		token_cache = hash_create("payment token cache", JWT_CACHE_SIZE, &ctl,
+		token_cache = hash_create("payment token cache", Min(payment_jwt_cache_size, 1024), &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		cache_generation = settings_generation;
 	}

@@ -61,9 +61,10 @@ for my $sql ("SELECT * FROM payment.payments", "SELECT * FROM payment.queue",
 	is(sqlstate($node, $sql, role => 'client'), '42501', "client refused: $sql");
 }
 for my $setting (qw(payment.auth payment.jwt_issuer payment.jwt_audience payment.jwks_url
-	payment.jwt_user_claim payment.jwt_leeway payment.jwks_refetch_interval payment.max_json_depth))
+	payment.jwt_user_claim payment.jwt_leeway payment.jwks_refetch_interval payment.max_json_depth
+	payment.jwt_cache_size))
 {
-	my $value = $setting eq 'payment.auth' ? 'role' : $setting =~ /leeway|interval|depth/ ? '100' : 'x';
+	my $value = $setting eq 'payment.auth' ? 'role' : $setting =~ /leeway|interval|depth|cache/ ? '100' : 'x';
 	is(sqlstate($node, "SET $setting = '$value'", role => 'client'), '42501', "client cannot SET $setting");
 }
 is(sqlstate($node, "SELECT set_config('payment.auth', 'role', false)", role => 'client'), '42501',
