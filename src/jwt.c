@@ -32,6 +32,8 @@
 
 /* longer "tokens" are not parsed at all; Cognito's are a few KB */
 #define JWT_MAX_LENGTH 16384
+/* the unverified header is parsed first: keep it small (Cognito's is ~80) */
+#define JWT_MAX_HEADER_LENGTH 1024
 
 char	   *payment_jwt_issuer = NULL;
 char	   *payment_jwt_audience = NULL;
@@ -381,7 +383,8 @@ jwt_verify(const char *token, char **user_id)
 		return JWT_MALFORMED;
 	dot1 = strchr(token, '.');
 	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
-	if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL)
+	if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL ||
+		dot1 - token > JWT_MAX_HEADER_LENGTH)
 		return JWT_MALFORMED;
 
 	SHA256((const unsigned char *) token, token_len, hash);
