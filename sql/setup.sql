@@ -40,6 +40,7 @@ BEGIN
                 WHERE backend_type = 'payment worker'
                   AND datname = current_database()) = 2;
     PERFORM pg_sleep(0.1);
+    PERFORM pg_stat_clear_snapshot();
   END LOOP;
 END $$;
 

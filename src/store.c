@@ -38,10 +38,10 @@ static SPIPlanPtr dead_letter_plan = NULL;
 int
 store_retry_delay(int receive_count)
 {
-	int			base = 1 << Min(Max(receive_count - 1, 0), 6);
+	int			base = Min(1 << Min(Max(receive_count - 1, 0), 6), MAX_RETRY_DELAY);
+	int			delay = base / 2 + (int) pg_prng_uint64_range(&pg_global_prng_state, 0, base / 2 + 1);
 
-	base = Min(base, MAX_RETRY_DELAY);
-	return Max(1, base / 2 + (int) pg_prng_uint64_range(&pg_global_prng_state, 0, base / 2 + 1));
+	return Max(1, delay);
 }
 
 void
