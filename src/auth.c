@@ -162,6 +162,12 @@ credential_from_headers(const char *header)
 	return obj ? jwt_json_string(obj, header) : NULL;
 }
 
+static void refuse_throttled(const char *operation, ThrottleResult result,
+							 double wait, const char *key_name) pg_attribute_noreturn();
+static void refuse_credential(const char *operation, const char *reason,
+							  int sqlstate, const char *message,
+							  const char *detail, const char *key_name) pg_attribute_noreturn();
+
 static void
 refuse_throttled(const char *operation, ThrottleResult result, double wait,
 				 const char *key_name)
@@ -177,17 +183,20 @@ refuse_throttled(const char *operation, ThrottleResult result, double wait,
 				 errhint("Try again later; an administrator may revoke unused keys."),
 				 errhidestmt(true)));
 	}
-	audit_refusal(operation,
-				  psprintf("%s %s exceeded", what,
-						   result == THROTTLE_QUOTA ? "quota" : "rate limit"),
-				  key_name, NULL, NULL);
-	ereport(ERROR,
-			(errcode(ERRCODE_PAYMENT_THROTTLED),
-			 errmsg(result == THROTTLE_QUOTA ? "quota exceeded" : "rate limit exceeded"),
-			 errdetail("The %s %s allows no more calls now.", what,
-					   result == THROTTLE_QUOTA ? "quota" : "rate limit"),
-			 errhint("Retry after %.3f seconds.", wait),
-			 errhidestmt(true)));
+	else
+	{
+		const char *limit = result == THROTTLE_QUOTA ? "quota" : "rate limit";
+
+		audit_refusal(operation, psprintf("%s %s exceeded", what, limit),
+					  key_name, NULL, NULL);
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYMENT_THROTTLED),
+				 errmsg("%s exceeded", limit),
+				 errdetail("The %s %s allows no more calls now.", what, limit),
+				 errhint("Retry after %.3f seconds.", wait),
+				 errhidestmt(true)));
+	}
+	pg_unreachable();
 }
 
 static void
@@ -211,6 +220,7 @@ refuse_credential(const char *operation, const char *reason, int sqlstate,
 			 errmsg("%s", message),
 			 detail ? errdetail("%s", detail) : 0,
 			 errhidestmt(true)));
+	pg_unreachable();
 }
 
 static void
