@@ -3,8 +3,11 @@
 //   GET  /mint?case=<case>&sub=<user>: a token (see mint.mjs)
 //   POST /rotate: publish key-3 and withdraw key-1 (key rotation)
 //   GET  /stats: {"jwks_fetches": n}
-// Prints "READY <port> <issuer> <audience>" once listening.
+// Prints "READY <port> <issuer> <audience>" once listening.  With a second
+// argument <dir> holding cert.pem and key.pem it serves https instead.
 import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
 import { generateKeyPair, exportJWK } from 'jose';
 import { mint } from './mint.mjs';
 
@@ -23,7 +26,9 @@ async function jwks() {
   return { keys: out };
 }
 
-const server = http.createServer(async (req, res) => {
+const tlsDir = process.argv[3];
+const scheme = tlsDir ? 'https' : 'http';
+const handler = async (req, res) => {
   const url = new URL(req.url, 'http://127.0.0.1');
   const send = (code, body, type = 'application/json') => {
     res.writeHead(code, { 'content-type': type });
@@ -48,12 +53,15 @@ const server = http.createServer(async (req, res) => {
   } catch (e) {
     send(400, { error: String(e.message) });
   }
-});
+};
+const server = tlsDir
+  ? https.createServer({ cert: readFileSync(`${tlsDir}/cert.pem`), key: readFileSync(`${tlsDir}/key.pem`) }, handler)
+  : http.createServer(handler);
 
 let issuer;
 server.listen(Number(process.argv[2] || 0), '127.0.0.1', () => {
   const port = server.address().port;
-  issuer = `http://127.0.0.1:${port}/${pool}`;
+  issuer = `${scheme}://127.0.0.1:${port}/${pool}`;
   console.log(`READY ${port} ${issuer} ${audience}`);
 });
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -26,7 +26,8 @@ my %tok;
 $tok{$_} = mint($jwks, $_, $alice) for qw(access id id_aud_array second_key
   expired expired_within_leeway not_yet_valid issued_in_future wrong_issuer
   wrong_audience id_wrong_audience access_with_aud_only bad_token_use no_exp
-  no_sub unknown_kid kid_of_other_key alg_none hs256_public_key tampered rotated);
+  no_sub unknown_kid kid_of_other_key alg_none hs256_public_key tampered rotated
+  short_lived);
 my $bob_token = mint($jwks, 'access', $bob);
 
 sub submit
@@ -94,6 +95,27 @@ is(sqlstate($node, "SELECT payment_status('$bobs_payment', '$tok{access}')"), '4
 is(sqlstate($node, "SELECT payment_status('$bobs_payment', '$tok{tampered}')"), '28000',
 	'payment_status authenticates too');
 
+is(sqlstate($node, "SELECT submit_payments('[" . payload($alice) . ", " . payload($bob) . "]', '$tok{access}')"),
+	'42501', 'submit_payments: one payment of another user refuses the batch');
+
+# the verified-token cache never outlives the token or a settings change
+my $try = q{CREATE FUNCTION pg_temp.try(c text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM submit_payment(jsonb_set('} . payload($alice) . q{'::jsonb, '{paymentId}', to_jsonb(gen_random_uuid()::text)), c);
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE;
+END $$;};
+is($node->safe_psql('postgres', qq{$try
+SET payment.jwt_leeway = 0;
+SELECT pg_temp.try('$tok{short_lived}');
+SELECT pg_temp.try('$tok{short_lived}');
+SELECT pg_sleep(2.5);
+SELECT pg_temp.try('$tok{short_lived}');
+SELECT pg_temp.try('$tok{access}');
+SET payment.jwt_audience = 'another-app';
+SELECT pg_temp.try('$tok{access}');}), "ok\nok\n\n28000\nok\n28000",
+	'a cached token expires with its exp, and a changed audience empties the cache');
+
 # PostgREST: the credential from request.headers
 is(sqlstate($node, qq{SET request.headers = '{"authorization": "Bearer $tok{access}"}'; } . submit(undef)),
 	'ok', 'token read from request.headers');
@@ -116,12 +138,6 @@ is(sqlstate($node, "SET payment.jwks_url = 'http://127.0.0.1:$closed/jwks.json';
 # key rotation without restart, and the refetch rate limit, in one session
 sub fetches { HTTP::Tiny->new->get("$jwks->{base}/stats")->{content} =~ /(\d+)/; $1 }
 my $before = fetches();
-my $try = q{CREATE FUNCTION pg_temp.try(c text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM submit_payment(jsonb_set('} . payload($alice) . q{'::jsonb, '{paymentId}', to_jsonb(gen_random_uuid()::text)), c);
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE;
-END $$;};
 my $session = $node->safe_psql('postgres', qq{
 $try
 SELECT pg_temp.try('$tok{access}');
@@ -140,6 +156,18 @@ is(fetches() - $before, 2, 'two JWKS fetches in that session: the first and one 
 is(sqlstate($node, submit(mint($jwks, 'access', $alice))), '28000',
 	'a fresh token signed by the withdrawn key is refused');
 is(sqlstate($node, submit($tok{rotated})), 'ok', 'the new key works in new sessions');
+
+# TLS is verified: a JWKS behind a self-signed certificate is not trusted
+my $tls = PostgreSQL::Test::Utils::tempdir;
+system_or_bail('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+	'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+	'-keyout', "$tls/key.pem", '-out', "$tls/cert.pem");
+my $https = start_jwks($tls);
+is(sqlstate($node, "SET payment.jwks_url = '$https->{jwks_url}'; " . submit($tok{access})),
+	'58000', 'JWKS over https with an untrusted certificate: not fetched (58000)');
+like(slurp_file($node->logfile), qr/could not fetch the JWKS from "https:[^"]*": SSL certificate problem: self.signed certificate/,
+	'the log says why: certificate verification');
+$https->{handle}->kill_kill;
 
 # audit: reasons and roles in the log, no token text
 my $log = slurp_file($node->logfile);

@@ -33,16 +33,18 @@ sub free_port
 }
 
 # Start the JWKS server; returns a hash with port, issuer, audience, jwks_url.
+# With $tls_dir (cert.pem, key.pem) it serves https.
 sub start_jwks
 {
+	my ($tls_dir) = @_;
 	my ($out, $err) = ('', '');
 	my $port = free_port();
-	my $h = IPC::Run::start([ 'node', 'test/auth/jwks-server.mjs', $port ],
+	my $h = IPC::Run::start([ 'node', 'test/auth/jwks-server.mjs', $port, $tls_dir // () ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(30));
 	$h->pump until $out =~ /READY (\d+) (\S+) (\S+)\n/;
 	my %s = (handle => $h, port => $1, issuer => $2, audience => $3);
 	$s{jwks_url} = "$s{issuer}/.well-known/jwks.json";
-	$s{base} = "http://127.0.0.1:$s{port}";
+	$s{base} = ($tls_dir ? 'https' : 'http') . "://127.0.0.1:$s{port}";
 	return \%s;
 }
 
