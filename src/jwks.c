@@ -48,22 +48,36 @@ static TimestampTz jwks_fetched_at = 0;
 static TimestampTz jwks_attempted_at = 0;
 static bool curl_initialized = false;
 
-/* https anywhere; http only to this host (tests, local proxies) */
+/*
+ * https anywhere; plain http only to the loopback host (tests, local
+ * proxies).  The URL is parsed by libcurl itself, so that what is checked is
+ * what will be fetched (no "http://127.0.0.1:1@elsewhere/" tricks).
+ */
 static bool
 check_jwks_url(char **newval, void **extra, GucSource source)
 {
-	const char *url = *newval;
+	CURLU	   *u;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	bool		ok;
 
-	if (url == NULL || url[0] == '\0' ||
-		pg_strncasecmp(url, "https://", 8) == 0 ||
-		pg_strncasecmp(url, "http://127.0.0.1:", 17) == 0 ||
-		pg_strncasecmp(url, "http://127.0.0.1/", 17) == 0 ||
-		pg_strncasecmp(url, "http://localhost:", 17) == 0 ||
-		pg_strncasecmp(url, "http://localhost/", 17) == 0 ||
-		pg_strncasecmp(url, "http://[::1]", 12) == 0)
+	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
-	GUC_check_errdetail("The JWKS must be fetched over https (plain http only from the loopback host).");
-	return false;
+	u = curl_url();
+	ok = u != NULL &&
+		curl_url_set(u, CURLUPART_URL, *newval, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+		(strcmp(scheme, "https") == 0 ||
+		 (strcmp(scheme, "http") == 0 &&
+		  (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
+		   strcmp(host, "[::1]") == 0)));
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	if (!ok)
+		GUC_check_errdetail("The JWKS must be fetched over https (plain http only from the loopback host).");
+	return ok;
 }
 
 void

@@ -42,7 +42,7 @@ extern JwtResult jwt_verify(const char *token, char **user_id);
 /* What went wrong, for the server log only. */
 extern const char *jwt_result_text(JwtResult result);
 
-/* helpers shared with jwks.c */
+/* helpers shared with jwks.c and auth.c (request.headers) */
 extern char *jwt_base64url_decode(const char *src, int srclen, int *dstlen);
 extern Jsonb *jwt_parse_json_object(const char *text, int len);
 extern char *jwt_json_string(Jsonb *obj, const char *key);

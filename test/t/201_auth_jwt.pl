@@ -131,6 +131,9 @@ is(sqlstate($node, "SET payment.jwt_issuer = ''; " . submit($tok{access})), '550
 	'no issuer configured: 55000');
 is(sqlstate($node, "SET payment.jwks_url = 'http://example.com/jwks.json'"), '22023',
 	'plain http JWKS URL off the loopback host refused');
+is(sqlstate($node, "SET payment.jwks_url = 'http://127.0.0.1:80\@example.com/jwks.json'"), '22023',
+	'a loopback-looking URL that names another host refused');
+is(sqlstate($node, "SET payment.jwks_url = 'ftp://127.0.0.1/jwks.json'"), '22023', 'only http(s)');
 my $closed = free_port();
 is(sqlstate($node, "SET payment.jwks_url = 'http://127.0.0.1:$closed/jwks.json'; " . submit($tok{access})),
 	'58000', 'unreachable JWKS: 58000');
