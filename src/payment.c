@@ -60,7 +60,7 @@ define_core_settings(void)
 							   &payment_database,
 							   "postgres",
 							   restart_only,
-							   GUC_SUPERUSER_ONLY,
+							   0,
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payment.workers",
