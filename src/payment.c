@@ -28,6 +28,7 @@ int			payment_batch_size = 10;
 int			payment_visibility_timeout = 30;
 int			payment_max_receive_count = 3;
 int			payment_max_payload_size = 1024 * 1024;
+bool		payment_paused = false;
 
 bool		payment_preloaded = false;
 PaymentShared *payment_shared = NULL;
@@ -45,13 +46,21 @@ void		_PG_init(void);
 static void
 define_core_settings(void)
 {
+	/*
+	 * Restart-only settings can be defined only while preloading; a backend
+	 * that loads the library later (not preloaded: no workers) shows them as
+	 * reload settings instead of failing.
+	 */
+	GucContext	restart_only = process_shared_preload_libraries_in_progress ?
+		PGC_POSTMASTER : PGC_SIGHUP;
+
 	DefineCustomStringVariable("payment.database",
 							   gettext_noop("Database the payment workers serve."),
 							   NULL,
 							   &payment_database,
 							   "postgres",
-							   PGC_POSTMASTER,
-							   GUC_SUPERUSER_ONLY,
+							   restart_only,
+							   0,
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payment.workers",
@@ -59,7 +68,7 @@ define_core_settings(void)
 							NULL,
 							&payment_workers,
 							2, 0, PAYMENT_MAX_WORKERS,
-							PGC_POSTMASTER,
+							restart_only,
 							0,
 							NULL, NULL, NULL);
 
@@ -89,6 +98,15 @@ define_core_settings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("payment.paused",
+							 gettext_noop("Stops the workers from draining the queue; submissions still queue."),
+							 NULL,
+							 &payment_paused,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payment.max_payload_size",
 							gettext_noop("Largest accepted payment document, in bytes of JSON text."),

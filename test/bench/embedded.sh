@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Benchmark of the embedded queue, in one run on one server:
+#  (a) submit_payment throughput (pgbench) vs a plain INSERT of the same jsonb
+#      into a table with the same key;
+#  (b) drain rate of a backlog by the workers vs one client doing batched
+#      INSERT ... ON CONFLICT DO NOTHING of the same rows (same batch size);
+#  (c) latency submit -> stored at a steady rate: p50 and p99.
+# Usage (as the postgres OS user): embedded.sh [--short]
+source "$(dirname "$0")/lib.sh"
+
+RUNS=5; SECONDS_PER_RUN=10; BACKLOG=100000; RATE=500; LATENCY_SECONDS=20
+if [ "${1:-}" = "--short" ]; then
+	RUNS=3; SECONDS_PER_RUN=4; BACKLOG=10000; LATENCY_SECONDS=6
+fi
+BATCH=10
+CLIENTS=4
+
+bench_start_cluster 55501 "payment.batch_size = $BATCH"
+WORK=$BENCH_DIR
+
+PAYLOAD="jsonb_build_object('paymentId', gen_random_uuid()::text,
+  'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
+  'description', 'Regular payment made to Netflix from HSBC account',
+  'currency', 'GBP', 'amount', 7.99)"
+
+q "CREATE TABLE plain (payment_id uuid, user_id uuid, body jsonb NOT NULL, PRIMARY KEY (payment_id, user_id))"
+echo "SELECT submit_payment($PAYLOAD);" > "$WORK/submit.sql"
+echo "INSERT INTO plain SELECT (p->>'paymentId')::uuid, (p->>'userId')::uuid, p FROM (SELECT $PAYLOAD AS p) s;" > "$WORK/plain.sql"
+
+tps()
+{
+	pgbench -n -c $CLIENTS -j 2 -T "$SECONDS_PER_RUN" -f "$1" 2>/dev/null |
+		awk '/^tps/ {print int($3); exit}'
+}
+
+wait_drained()
+{
+	q "DO \$\$ BEGIN WHILE EXISTS (SELECT 1 FROM payment.queue) LOOP PERFORM pg_sleep(0.01); END LOOP; END \$\$"
+}
+
+pause()
+{
+	q "ALTER SYSTEM SET payment.paused = $1" && q "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.2
+}
+
+# (a) alternate the runs so that all see the same machine state.  Intake
+# alone (workers paused, as the reference API Gateway -> SQS path is apart
+# from its Lambda) and the whole system (workers storing on the same 2 cores).
+submit_tps=(); busy_tps=(); plain_tps=()
+for i in $(seq $RUNS); do
+	plain_tps+=("$(tps "$WORK/plain.sql")")
+	pause on
+	submit_tps+=("$(tps "$WORK/submit.sql")")
+	pause off
+	wait_drained
+	busy_tps+=("$(tps "$WORK/submit.sql")")
+	wait_drained
+done
+a_submit=$(median "${submit_tps[@]}"); a_plain=$(median "${plain_tps[@]}"); a_busy=$(median "${busy_tps[@]}")
+
+# (b) the same rows for both: a source table of payloads
+q "CREATE TABLE source AS SELECT g AS seq, $PAYLOAD AS body FROM generate_series(1, $BACKLOG) g"
+q "CREATE TABLE target (LIKE payment.payments INCLUDING ALL)"
+q "CREATE SEQUENCE chunk"
+cat > "$WORK/baseline.sql" <<SQL
+WITH c AS (SELECT nextval('chunk') AS k)
+INSERT INTO target (payment_id, user_id, amount, currency, description, date_timestamp, body, message_id)
+SELECT (body->>'paymentId')::uuid, (body->>'userId')::uuid, (body->>'amount')::numeric,
+       body->>'currency', body->>'description', body->>'dateTimestamp', body, seq::text
+  FROM source, c WHERE seq > (c.k - 1) * $BATCH AND seq <= c.k * $BATCH
+ON CONFLICT DO NOTHING;
+SQL
+drain_rate=(); base_rate=()
+for i in $(seq $RUNS); do
+	q "TRUNCATE target; ALTER SEQUENCE chunk RESTART"
+	secs=$(pgbench -n -c 1 -t $((BACKLOG / BATCH)) -f "$WORK/baseline.sql" 2>/dev/null |
+		awk '/^latency average/ {print $4 / 1000 * '"$((BACKLOG / BATCH))"'; exit}')
+	base_rate+=("$(awk -v n=$BACKLOG -v s="$secs" 'BEGIN {printf "%d", n / s}')")
+
+	q "TRUNCATE payment.payments"
+	# one transaction, so the whole backlog becomes visible at its commit
+	start=$(psql -qXAt <<SQL
+BEGIN;
+SELECT count(submit_payment(body)) FROM source \\g /dev/null
+COMMIT;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+)
+	wait_drained
+	end=$(q "SELECT extract(epoch FROM clock_timestamp())")
+	stored=$(q "SELECT count(*) FROM payment.payments")
+	[ "$stored" = "$BACKLOG" ] || { echo "drain stored $stored of $BACKLOG" >&2; exit 1; }
+	drain_rate+=("$(awk -v n=$BACKLOG -v s="$start" -v e="$end" 'BEGIN {printf "%d", n / (e - s)}')")
+done
+b_drain=$(median "${drain_rate[@]}"); b_base=$(median "${base_rate[@]}")
+
+# (c) steady rate; latency from the submitting statement's clock to stored_at
+q "TRUNCATE payment.payments"
+echo "SELECT submit_payment($PAYLOAD || jsonb_build_object('sentAt', clock_timestamp()));" > "$WORK/latency.sql"
+pgbench -n -c 2 -j 2 -R $RATE -T $LATENCY_SECONDS -f "$WORK/latency.sql" >/dev/null 2>&1
+wait_drained
+read -r p50 p99 n_lat <<<"$(q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2), count(*)
+  FROM (SELECT extract(epoch FROM stored_at - (body->>'sentAt')::timestamptz) * 1000 AS ms
+          FROM payment.payments WHERE body ? 'sentAt') s" | tr '|' ' ')"
+
+cat <<OUT
+## Embedded queue benchmark ($(date -u +%Y-%m-%d), $(machine))
+Medians of $RUNS runs; payment.workers = 2, batch size $BATCH, $CLIENTS pgbench clients.
+
+| measure | payment | baseline | ratio | target |
+|---|---|---|---|---|
+| (a) submits/s: submit_payment (workers paused) vs plain INSERT of the same jsonb | $a_submit | $a_plain | $(ratio "$a_submit" "$a_plain") | >= 0.7 |
+| (a') submits/s while the workers store them on the same cores vs plain INSERT | $a_busy | $a_plain | $(ratio "$a_busy" "$a_plain") | |
+| (b) drain of a $BACKLOG backlog, payments/s: workers vs one client's batched INSERT ... ON CONFLICT | $b_drain | $b_base | $(ratio "$b_drain" "$b_base") | >= 0.7 |
+| (c) submit -> stored latency at $RATE/s ($n_lat payments), ms | p50 $p50, p99 $p99 | | | p99 < 50 |
+
+Runs: (a) submit ${submit_tps[*]} / busy ${busy_tps[*]} / plain ${plain_tps[*]}; (b) drain ${drain_rate[*]} / baseline ${base_rate[*]}
+OUT
