@@ -20,7 +20,11 @@ typedef struct PaymentCaller
 /* define settings; called from _PG_init */
 extern void payment_auth_init(void);
 
-/* shared memory for throttling; called from payment.c's shmem hooks */
+/*
+ * Shared memory for throttling; called from payment.c's shmem hooks.
+ * payment_auth_shmem_size also requests the LWLock tranche, so call it only
+ * from the shmem_request hook.
+ */
 extern Size payment_auth_shmem_size(void);
 extern void payment_auth_shmem_startup(void);
 
