@@ -1,7 +1,7 @@
 # API-key front door: keys created and revoked with SQL, stored only as
 # hashes; wrong, unknown and revoked keys refused (28P01/28000); per-key
 # token buckets and quotas shared by all backends (53400 with a retry hint);
-# the server-wide limit.
+# the server-wide limit; fail closed without shared_preload_libraries.
 use strict;
 use warnings;
 use FindBin;
@@ -122,6 +122,16 @@ for my $k ($key, $wrong, $revoked, $tight, $shared, $quota)
 	my $s = (split /\./, $k)[1];
 	unlike($log, qr/\Q$s\E/, 'no key secret in the log');
 }
+
+# without shared memory there is no shared throttling: fail closed
+$node->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
+$node->restart;
+($state, $out, $err) = sqlstate($node, submit($key));
+is($state, '55000', 'api_key mode without shared_preload_libraries: 55000');
+like($err, qr/HINT:  Add payment to shared_preload_libraries/, 'with a hint');
+$node->append_conf('postgresql.conf', "payment.auth = 'role'\npayment.rate_limit = 1\n");
+$node->reload;
+is(sqlstate($node, submit(undef)), '55000', 'server-wide limit without shared_preload_libraries: 55000');
 
 $node->stop;
 done_testing();
