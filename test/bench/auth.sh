@@ -26,7 +26,7 @@ jwks_pid=$!
 for _ in $(seq 50); do grep -q READY "$jwks_out" && break; sleep 0.1; done
 read -r _ _ issuer audience <"$jwks_out"
 user=0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4
-token=$(curl -sf "http://127.0.0.1:$jport/mint?case=access&sub=$user")
+token=$(node --input-type=module -e "process.stdout.write(await (await fetch('http://127.0.0.1:$jport/mint?case=access&sub=$user')).text())")
 
 bench_start_cluster "$port" "payment.workers = 0" "synchronous_commit = off" \
 	"payment.jwt_issuer = '$issuer'" "payment.jwt_audience = '$audience'" \

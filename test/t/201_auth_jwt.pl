@@ -146,7 +146,7 @@ $try
 SELECT pg_temp.try('$tok{access}');
 SELECT pg_temp.try('$tok{rotated}');
 SELECT pg_temp.try('$tok{rotated}');
-\\! curl -s -o /dev/null -X POST $jwks->{base}/rotate
+\\! node -e "await fetch('$jwks->{base}/rotate', {method: 'POST'})" --input-type=module
 SELECT pg_temp.try('$tok{rotated}');
 SELECT pg_sleep(3.2);
 SELECT pg_temp.try('$tok{rotated}');
