@@ -80,6 +80,13 @@ check_jwks_url(char **newval, void **extra, GucSource source)
 	return ok;
 }
 
+/* tokens verified against another key set are not to be trusted from cache */
+static void
+jwks_url_changed(const char *newval, void *extra)
+{
+	jwt_forget_verified_tokens();
+}
+
 void
 jwks_define_settings(void)
 {
@@ -90,7 +97,7 @@ jwks_define_settings(void)
 							   "",
 							   PGC_SUSET,
 							   0,
-							   check_jwks_url, NULL, NULL);
+							   check_jwks_url, jwks_url_changed, NULL);
 
 	DefineCustomIntVariable("payment.jwks_refetch_interval",
 							gettext_noop("Least time between fetches of the JWKS for unknown key ids."),

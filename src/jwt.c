@@ -56,10 +56,16 @@ static HTAB *token_cache = NULL;
 static uint64 settings_generation = 0;
 static uint64 cache_generation = 0;
 
+void
+jwt_forget_verified_tokens(void)
+{
+	settings_generation++;
+}
+
 static void
 settings_changed(const char *newval, void *extra)
 {
-	settings_generation++;
+	jwt_forget_verified_tokens();
 }
 
 void

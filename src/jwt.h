@@ -39,6 +39,9 @@ extern void jwt_define_settings(void);
  */
 extern JwtResult jwt_verify(const char *token, char **user_id);
 
+/* Empty the verified-token cache (a setting deciding validity changed). */
+extern void jwt_forget_verified_tokens(void);
+
 /* What went wrong, for the server log only. */
 extern const char *jwt_result_text(JwtResult result);
 

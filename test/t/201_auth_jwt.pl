@@ -98,6 +98,7 @@ is(sqlstate($node, "SELECT payment_status('$bobs_payment', '$tok{tampered}')"), 
 is(sqlstate($node, "SELECT submit_payments('[" . payload($alice) . ", " . payload($bob) . "]', '$tok{access}')"),
 	'42501', 'submit_payments: one payment of another user refuses the batch');
 
+my $unused_port = free_port();
 # the verified-token cache never outlives the token or a settings change
 my $try = q{CREATE FUNCTION pg_temp.try(c text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -113,8 +114,12 @@ SELECT pg_sleep(2.5);
 SELECT pg_temp.try('$tok{short_lived}');
 SELECT pg_temp.try('$tok{access}');
 SET payment.jwt_audience = 'another-app';
-SELECT pg_temp.try('$tok{access}');}), "ok\nok\n\n28000\nok\n28000",
-	'a cached token expires with its exp, and a changed audience empties the cache');
+SELECT pg_temp.try('$tok{access}');
+RESET payment.jwt_audience;
+SELECT pg_temp.try('$tok{access}');
+SET payment.jwks_url = 'http://127.0.0.1:$unused_port/jwks.json';
+SELECT pg_temp.try('$tok{access}');}), "ok\nok\n\n28000\nok\n28000\nok\n58000",
+	'a cached token expires with its exp; a changed audience or JWKS URL empties the cache');
 
 # PostgREST: the credential from request.headers
 is(sqlstate($node, qq{SET request.headers = '{"authorization": "Bearer $tok{access}"}'; } . submit(undef)),
