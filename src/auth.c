@@ -53,6 +53,10 @@ static const char *current_operation = "a call";
  * transaction may show the statement or its context.
  */
 static bool credential_in_statement = false;
+
+/* payment id noted by the entry point before authentication, or "" */
+static char noted_payment_id[65] = "";
+
 static bool xact_callback_registered = false;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
@@ -68,12 +72,16 @@ hide_credential_statement(ErrorData *edata)
 		prev_emit_log_hook(edata);
 }
 
+/* at the end of the transaction the statement and its payment are done */
 static void
 forget_credential(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		credential_in_statement = false;
+		noted_payment_id[0] = '\0';
+	}
 }
 
 void
@@ -119,6 +127,30 @@ payment_auth_shmem_startup(void)
 }
 
 /*
+ * A client-supplied value made fit for a log line: at most 64 bytes, control
+ * characters and quotes replaced, so a crafted paymentId cannot forge lines.
+ */
+static const char *
+log_safe(const char *value)
+{
+	char	   *copy;
+
+	if (value == NULL)
+		return NULL;
+	copy = pnstrdup(value, 64);
+	for (char *c = copy; *c; c++)
+		if ((unsigned char) *c < 0x20 || *c == 0x7f || *c == '"' || *c == '\\')
+			*c = '?';
+	return copy;
+}
+
+void
+payment_audit_note_payment(const char *payment_id)
+{
+	strlcpy(noted_payment_id, payment_id ? payment_id : "", sizeof(noted_payment_id));
+}
+
+/*
  * The audit line of a refused call: who called (the role outside the
  * SECURITY DEFINER entry point, and the session role if different), what,
  * and why.  Never the credential.
@@ -136,12 +168,14 @@ audit_refusal(const char *operation, const char *reason,
 	if (session != outer)
 		appendStringInfo(&who, " (session role \"%s\")",
 						 GetUserNameFromId(session, true));
+	if (payment_id == NULL && noted_payment_id[0] != '\0')
+		payment_id = noted_payment_id;
 	if (key_name)
-		appendStringInfo(&who, ", API key \"%s\"", key_name);
+		appendStringInfo(&who, ", API key \"%s\"", log_safe(key_name));
 	if (user_id)
-		appendStringInfo(&who, ", user \"%s\"", user_id);
+		appendStringInfo(&who, ", user \"%s\"", log_safe(user_id));
 	if (payment_id)
-		appendStringInfo(&who, ", payment \"%s\"", payment_id);
+		appendStringInfo(&who, ", payment \"%s\"", log_safe(payment_id));
 
 	ereport(LOG,
 			(errmsg("payment: refused %s by %s: %s", operation, who.data, reason),
@@ -292,15 +326,13 @@ payment_authenticate(const char *credential, const char *operation,
 	caller->user_id = NULL;
 	caller->key_name = NULL;
 	current_operation = operation;
-	if (credential != NULL)
+	if (!xact_callback_registered)
 	{
-		if (!xact_callback_registered)
-		{
-			RegisterXactCallback(forget_credential, NULL);
-			xact_callback_registered = true;
-		}
-		credential_in_statement = true;
+		RegisterXactCallback(forget_credential, NULL);
+		xact_callback_registered = true;
 	}
+	if (credential != NULL)
+		credential_in_statement = true;
 
 	/* like stage throttling, the server-wide limit counts every call */
 	if (payment_rate_limit > 0)
@@ -326,6 +358,7 @@ payment_authenticate(const char *credential, const char *operation,
 							 operation, caller);
 			break;
 	}
+	noted_payment_id[0] = '\0';
 }
 
 /*
@@ -350,7 +383,8 @@ payment_authorize_user(const PaymentCaller *caller, const char *user_id,
 	if (same_user(caller->user_id, user_id))
 		return;
 
-	audit_refusal(current_operation, psprintf("token user does not match the payment's user \"%s\"", user_id),
+	audit_refusal(current_operation,
+				  psprintf("token user does not match the payment's user \"%s\"", log_safe(user_id)),
 				  caller->key_name, caller->user_id, payment_id);
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -29,6 +29,13 @@ extern Size payment_auth_shmem_size(void);
 extern void payment_auth_shmem_startup(void);
 
 /*
+ * Optional, just before payment_authenticate: the payment id the call is
+ * about (unvalidated, may be NULL), so that a refusal's audit line can name
+ * it.  Used for logging only.
+ */
+extern void payment_audit_note_payment(const char *payment_id);
+
+/*
  * Authenticate (and throttle) the caller of an entry point before any other
  * work.  credential may be NULL.  Raises an ERROR of class 28 when
  * authentication fails; fills *caller on success.
