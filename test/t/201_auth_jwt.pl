@@ -177,11 +177,20 @@ like(slurp_file($node->logfile), qr/could not fetch the JWKS from "https:[^"]*":
 	'the log says why: certificate verification');
 $https->{handle}->kill_kill;
 
-# audit: reasons and roles in the log, no token text
+# audit: reasons, roles and payment ids in the log, no token text
+my $forged_payment = 'e0e0e0e0-1111-4222-8333-444455556666';
+is(sqlstate($node, submit($tok{tampered}, $alice, $forged_payment)), '28000', 'forged token refused');
+my $crafted = payload($alice);
+$crafted =~ s/"paymentId": "[^"]*"/"paymentId": "x\\nFAKE LOG LINE"/;
+is(sqlstate($node, "SELECT submit_payment('$crafted', '$tok{tampered}')"), '28000', 'forged token with a crafted paymentId refused');
 my $log = slurp_file($node->logfile);
-like($log, qr/payment: refused submit_payment by role "postgres": bad token signature/,
+like($log, qr/refused submit_payment by role "postgres", payment "$forged_payment": /,
+	'a refusal in authentication names the payment id');
+like($log, qr/payment "x\?FAKE LOG LINE": /, 'client-supplied values cannot break the log line');
+unlike($log, qr/^FAKE LOG LINE/m, 'no forged log line');
+like($log, qr/payment: refused submit_payment by role "postgres"(, payment "[^"]*")?: bad token signature/,
 	'audit line names role and reason');
-like($log, qr/refused submit_payment by role "postgres": token algorithm is not RS256/,
+like($log, qr/refused submit_payment by role "postgres"(, payment "[^"]*")?: token algorithm is not RS256/,
 	'alg none / HS256 logged as a wrong algorithm');
 like($log, qr/refused payment_status by role "postgres", user "$alice", payment "$bobs_payment": token user does not match/,
 	'42501 refusal logged with user and payment id');

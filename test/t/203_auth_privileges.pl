@@ -82,8 +82,8 @@ is(sqlstate($node, "SELECT submit_payment('" . payload($alice) . "', 'wrong')", 
 is(sqlstate($node, "SET ROLE client; SELECT submit_payment('" . payload($alice) . "', 'wrong')"),
 	'28P01', 'also after SET ROLE');
 my $log = slurp_file($node->logfile);
-like($log, qr/refused submit_payment by role "client": malformed API key/, 'audit names the client role');
-like($log, qr/refused submit_payment by role "client" \(session role "postgres"\): malformed API key/,
+like($log, qr/refused submit_payment by role "client"(, payment "[^"]*")?: malformed API key/, 'audit names the client role');
+like($log, qr/refused submit_payment by role "client" \(session role "postgres"\)(, payment "[^"]*")?: malformed API key/,
 	'audit names the session role after SET ROLE');
 unlike($log, qr/'wrong'/, 'the statement with the credential is not logged');
 $node->append_conf('postgresql.conf', "payment.auth = 'role'\n");
