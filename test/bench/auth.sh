@@ -4,6 +4,7 @@
 # against one throwaway cluster (test/bench/lib.sh); prints medians.
 #
 #   test/bench/auth.sh [runs] [seconds] [clients]     (defaults 5 5 2)
+#   test/bench/auth.sh --short                          (2 runs of 2 s: CI)
 #
 # Run as the postgres OS user from the repository root after `npm ci`, with
 # the extension installed for the PostgreSQL in $PGBIN (default: pg_config's).
@@ -12,6 +13,9 @@
 # in 57000-57999, 127.0.0.1 only.
 source "$(dirname "$0")/lib.sh"
 
+if [ "${1:-}" = "--short" ]; then
+	set -- 2 2 2
+fi
 runs=${1:-5}
 secs=${2:-5}
 clients=${3:-2}
