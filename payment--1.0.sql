@@ -127,6 +127,65 @@ REVOKE ALL ON FUNCTION payment.wake_workers_at_commit() FROM PUBLIC;
 
 -- == Authentication (issue 4): objects below this line ==
 
+-- API keys (x-api-key).  Only the SHA-256 of each key is kept; key_id is the
+-- key's public part, used to find the row.  Limits: rate_limit calls per
+-- second with bursts of burst_limit (token bucket), quota_limit calls per
+-- quota_period; NULL means unlimited.  Revoked keys stay for the record.
+CREATE TABLE payment.api_keys (
+    name            text        PRIMARY KEY,
+    key_id          text        NOT NULL UNIQUE,
+    key_hash        bytea       NOT NULL CHECK (length(key_hash) = 32),
+    rate_limit      float8      CHECK (rate_limit > 0),
+    burst_limit     integer     CHECK (burst_limit > 0),
+    quota_limit     integer     CHECK (quota_limit >= 0),
+    quota_period    interval    CHECK (quota_period >= interval '1 second'),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    revoked_at      timestamptz,
+    CHECK ((quota_limit IS NULL) = (quota_period IS NULL))
+);
+REVOKE ALL ON payment.api_keys FROM PUBLIC;
+
+-- Returns the new key; it is shown only this once.
+CREATE FUNCTION create_api_key(name text, rate_limit float8 DEFAULT NULL,
+                               burst_limit int DEFAULT NULL,
+                               quota_limit int DEFAULT NULL,
+                               quota_period interval DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'create_api_key'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION revoke_api_key(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'revoke_api_key'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON FUNCTION create_api_key(text, float8, int, int, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION revoke_api_key(text) FROM PUBLIC;
+
+-- Row-level security for roles an administrator lets read payments directly
+-- (reports, support staff): such a role sees the payments of the users mapped
+-- to it here, and nothing else.  Grant it USAGE on schema payment and SELECT on
+-- payment.payments and payment.reader_users.  The superuser, the table owner
+-- and the entry points (SECURITY DEFINER, owned by the superuser) are not
+-- affected.
+CREATE TABLE payment.reader_users (
+    role_name   name NOT NULL,
+    user_id     uuid NOT NULL,
+    PRIMARY KEY (role_name, user_id)
+);
+REVOKE ALL ON payment.reader_users FROM PUBLIC;
+
+ALTER TABLE payment.reader_users ENABLE ROW LEVEL SECURITY;
+CREATE POLICY reader_users_own ON payment.reader_users FOR SELECT
+    USING (role_name = current_user);
+
+ALTER TABLE payment.payments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY payments_mapped_users ON payment.payments FOR SELECT
+    USING (user_id IN (SELECT r.user_id FROM payment.reader_users r
+                        WHERE r.role_name = current_user));
+
 -- == end of authentication section ==
 
 

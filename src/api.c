@@ -64,6 +64,7 @@ accept_payload(Jsonb *payload, const PaymentCaller *caller, PaymentFields *field
 	char	   *body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
 	char	   *user_id;
 
+	payment_defence_check(payload);
 	payment_check_payload(payload, strlen(body));
 	payment_extract_fields(payload, fields);
 	user_id = payment_try_get_string(payload, "userId");
@@ -86,6 +87,8 @@ submit_payment(PG_FUNCTION_ARGS)
 	char	   *message_id;
 	StringInfoData result;
 
+	if (!PG_ARGISNULL(0))
+		payment_audit_note_payment(payment_try_get_string(PG_GETARG_JSONB_P(0), "paymentId"));
 	payment_authenticate(optional_text(fcinfo, 1), "submit_payment", &caller);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -205,6 +208,8 @@ payment_status(PG_FUNCTION_ARGS)
 	int			chosen = -1;
 	StringInfoData result;
 
+	if (!PG_ARGISNULL(0))
+		payment_audit_note_payment(DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0))));
 	payment_authenticate(optional_text(fcinfo, 1), "payment_status", &caller);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,

@@ -9,6 +9,8 @@
 
 #include "postgres.h"
 
+#include "utils/jsonb.h"
+
 typedef struct PaymentCaller
 {
 	char	   *user_id;		/* user the credential speaks for, or NULL */
@@ -18,9 +20,20 @@ typedef struct PaymentCaller
 /* define settings; called from _PG_init */
 extern void payment_auth_init(void);
 
-/* shared memory for throttling; called from payment.c's shmem hooks */
+/*
+ * Shared memory for throttling; called from payment.c's shmem hooks.
+ * payment_auth_shmem_size also requests the LWLock tranche, so call it only
+ * from the shmem_request hook.
+ */
 extern Size payment_auth_shmem_size(void);
 extern void payment_auth_shmem_startup(void);
+
+/*
+ * Optional, just before payment_authenticate: the payment id the call is
+ * about (unvalidated, may be NULL), so that a refusal's audit line can name
+ * it.  Used for logging only.
+ */
+extern void payment_audit_note_payment(const char *payment_id);
 
 /*
  * Authenticate (and throttle) the caller of an entry point before any other
@@ -37,5 +50,12 @@ extern void payment_authenticate(const char *credential, const char *operation,
  */
 extern void payment_authorize_user(const PaymentCaller *caller,
 								   const char *user_id, const char *payment_id);
+
+/*
+ * Defence in depth in place of a WAF: refuse a payload nested deeper than
+ * payment.max_json_depth (54000), with an audit line.  Call it after
+ * payment_authenticate and before validating the payload.
+ */
+extern void payment_defence_check(Jsonb *payload);
 
 #endif							/* PAYMENT_AUTH_H */

@@ -46,13 +46,21 @@ void		_PG_init(void);
 static void
 define_core_settings(void)
 {
+	/*
+	 * Restart-only settings can be defined only while preloading; a backend
+	 * that loads the library later (not preloaded: no workers) shows them as
+	 * reload settings instead of failing.
+	 */
+	GucContext	restart_only = process_shared_preload_libraries_in_progress ?
+		PGC_POSTMASTER : PGC_SIGHUP;
+
 	DefineCustomStringVariable("payment.database",
 							   gettext_noop("Database the payment workers serve."),
 							   NULL,
 							   &payment_database,
 							   "postgres",
-							   PGC_POSTMASTER,
-							   GUC_SUPERUSER_ONLY,
+							   restart_only,
+							   0,
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payment.workers",
@@ -60,7 +68,7 @@ define_core_settings(void)
 							NULL,
 							&payment_workers,
 							2, 0, PAYMENT_MAX_WORKERS,
-							PGC_POSTMASTER,
+							restart_only,
 							0,
 							NULL, NULL, NULL);
 
@@ -160,6 +168,8 @@ _PG_init(void)
 	define_core_settings();
 	payment_auth_init();
 	payment_sqs_init();
+	/* only after every payment.* setting exists: this drops the others */
+	MarkGUCPrefixReserved("payment");
 
 	/*
 	 * Only after every payment.* setting is defined: reserving the prefix

@@ -148,19 +148,11 @@ run_batch(bool use_sqs)
 		if (count == 0)
 			return 0;
 		pgstat_report_activity(STATE_RUNNING, "storing a batch from SQS");
-		/* the store must be durable before SQS forgets the messages */
-		SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION);
 		store_claimed(messages, count, false);
 		sqs_settle(messages, count);
 	}
 	else
 	{
-		/*
-		 * A payment and the deletion of its message commit atomically, so a
-		 * lost commit only means the message is delivered again: the store
-		 * need not wait for the WAL flush.
-		 */
-		SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
 		count = embedded_claim(&messages, payment_batch_size);
 		if (count == 0)
 			return 0;
@@ -171,12 +163,32 @@ run_batch(bool use_sqs)
 	return count;
 }
 
+/*
+ * With the embedded queue a payment and the deletion of its message commit
+ * atomically, so a commit lost in a crash only means the message is delivered
+ * again: the worker need not wait for the WAL flush.  With SQS the store must
+ * be durable before SQS forgets the messages.
+ */
+static void
+set_commit_durability(bool use_sqs)
+{
+	static int	current = -1;
+
+	if (current != (int) use_sqs)
+	{
+		SetConfigOption("synchronous_commit", use_sqs ? "on" : "off",
+						PGC_SUSET, PGC_S_SESSION);
+		current = (int) use_sqs;
+	}
+}
+
 void
 payment_worker_main(Datum main_arg)
 {
 	MemoryContext batch_context;
 	int			failures = 0;
 	char	   *last_error = NULL;
+	bool		extension_ready = false;
 
 	worker_index = DatumGetInt32(main_arg);
 
@@ -210,16 +222,22 @@ payment_worker_main(Datum main_arg)
 		MemoryContextReset(batch_context);
 		MemoryContextSwitchTo(batch_context);
 		use_sqs = payment_use_sqs();
+		set_commit_durability(use_sqs);
 
 		PG_TRY();
 		{
-			if (payment_paused || !extension_installed())
+			/* checked again only after an idle spell or a failure */
+			if (!extension_ready)
+				extension_ready = extension_installed();
+			if (payment_paused || !extension_ready)
 				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
 			else
 			{
 				handled = run_batch(use_sqs);
 				if (handled == 0 && !use_sqs)
 					wait_ms = (long) (embedded_next_visible_in(IDLE_WAIT_SECONDS) * 1000);
+				if (handled == 0)
+					extension_ready = false;
 			}
 			if (failures > 0)
 				ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
@@ -236,6 +254,7 @@ payment_worker_main(Datum main_arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			pgstat_report_activity(STATE_IDLE, NULL);
+			extension_ready = false;
 
 			/* log once per change of state, not once per attempt */
 			if (last_error == NULL || strcmp(last_error, edata->message) != 0)

@@ -24,7 +24,7 @@ apt-get install -y -qq \
 	"postgresql-server-dev-15=$server_version" \
 	postgresql-client-15 \
 	libcurl4-openssl-dev libssl-dev libipc-run-perl \
-	make gcc rsync >/dev/null
+	make gcc rsync openssl >/dev/null
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	apt-get install -y -qq nodejs npm >/dev/null
