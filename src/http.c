@@ -213,10 +213,10 @@ report_transfer_error(CURLcode rc, const char *errbuf, const char *url,
 		case CURLE_ABORTED_BY_CALLBACK:
 			/* cancel or die: let PostgreSQL report it as usual */
 			CHECK_FOR_INTERRUPTS();
+			/* still here: a worker's shutdown request, or interrupts held off */
 			ereport(ERROR,
-					(errcode(ERRCODE_ADMIN_SHUTDOWN),
-					 errmsg("SQS request to \"%s\" abandoned because the server is shutting down",
-							url)));
+					(errcode(ShutdownRequestPending ? ERRCODE_ADMIN_SHUTDOWN : ERRCODE_QUERY_CANCELED),
+					 errmsg("SQS request to \"%s\" was interrupted", url)));
 			break;
 		case CURLE_OPERATION_TIMEDOUT:
 			ereport(ERROR,

@@ -64,12 +64,15 @@ forget_worker_latch(int code, Datum arg)
 static bool
 extension_installed(void)
 {
+	MemoryContext context = CurrentMemoryContext;
 	bool		installed;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("payment", true));
 	CommitTransactionCommand();
+	/* commit leaves TopMemoryContext current: the batch must not go there */
+	MemoryContextSwitchTo(context);
 	return installed;
 }
 
