@@ -7,7 +7,9 @@
 //        --keys '{"AKIDTEST":{"secret":"...","token":"..."}}'
 //
 // Data port: requests whose signature matches are forwarded; others get 403
-// with an AWS-shaped error.  Control port (plain HTTP, loopback):
+// with an AWS-shaped error.  With --tls-port/--tls-cert/--tls-key the same
+// service is also offered over HTTPS (to check that clients verify
+// certificates).  Control port (plain HTTP, loopback):
 //   GET  /__stats             counters as JSON
 //   POST /__down              close the data port and every open connection
 //   POST /__up                listen again
@@ -18,7 +20,9 @@
 //   POST /__fail?status=S&code=C&count=N[&op=O]
 //                             answer the next N requests (of O) with S
 //   POST /__reset             zero the counters
+import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import { parseArgs } from "node:util";
 import signatureV4 from "@smithy/signature-v4";
 import hashNode from "@smithy/hash-node";
@@ -36,6 +40,9 @@ const { values } = parseArgs({
     upstream: { type: "string" },
     region: { type: "string", default: "us-east-1" },
     keys: { type: "string" },
+    "tls-port": { type: "string" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
   },
 });
 const upstream = new URL(values.upstream);
@@ -43,6 +50,7 @@ const keys = JSON.parse(values.keys);
 const MAX_SKEW_MS = 5 * 60 * 1000;
 
 const freshStats = () => ({ accepted: 0, rejected: 0, forwarded_errors: 0, injected: 0, dropped: 0,
+                           connections: 0, tls_connections: 0, tls_handshakes: 0,
                            reasons: {}, byKey: {}, byOperation: {} });
 const stats = freshStats();
 let slow = { ms: 0, op: null, before: false };
@@ -153,7 +161,7 @@ function awsError(res, status, type, message) {
 }
 
 const sockets = new Set();
-const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
+const handler = (req, res) => {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
   req.on("end", async () => {
@@ -179,8 +187,13 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       return hold(0, () => (req.socket.destroyed ? stats.dropped++ : forward(req, res, body, op)));
     forward(req, res, body, op);
   });
+};
+const server = http.createServer({ keepAliveTimeout: 65_000 }, handler);
+server.on("connection", (s) => {
+  stats.connections++;
+  sockets.add(s);
+  s.on("close", () => sockets.delete(s));
 });
-server.on("connection", (s) => { sockets.add(s); s.on("close", () => sockets.delete(s)); });
 
 function listen() {
   return new Promise((resolve, reject) => {
@@ -219,6 +232,13 @@ const control = http.createServer((req, res) => {
 });
 
 await listen();
+if (values["tls-port"]) {
+  const tls = https.createServer({ cert: fs.readFileSync(values["tls-cert"]),
+                                   key: fs.readFileSync(values["tls-key"]) }, handler);
+  tls.on("connection", () => stats.tls_connections++);
+  tls.on("secureConnection", () => stats.tls_handshakes++);
+  await new Promise((r) => tls.listen(Number(values["tls-port"]), "127.0.0.1", r));
+}
 await new Promise((r) => control.listen(Number(values["control-port"]), "127.0.0.1", r));
 console.log(`sigv4-proxy listening on ${values.port}, control on ${values["control-port"]}`);
 for (const sig of ["SIGTERM", "SIGINT"])

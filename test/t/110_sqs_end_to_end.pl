@@ -139,6 +139,10 @@ my $bad = $peers->producer('badsig', 'queue-url' => $queue_url);
 is($bad->{status}, 403, 'a request signed with a wrong secret gets 403');
 is($peers->stats->{rejected}, 1, 'and is counted as rejected');
 
+# connections are kept alive and reused
+cmp_ok($stats->{connections} * 10, '<', $stats->{accepted},
+	"requests reuse connections ($stats->{accepted} requests on $stats->{connections} connections)");
+
 ### AWS errors become SQLSTATEs, with the AWS error in the detail
 my $submit = 'SELECT submit_payment(' . lit(payment_json()) . ')';
 for my $case (
@@ -200,6 +204,20 @@ for my $how ('pg_cancel_backend', 'pg_terminate_backend')
 	ok($took < 2.5, sprintf("$how took effect in %.1f s", $took));
 }
 $peers->control('/__slow?ms=0');
+
+### TLS certificates are verified: an untrusted endpoint is refused
+my $tls = $peers->tls_endpoint;
+$node->safe_psql('postgres', "ALTER SYSTEM SET payment.sqs_endpoint = '$tls'");
+$node->reload;
+($ok, $err) = try_sql($submit);
+ok(!$ok && $err =~ /ERROR:  08001: TLS handshake with SQS endpoint "\Q$tls\E" failed/,
+	'an endpoint with an untrusted certificate is refused (08001)')
+  or diag($err);
+cmp_ok($peers->stats->{tls_connections}, '>=', 1, 'a TLS connection was attempted');
+is($peers->stats->{tls_handshakes}, 0, 'and the client did not complete the handshake');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET payment.sqs_endpoint');
+$node->reload;
+ok(SqsPeers::wait_until(sub { (try_sql($submit))[0] }, 10), 'back on the plain endpoint, submits work');
 
 ### settings are superuser-only; secrets are not shown
 $node->safe_psql('postgres', 'CREATE ROLE clerk LOGIN');

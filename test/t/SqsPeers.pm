@@ -90,8 +90,20 @@ sub new
 	wait_until(sub { $self->_get("http://127.0.0.1:$self->{fauxqs_port}/health") }, 30)
 	  or croak "fauxqs did not start";
 
+	# a self-signed certificate for the proxy's HTTPS port: no client may trust it
+	$self->{tls_port} = free_port();
+	my $cert = "$self->{logdir}/proxy_cert.pem";
+	my $certkey = "$self->{logdir}/proxy_key.pem";
+	my ($o, $e);
+	IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+			'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+			'-days', '1', '-keyout', $certkey, '-out', $cert ],
+		'<', \undef, '>', \$o, '2>', \$e)
+	  or croak "openssl: $e";
+
 	$self->{proxy} = $self->_spawn(
 		'proxy', 'test/sqs/sigv4-proxy.mjs',
+		'--tls-port', $self->{tls_port}, '--tls-cert', $cert, '--tls-key', $certkey,
 		'--port', $self->{proxy_port},
 		'--control-port', $self->{control_port},
 		'--upstream', "http://127.0.0.1:$self->{fauxqs_port}",
@@ -120,6 +132,9 @@ sub _get
 }
 
 sub endpoint { return $_[0]->{endpoint}; }
+
+# the same proxy over HTTPS, with an untrusted self-signed certificate
+sub tls_endpoint { return "https://127.0.0.1:$_[0]->{tls_port}"; }
 
 # POST to the proxy's control port, e.g. control('/__slow?ms=100')
 sub control
