@@ -100,12 +100,7 @@ is(sqlstate($node, "SELECT submit_payments('[" . payload($alice) . ", " . payloa
 
 my $unused_port = free_port();
 # the verified-token cache never outlives the token or a settings change
-my $try = q{CREATE FUNCTION pg_temp.try(c text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM submit_payment(jsonb_set('} . payload($alice) . q{'::jsonb, '{paymentId}', to_jsonb(gen_random_uuid()::text)), c);
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE;
-END $$;};
+my $try = try_function($alice);
 is($node->safe_psql('postgres', qq{$try
 SET payment.jwt_leeway = 0;
 SELECT pg_temp.try('$tok{short_lived}');

@@ -22,12 +22,7 @@ sub submit
 
 # a session that calls submit_payment once per credential and reports
 # 'ok' or the SQLSTATE of each call
-my $try_fn = q{CREATE FUNCTION pg_temp.try(c text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM submit_payment(jsonb_set('} . payload($user) . q{'::jsonb, '{paymentId}', to_jsonb(gen_random_uuid()::text)), c);
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE;
-END $$;};
+my $try_fn = try_function($user);
 
 # creation
 my $key = $node->safe_psql('postgres', "SELECT create_api_key('partner')");

@@ -13,7 +13,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(free_port start_jwks mint new_auth_node sqlstate payload);
+our @EXPORT = qw(free_port start_jwks mint new_auth_node sqlstate payload try_function);
 
 sub free_port
 {
@@ -96,6 +96,19 @@ sub payload
 	$payment //= sprintf('%08x-%04x-4%03x-8%03x-%012x',
 		int(rand(2**32)), int(rand(2**16)), int(rand(2**12)), int(rand(2**12)), int(rand(2**48)));
 	return qq({"paymentId": "$payment", "userId": "$user", "dateTimestamp": "1709553600", "description": "Regular payment", "currency": "GBP", "amount": 7.99});
+}
+
+# SQL creating pg_temp.try(credential): submits a fresh payment of $user with
+# that credential and returns 'ok' or the SQLSTATE of the refusal
+sub try_function
+{
+	my ($user) = @_;
+	return q{CREATE FUNCTION pg_temp.try(c text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM submit_payment(jsonb_set('} . payload($user) . q{'::jsonb, '{paymentId}', to_jsonb(gen_random_uuid()::text)), c);
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE;
+END $$;};
 }
 
 1;
