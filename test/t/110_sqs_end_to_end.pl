@@ -129,6 +129,40 @@ ok(SqsPeers::wait_until(sub {
 		}, 30),
 	'the queue is empty afterwards (GetQueueAttributes)');
 
+### transient store failures: ChangeMessageVisibilityBatch, then stored or
+### dead-lettered after payment.max_receive_count (3) receives
+$node->safe_psql('postgres', q{
+	CREATE SEQUENCE flaky_seq;
+	CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF NEW.description = 'flaky twice' AND nextval('flaky_seq') <= 2
+		   OR NEW.description = 'always flaky' THEN
+			RAISE EXCEPTION 'injected transient failure' USING ERRCODE = '55P03';
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER flaky BEFORE INSERT ON payment.payments
+		FOR EACH ROW EXECUTE FUNCTION flaky();
+});
+my $twice = payment_json(description => 'flaky twice');
+my $always = payment_json(description => 'always flaky');
+my $cmv_before = $peers->stats->{byOperation}{ChangeMessageVisibilityBatch} // 0;
+count_sql("SELECT submit_payment(" . lit($twice) . "), submit_payment(" . lit($always) . ")");
+my ($twice_pid, $always_pid) = map { decode_json($_)->{paymentId} } ($twice, $always);
+ok(wait_for_sql("SELECT count(*) FROM payment.payments WHERE payment_id = '$twice_pid'", '1', 30),
+	'a payment that failed transiently twice is stored on its third delivery');
+ok(wait_for_sql("SELECT reason || ':' || receive_count FROM payment.dead_letters WHERE payment_id = '$always_pid'",
+		'max_receives:3', 30),
+	'a payment that always fails transiently is dead-lettered after 3 receives');
+cmp_ok(($peers->stats->{byOperation}{ChangeMessageVisibilityBatch} // 0) - $cmv_before, '>=', 2,
+	'retries were scheduled with ChangeMessageVisibilityBatch');
+ok(SqsPeers::wait_until(sub {
+			my $c = $peers->queue_counts;
+			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
+		}, 30),
+	'both are gone from the queue afterwards');
+$node->safe_psql('postgres', 'DROP TRIGGER flaky ON payment.payments');
+
 ### every request of the extension passed the independent SigV4 check
 my $stats = $peers->stats;
 is($stats->{rejected}, 0, 'no request was rejected by the SigV4 verifier');
