@@ -479,19 +479,19 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 	headers[nheaders++] = (HttpHeader) {"X-Amz-Date", amz_date};
 	headers[nheaders++] = (HttpHeader) {"X-Amz-Target", target};
 
+	/* the credentials are wiped however this ends */
 	aws_get_credentials(&creds);
-	if (creds.session_token)
-		headers[nheaders++] = (HttpHeader) {"X-Amz-Security-Token", creds.session_token};
-	authorization = sigv4_authorization("POST", endpoint.path, "",
-										headers, nheaders,
-										request->data, request->len,
-										amz_date, region, "sqs",
-										creds.access_key_id,
-										creds.secret_access_key);
-	headers[nheaders++] = (HttpHeader) {"Authorization", authorization};
-
 	PG_TRY();
 	{
+		if (creds.session_token)
+			headers[nheaders++] = (HttpHeader) {"X-Amz-Security-Token", creds.session_token};
+		authorization = sigv4_authorization("POST", endpoint.path, "",
+											headers, nheaders,
+											request->data, request->len,
+											amz_date, region, "sqs",
+											creds.access_key_id,
+											creds.secret_access_key);
+		headers[nheaders++] = (HttpHeader) {"Authorization", authorization};
 		http_post(url, headers, nheaders, request->data, request->len,
 				  extra_wait_ms, &resp);
 	}
