@@ -168,8 +168,6 @@ _PG_init(void)
 	define_core_settings();
 	payment_auth_init();
 	payment_sqs_init();
-	/* only after every payment.* setting exists: this drops the others */
-	MarkGUCPrefixReserved("payment");
 
 	/*
 	 * Only after every payment.* setting is defined: reserving the prefix

@@ -111,6 +111,8 @@ embedded_claim(QueueMessage **messages, int max_messages)
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	/* commit leaves TopMemoryContext current */
+	MemoryContextSwitchTo(caller_context);
 
 	*messages = claimed;
 	return count;
@@ -200,6 +202,7 @@ embedded_settle(QueueMessage *messages, int count)
 double
 embedded_next_visible_in(double cap)
 {
+	MemoryContext caller_context = CurrentMemoryContext;
 	static SPIPlanPtr next_plan = NULL;
 	double		seconds = cap;
 	bool		isnull;
@@ -223,5 +226,6 @@ embedded_next_visible_in(double cap)
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller_context);
 	return seconds;
 }

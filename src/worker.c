@@ -92,6 +92,8 @@ wait_on_latch(long timeout_ms)
 static void
 store_in_transaction(QueueMessage *messages, int count, bool isolate, bool embedded)
 {
+	MemoryContext context = CurrentMemoryContext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -102,6 +104,8 @@ store_in_transaction(QueueMessage *messages, int count, bool isolate, bool embed
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+	/* commit leaves TopMemoryContext current: settling must not go there */
+	MemoryContextSwitchTo(context);
 }
 
 /*
