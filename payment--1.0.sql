@@ -35,7 +35,13 @@ CREATE TABLE payment.queue (
     enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     visible_at      timestamptz NOT NULL DEFAULT now(),
     receive_count   integer     NOT NULL DEFAULT 0
-);
+)
+-- every message is inserted, updated once per receive and deleted: vacuum by
+-- the count of dead rows, not by the (always small) size of the table
+WITH (autovacuum_vacuum_scale_factor = 0,
+      autovacuum_vacuum_threshold = 1000,
+      autovacuum_vacuum_insert_scale_factor = 0,
+      autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX queue_payment_id_idx ON payment.queue (payment_id);
 
 -- Whoever adds messages (submit_payment, redrive, an operator by hand), the

@@ -45,7 +45,7 @@ SELECT payment_id FROM payment.payments
  WHERE payment_id IN ('44444444-4444-4444-8444-444444444444', '77777777-7777-4777-8777-777777777777')
  ORDER BY 1;
 SELECT reason, left(error, 60) AS error, payment_id
-  FROM payment.dead_letters WHERE reason = 'invalid' ORDER BY id;
+  FROM payment.dead_letters WHERE reason = 'invalid' ORDER BY error COLLATE "C";
 
 -- a message already received max_receive_count times is dead-lettered
 INSERT INTO payment.queue (body, receive_count)

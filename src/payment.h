@@ -102,9 +102,9 @@ extern void payment_find_keys(const char *body, Datum *payment_id, Datum *user_i
 struct _SPI_plan;
 extern struct _SPI_plan *payment_prepare(struct _SPI_plan **plan, const char *sql,
 										 int nargs, Oid *argtypes);
-extern double embedded_next_visible_in(double cap);
 extern char *embedded_enqueue(const char *body, PaymentFields *fields);
-extern int	embedded_claim(QueueMessage **messages, int max_messages);
+extern int	embedded_claim(QueueMessage **messages, int max_messages,
+						   double *idle_seconds);
 extern void embedded_settle(QueueMessage *messages, int count);
 
 /* store.c: idempotent writes of a claimed batch (caller holds SPI + xact) */

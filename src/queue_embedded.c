@@ -54,12 +54,38 @@ embedded_enqueue(const char *body, PaymentFields *fields)
 	return message_id;
 }
 
+/* Seconds until the next queued message becomes visible, at most cap. */
+static double
+next_visible_in(double cap)
+{
+	static SPIPlanPtr next_plan = NULL;
+	double		seconds = cap;
+	bool		isnull;
+	Datum		d;
+
+	payment_prepare(&next_plan,
+					"SELECT extract(epoch FROM min(visible_at) - clock_timestamp())::float8"
+					"  FROM payment.queue",
+					0, NULL);
+	if (SPI_execute_plan(next_plan, NULL, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			seconds = Max(0.0, Min(cap, DatumGetFloat8(d)));
+	}
+	return seconds;
+}
+
 /*
  * Claim up to max_messages visible messages in a transaction of its own.
- * The result is allocated in the caller's memory context.
+ * The result is allocated in the caller's memory context.  When there is
+ * none, *idle_seconds says how long until the next queued message becomes
+ * visible (at most its input value), so an idle worker sleeps on its latch
+ * just as long as it needs to.
  */
 int
-embedded_claim(QueueMessage **messages, int max_messages)
+embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	Oid			argtypes[2] = {INT4OID, INT4OID};
@@ -107,6 +133,8 @@ embedded_claim(QueueMessage **messages, int max_messages)
 		}
 		MemoryContextSwitchTo(spi_context);
 	}
+	else
+		*idle_seconds = next_visible_in(*idle_seconds);
 
 	PopActiveSnapshot();
 	SPI_finish();
@@ -193,39 +221,4 @@ embedded_settle(QueueMessage *messages, int count)
 		if (SPI_execute_plan(delay_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "delaying retried messages failed");
 	}
-}
-
-/*
- * Seconds until the next queued message becomes visible (capped), so an
- * idle worker sleeps on its latch exactly as long as it needs to.
- */
-double
-embedded_next_visible_in(double cap)
-{
-	MemoryContext caller_context = CurrentMemoryContext;
-	static SPIPlanPtr next_plan = NULL;
-	double		seconds = cap;
-	bool		isnull;
-	Datum		d;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	payment_prepare(&next_plan,
-					"SELECT extract(epoch FROM min(visible_at) - clock_timestamp())::float8"
-					"  FROM payment.queue",
-					0, NULL);
-	if (SPI_execute_plan(next_plan, NULL, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-	{
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			seconds = Max(0.0, Min(cap, DatumGetFloat8(d)));
-	}
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(caller_context);
-	return seconds;
 }

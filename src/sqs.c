@@ -4,12 +4,11 @@
  *	  entry points and the workers use when payment.queue_url is set.
  *
  * Owns: the payment.queue_url, sqs_endpoint, aws_* , wait_time and
- * http_timeout settings; building AWS JSON 1.0 requests (escape_json),
- * signing them (sigv4.c) with the credentials of aws_credentials.c,
- * sending them (http.c), parsing answers with PostgreSQL's JSON code, and
- * turning AWS errors into SQLSTATEs.  Every operation raises an ERROR when
- * it fails; the workers catch it and back off, and the entry points let
- * it reach the client.  No message ever includes a credential.
+ * http_timeout settings, and the operations (SendMessage, SendMessageBatch,
+ * ReceiveMessage, DeleteMessageBatch, ChangeMessageVisibilityBatch) built
+ * on one signed request of sqs_client.c.  Every operation raises an ERROR
+ * when it fails; the workers catch it and back off, and the entry points
+ * let it reach the client.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -29,6 +28,7 @@
 #include "http.h"
 #include "sigv4.h"
 #include "sqs.h"
+#include "sqs_client.h"
 
 /* AWS's limits per batch request */
 #define SQS_MAX_BATCH 10
@@ -149,381 +149,6 @@ payment_use_sqs(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* JSON answers */
-
-static JsonbValue *
-json_get(JsonbContainer *obj, const char *key)
-{
-	if (obj == NULL || !JsonContainerIsObject(obj))
-		return NULL;
-	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
-}
-
-static char *
-json_get_string(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = json_get(obj, key);
-
-	if (v == NULL || v->type != jbvString)
-		return NULL;
-	return pnstrdup(v->val.string.val, v->val.string.len);
-}
-
-static JsonbContainer *
-json_get_container(JsonbContainer *obj, const char *key)
-{
-	JsonbValue *v = json_get(obj, key);
-
-	if (v == NULL || v->type != jbvBinary)
-		return NULL;
-	return v->val.binary.data;
-}
-
-/* number of elements of an array member; 0 when absent */
-static int
-json_array_size(JsonbContainer *arr)
-{
-	if (arr == NULL || !JsonContainerIsArray(arr))
-		return 0;
-	return JsonContainerSize(arr);
-}
-
-static JsonbContainer *
-json_array_object(JsonbContainer *arr, int i)
-{
-	JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
-
-	if (v == NULL || v->type != jbvBinary)
-		return NULL;
-	return v->val.binary.data;
-}
-
-/* the body as a Jsonb object container, or NULL if it is not JSON */
-static JsonbContainer *
-parse_json_object(char *text, size_t len)
-{
-	JsonLexContext *lex;
-	Jsonb	   *jb;
-
-	if (len == 0)
-		return NULL;
-	/* validate without throwing, so that garbage gets our own SQLSTATE */
-	lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-	if (!JB_ROOT_IS_OBJECT(jb))
-		return NULL;
-	return &jb->root;
-}
-
-/* a short, printable excerpt of an answer for errdetail */
-static char *
-excerpt(const char *text, size_t len)
-{
-	size_t		n = Min(len, 200);
-
-	n = pg_mbcliplen(text, n, n);
-	return psprintf("%.*s%s", (int) n, text, len > n ? "..." : "");
-}
-
-static void
-md5_hex(const char *data, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute an MD5 digest")));
-	for (int i = 0; i < 16; i++)
-	{
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 0xf];
-	}
-	out[32] = '\0';
-}
-
-/* ------------------------------------------------------------------ */
-/* AWS errors */
-
-typedef struct AwsErrorMap
-{
-	const char *code;
-	int			sqlstate;
-} AwsErrorMap;
-
-static const AwsErrorMap aws_errors[] = {
-	/* the credentials are wrong, unknown or expired */
-	{"InvalidClientTokenId", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"UnrecognizedClientException", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"SignatureDoesNotMatch", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"InvalidSignatureException", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"IncompleteSignature", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"MissingAuthenticationToken", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"MissingClientTokenId", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"InvalidAccessKeyId", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"InvalidSecurity", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"ExpiredToken", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"ExpiredTokenException", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	{"RequestExpired", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
-	/* the credentials are fine but not allowed */
-	{"AccessDenied", ERRCODE_INSUFFICIENT_PRIVILEGE},
-	{"AccessDeniedException", ERRCODE_INSUFFICIENT_PRIVILEGE},
-	{"KmsAccessDenied", ERRCODE_INSUFFICIENT_PRIVILEGE},
-	{"KMS.AccessDeniedException", ERRCODE_INSUFFICIENT_PRIVILEGE},
-	/* slow down */
-	{"ThrottlingException", ERRCODE_INSUFFICIENT_RESOURCES},
-	{"Throttling", ERRCODE_INSUFFICIENT_RESOURCES},
-	{"RequestThrottled", ERRCODE_INSUFFICIENT_RESOURCES},
-	{"OverLimit", ERRCODE_INSUFFICIENT_RESOURCES},
-	{"KmsThrottled", ERRCODE_INSUFFICIENT_RESOURCES},
-	{"KMS.ThrottlingException", ERRCODE_INSUFFICIENT_RESOURCES},
-	/* the queue */
-	{"QueueDoesNotExist", ERRCODE_UNDEFINED_OBJECT},
-	{"AWS.SimpleQueueService.NonExistentQueue", ERRCODE_UNDEFINED_OBJECT},
-	{"QueueDeletedRecently", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
-	{"KmsDisabled", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
-	{"KmsInvalidState", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
-	{"KmsNotFound", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
-	{"KmsOptInRequired", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
-	/* the request */
-	{"MessageTooLong", ERRCODE_PROGRAM_LIMIT_EXCEEDED},
-	{"BatchRequestTooLong", ERRCODE_PROGRAM_LIMIT_EXCEEDED},
-	{"TooManyEntriesInBatchRequest", ERRCODE_PROGRAM_LIMIT_EXCEEDED},
-	{"InvalidMessageContents", ERRCODE_CHARACTER_NOT_IN_REPERTOIRE},
-	{"InvalidParameterValue", ERRCODE_INVALID_PARAMETER_VALUE},
-	{"MissingParameter", ERRCODE_INVALID_PARAMETER_VALUE},
-	{"ReceiptHandleIsInvalid", ERRCODE_INVALID_PARAMETER_VALUE},
-	{"InvalidBatchEntryId", ERRCODE_INVALID_PARAMETER_VALUE},
-	{"BatchEntryIdsNotDistinct", ERRCODE_INVALID_PARAMETER_VALUE},
-	{"EmptyBatchRequest", ERRCODE_INVALID_PARAMETER_VALUE},
-	{"UnsupportedOperation", ERRCODE_INVALID_PARAMETER_VALUE},
-	/* the service */
-	{"ServiceUnavailable", ERRCODE_CONNECTION_FAILURE},
-	{"KmsUnavailable", ERRCODE_CONNECTION_FAILURE},
-	{"RequestTimeout", ERRCODE_CONNECTION_FAILURE},
-	{"InternalError", ERRCODE_SYSTEM_ERROR},
-	{"InternalFailure", ERRCODE_SYSTEM_ERROR},
-	{NULL, 0}
-};
-
-/* SQLSTATE for an AWS error code, falling back on the HTTP status */
-static int
-aws_error_sqlstate(const char *code, long status)
-{
-	if (code != NULL)
-	{
-		for (const AwsErrorMap *m = aws_errors; m->code != NULL; m++)
-			if (strcmp(m->code, code) == 0)
-				return m->sqlstate;
-	}
-	if (status == 401)
-		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-	if (status == 403)
-		return ERRCODE_INSUFFICIENT_PRIVILEGE;
-	if (status == 404)
-		return ERRCODE_UNDEFINED_OBJECT;
-	if (status == 413)
-		return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-	if (status == 429)
-		return ERRCODE_INSUFFICIENT_RESOURCES;
-	if (status == 502 || status == 503 || status == 504)
-		return ERRCODE_CONNECTION_FAILURE;
-	if (status >= 400 && status < 500)
-		return ERRCODE_INVALID_PARAMETER_VALUE;
-	return ERRCODE_SYSTEM_ERROR;
-}
-
-/* "com.amazonaws.sqs#QueueDoesNotExist" -> "QueueDoesNotExist" */
-static const char *
-short_type(const char *type)
-{
-	const char *hash = type ? strrchr(type, '#') : NULL;
-	const char *colon;
-
-	if (hash)
-		type = hash + 1;
-	/* some services append ":http://internal.amazon.com/..." */
-	if (type && (colon = strchr(type, ':')) != NULL)
-		return pnstrdup(type, colon - type);
-	return type;
-}
-
-static void
-report_aws_error(const char *operation, HttpResponse *resp)
-{
-	JsonbContainer *err = parse_json_object(resp->body, resp->body_len);
-	const char *type = short_type(json_get_string(err, "__type"));
-	char	   *message = json_get_string(err, "message");
-	char	   *query_code = NULL;
-
-	if (message == NULL)
-		message = json_get_string(err, "Message");
-	/* "AWS.SimpleQueueService.NonExistentQueue;Sender" */
-	if (resp->query_error != NULL)
-	{
-		char	   *semi = strchr(resp->query_error, ';');
-
-		query_code = semi ? pnstrdup(resp->query_error, semi - resp->query_error)
-			: resp->query_error;
-	}
-	if (message == NULL && err == NULL)
-		message = excerpt(resp->body, resp->body_len);
-	/* the legacy code only adds something when it differs */
-	if (type != NULL && query_code != NULL && strcmp(type, query_code) == 0)
-		query_code = NULL;
-
-	ereport(ERROR,
-			(errcode(aws_error_sqlstate(type ? type : query_code, resp->status)),
-			 errmsg("SQS %s failed with HTTP status %ld", operation, resp->status),
-			 errdetail("AWS error %s%s%s%s: %s",
-					   type ? type : "(none)",
-					   query_code ? " (" : "",
-					   query_code ? query_code : "",
-					   query_code ? ")" : "",
-					   message ? message : "(no message)")));
-}
-
-/* ------------------------------------------------------------------ */
-/* requests */
-
-/* the endpoint's URL: the setting, else the region's public endpoint */
-static char *
-endpoint_url(const char *region)
-{
-	if (payment_sqs_endpoint[0] != '\0')
-		return payment_sqs_endpoint;
-	return psprintf("https://sqs.%s.amazonaws.com", region);
-}
-
-/* region from "https://sqs.<region>.amazonaws.com/..." queue URLs */
-static char *
-region_from_queue_url(void)
-{
-	static const char prefix[] = "://sqs.";
-	const char *p = strstr(payment_queue_url, prefix);
-	const char *end;
-
-	if (p == NULL)
-		return NULL;
-	p += sizeof(prefix) - 1;
-	end = strstr(p, ".amazonaws.com");
-	if (end == NULL || end == p || memchr(p, '/', end - p) != NULL)
-		return NULL;
-	return pnstrdup(p, end - p);
-}
-
-static void
-require_queue(void)
-{
-	if (!payment_use_sqs())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payment.queue_url is not set")));
-}
-
-/*
- * Send one signed AWS JSON 1.0 request and return the answer's top-level
- * object.  Raises an ERROR for transport failures, non-200 answers and
- * answers that are not a JSON object.
- */
-static JsonbContainer *
-sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
-{
-	AwsCredentials creds;
-	char	   *region;
-	char	   *url;
-	HttpUrl		endpoint;
-	char	   *problem;
-	char		amz_date[SIGV4_DATE_LEN + 1];
-	char	   *target = psprintf("AmazonSQS.%s", operation);
-	HttpHeader	headers[6];
-	int			nheaders = 0;
-	char	   *authorization;
-	HttpResponse resp;
-	JsonbContainer *answer;
-
-	require_queue();
-
-	/*
-	 * SQS speaks UTF-8, and message bodies pass through untranslated so that
-	 * their MD5 sums hold.
-	 */
-	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("the SQS backend requires a UTF8 database"),
-				 errdetail("The database encoding is %s.", GetDatabaseEncodingName())));
-
-	region = aws_get_region();
-	if (region == NULL)
-		region = region_from_queue_url();
-	if (region == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("no AWS region configured for the SQS backend"),
-				 errhint("Set payment.aws_region, or AWS_REGION in the server's environment.")));
-	url = endpoint_url(region);
-	if (!http_parse_url(url, &endpoint, &problem))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid SQS endpoint \"%s\"", url),
-				 errdetail("%s.", problem)));
-
-	sigv4_now(amz_date);
-	headers[nheaders++] = (HttpHeader) {"Host", endpoint.host};
-	headers[nheaders++] = (HttpHeader) {"Content-Type", "application/x-amz-json-1.0"};
-	headers[nheaders++] = (HttpHeader) {"X-Amz-Date", amz_date};
-	headers[nheaders++] = (HttpHeader) {"X-Amz-Target", target};
-
-	/* the credentials are wiped however this ends */
-	aws_get_credentials(&creds);
-	PG_TRY();
-	{
-		if (creds.session_token)
-			headers[nheaders++] = (HttpHeader) {"X-Amz-Security-Token", creds.session_token};
-		authorization = sigv4_authorization("POST", endpoint.path, "",
-											headers, nheaders,
-											request->data, request->len,
-											amz_date, region, "sqs",
-											creds.access_key_id,
-											creds.secret_access_key);
-		headers[nheaders++] = (HttpHeader) {"Authorization", authorization};
-		http_post(url, headers, nheaders, request->data, request->len,
-				  extra_wait_ms, &resp);
-	}
-	PG_FINALLY();
-	{
-		aws_free_credentials(&creds);
-	}
-	PG_END_TRY();
-
-	if (resp.status != 200)
-		report_aws_error(operation, &resp);
-
-	answer = parse_json_object(resp.body, resp.body_len);
-	if (answer == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("SQS %s answered with something other than a JSON object",
-						operation),
-				 errdetail("The answer began: %s",
-						   excerpt(resp.body, resp.body_len))));
-	return answer;
-}
-
-static void
-start_request(StringInfo req)
-{
-	initStringInfo(req);
-	appendStringInfoString(req, "{\"QueueUrl\":");
-	escape_json(req, payment_queue_url);
-}
-
-/* ------------------------------------------------------------------ */
 /* operations */
 
 char *
@@ -540,15 +165,15 @@ sqs_send_message(const char *body)
 	char	   *result;
 
 	MemoryContextSwitchTo(cxt);
-	start_request(&req);
+	sqs_start_request(&req);
 	appendStringInfoString(&req, ",\"MessageBody\":");
 	escape_json(&req, body);
 	appendStringInfoChar(&req, '}');
 
 	answer = sqs_call("SendMessage", &req, 0);
-	message_id = json_get_string(answer, "MessageId");
-	md5 = json_get_string(answer, "MD5OfMessageBody");
-	md5_hex(body, strlen(body), expected);
+	message_id = sqs_json_string(answer, "MessageId");
+	md5 = sqs_json_string(answer, "MD5OfMessageBody");
+	sqs_md5_hex(body, strlen(body), expected);
 	if (message_id == NULL || md5 == NULL || pg_strcasecmp(md5, expected) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -579,7 +204,7 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 	int			end = first;
 	int			nfailed;
 
-	start_request(&req);
+	sqs_start_request(&req);
 	appendStringInfoString(&req, ",\"Entries\":[");
 	while (end < count && end - first < SQS_MAX_BATCH)
 	{
@@ -599,8 +224,8 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 
 	answer = sqs_call("SendMessageBatch", &req, 0);
 
-	failed = json_get_container(answer, "Failed");
-	nfailed = json_array_size(failed);
+	failed = sqs_json_container(answer, "Failed");
+	nfailed = sqs_json_array_size(failed);
 	if (nfailed > 0)
 	{
 		StringInfoData detail;
@@ -609,10 +234,10 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 		initStringInfo(&detail);
 		for (int i = 0; i < nfailed; i++)
 		{
-			JsonbContainer *f = json_array_object(failed, i);
-			char	   *id = json_get_string(f, "Id");
-			char	   *code = json_get_string(f, "Code");
-			char	   *msg = json_get_string(f, "Message");
+			JsonbContainer *f = sqs_json_array_object(failed, i);
+			char	   *id = sqs_json_string(f, "Id");
+			char	   *code = sqs_json_string(f, "Code");
+			char	   *msg = sqs_json_string(f, "Message");
 
 			if (first_code == NULL)
 				first_code = code;
@@ -622,7 +247,7 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 							 msg ? ": " : "", msg ? msg : "");
 		}
 		ereport(ERROR,
-				(errcode(aws_error_sqlstate(first_code, 400)),
+				(errcode(sqs_error_sqlstate(first_code, 400)),
 				 errmsg("SQS rejected %d of the payments %d to %d", nfailed,
 						first, end - 1),
 				 errdetail("Entries are numbered from 0 in the order given: %s.",
@@ -631,13 +256,13 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 						 first)));
 	}
 
-	ok = json_get_container(answer, "Successful");
-	for (int i = 0; i < json_array_size(ok); i++)
+	ok = sqs_json_container(answer, "Successful");
+	for (int i = 0; i < sqs_json_array_size(ok); i++)
 	{
-		JsonbContainer *s = json_array_object(ok, i);
-		char	   *id = json_get_string(s, "Id");
-		char	   *message_id = json_get_string(s, "MessageId");
-		char	   *md5 = json_get_string(s, "MD5OfMessageBody");
+		JsonbContainer *s = sqs_json_array_object(ok, i);
+		char	   *id = sqs_json_string(s, "Id");
+		char	   *message_id = sqs_json_string(s, "MessageId");
+		char	   *md5 = sqs_json_string(s, "MD5OfMessageBody");
 		char		expected[33];
 		int			index = id ? atoi(id) : -1;
 
@@ -646,7 +271,7 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
 					 errmsg("SQS answered SendMessageBatch with an unknown entry \"%s\"",
 							id ? id : "(none)")));
-		md5_hex(bodies[index], strlen(bodies[index]), expected);
+		sqs_md5_hex(bodies[index], strlen(bodies[index]), expected);
 		if (md5 == NULL || pg_strcasecmp(md5, expected) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -701,7 +326,7 @@ sqs_receive_messages(QueueMessage **messages, int max_messages)
 	int			n = 0;
 
 	MemoryContextSwitchTo(cxt);
-	start_request(&req);
+	sqs_start_request(&req);
 	appendStringInfo(&req,
 					 ",\"MaxNumberOfMessages\":%d,\"WaitTimeSeconds\":%d,"
 					 "\"VisibilityTimeout\":%d,"
@@ -710,18 +335,18 @@ sqs_receive_messages(QueueMessage **messages, int max_messages)
 					 Min(payment_visibility_timeout, SQS_MAX_VISIBILITY));
 
 	answer = sqs_call("ReceiveMessage", &req, payment_wait_time * 1000);
-	list = json_get_container(answer, "Messages");
+	list = sqs_json_container(answer, "Messages");
 
 	out = MemoryContextAllocZero(caller,
-								 sizeof(QueueMessage) * Max(1, json_array_size(list)));
-	for (int i = 0; i < json_array_size(list); i++)
+								 sizeof(QueueMessage) * Max(1, sqs_json_array_size(list)));
+	for (int i = 0; i < sqs_json_array_size(list); i++)
 	{
-		JsonbContainer *m = json_array_object(list, i);
-		char	   *message_id = json_get_string(m, "MessageId");
-		char	   *receipt = json_get_string(m, "ReceiptHandle");
-		char	   *body = json_get_string(m, "Body");
-		char	   *md5 = json_get_string(m, "MD5OfBody");
-		char	   *count = json_get_string(json_get_container(m, "Attributes"),
+		JsonbContainer *m = sqs_json_array_object(list, i);
+		char	   *message_id = sqs_json_string(m, "MessageId");
+		char	   *receipt = sqs_json_string(m, "ReceiptHandle");
+		char	   *body = sqs_json_string(m, "Body");
+		char	   *md5 = sqs_json_string(m, "MD5OfBody");
+		char	   *count = sqs_json_string(sqs_json_container(m, "Attributes"),
 											"ApproximateReceiveCount");
 		int			receive_count = count ? atoi(count) : 1;
 		char		expected[33];
@@ -736,7 +361,7 @@ sqs_receive_messages(QueueMessage **messages, int max_messages)
 		 * visibility timeout, until its receives are used up and the store
 		 * dead-letters it as received.
 		 */
-		md5_hex(body, strlen(body), expected);
+		sqs_md5_hex(body, strlen(body), expected);
 		if (md5 != NULL && pg_strcasecmp(md5, expected) != 0 &&
 			receive_count <= payment_max_receive_count)
 		{
@@ -777,7 +402,7 @@ settle_chunk(const char *operation, QueueMessage **chunk, int n, bool delete)
 	JsonbContainer *failed;
 	int			nfailed;
 
-	start_request(&req);
+	sqs_start_request(&req);
 	appendStringInfoString(&req, ",\"Entries\":[");
 	for (int i = 0; i < n; i++)
 	{
@@ -792,18 +417,18 @@ settle_chunk(const char *operation, QueueMessage **chunk, int n, bool delete)
 	appendStringInfoString(&req, "]}");
 
 	answer = sqs_call(operation, &req, 0);
-	failed = json_get_container(answer, "Failed");
-	nfailed = json_array_size(failed);
+	failed = sqs_json_container(answer, "Failed");
+	nfailed = sqs_json_array_size(failed);
 	for (int i = 0; i < nfailed; i++)
 	{
-		JsonbContainer *f = json_array_object(failed, i);
-		char	   *id = json_get_string(f, "Id");
-		char	   *code = json_get_string(f, "Code");
-		char	   *msg = json_get_string(f, "Message");
+		JsonbContainer *f = sqs_json_array_object(failed, i);
+		char	   *id = sqs_json_string(f, "Id");
+		char	   *code = sqs_json_string(f, "Code");
+		char	   *msg = sqs_json_string(f, "Message");
 		int			index = id ? atoi(id) : -1;
 
 		ereport(WARNING,
-				(errcode(aws_error_sqlstate(code, 400)),
+				(errcode(sqs_error_sqlstate(code, 400)),
 				 errmsg("SQS %s refused message %s", operation,
 						index >= 0 && index < n ? chunk[index]->message_id : "?"),
 				 errdetail("AWS error %s: %s", code ? code : "(none)",

@@ -144,7 +144,7 @@ store_claimed(QueueMessage *messages, int count, bool embedded)
  * none visible).
  */
 static int
-run_batch(bool use_sqs)
+run_batch(bool use_sqs, double *idle_seconds)
 {
 	QueueMessage *messages;
 	int			count;
@@ -160,7 +160,7 @@ run_batch(bool use_sqs)
 	}
 	else
 	{
-		count = embedded_claim(&messages, payment_batch_size);
+		count = embedded_claim(&messages, payment_batch_size, idle_seconds);
 		if (count == 0)
 			return 0;
 		pgstat_report_activity(STATE_RUNNING, "storing a batch");
@@ -233,18 +233,18 @@ payment_worker_main(Datum main_arg)
 
 		PG_TRY();
 		{
-			/* checked again only after an idle spell or a failure */
+			/* checked again only after a failure (DROP EXTENSION makes one) */
 			if (!extension_ready)
 				extension_ready = extension_installed();
 			if (payment_paused || !extension_ready)
 				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
 			else
 			{
-				handled = run_batch(use_sqs);
-				if (handled == 0 && !use_sqs)
-					wait_ms = (long) (embedded_next_visible_in(IDLE_WAIT_SECONDS) * 1000);
+				double		idle_seconds = use_sqs ? 0 : IDLE_WAIT_SECONDS;
+
+				handled = run_batch(use_sqs, &idle_seconds);
 				if (handled == 0)
-					extension_ready = false;
+					wait_ms = (long) (idle_seconds * 1000);
 			}
 			if (failures > 0)
 				ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
@@ -281,6 +281,13 @@ payment_worker_main(Datum main_arg)
 		PG_END_TRY();
 
 		MemoryContextSwitchTo(TopMemoryContext);
+
+		/*
+		 * Report table activity as a backend does between statements: the
+		 * queue's dead rows reach autovacuum only this way, and an unvacuumed
+		 * queue slows every claim.  Rate-limited while busy, forced when idle.
+		 */
+		pgstat_report_stat(handled == 0);
 		if (handled == 0 && wait_ms > 0)
 			wait_on_latch(wait_ms);
 		else if (failures == 0 && last_error != NULL)

@@ -22,7 +22,6 @@ fi
 
 apt-get install -y -qq \
 	"postgresql-server-dev-15=$server_version" \
-	postgresql-client-15 \
 	libcurl4-openssl-dev libssl-dev libipc-run-perl \
 	make gcc rsync openssl >/dev/null
 

@@ -1,0 +1,401 @@
+/*-------------------------------------------------------------------------
+ * sqs_client.c
+ *	  One SQS request: an AWS JSON 1.0 call signed with Signature Version 4
+ *	  (sigv4.c) with the credentials of aws_credentials.c, sent with http.c,
+ *	  its answer parsed with PostgreSQL's JSON code, and AWS errors turned
+ *	  into SQLSTATEs.  The operations built on it are in sqs.c.  No message
+ *	  ever includes a credential.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+
+#include "common/jsonapi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "aws_credentials.h"
+#include "http.h"
+#include "sigv4.h"
+#include "sqs.h"
+#include "sqs_client.h"
+
+/* ------------------------------------------------------------------ */
+/* JSON answers */
+
+static JsonbValue *
+json_get(JsonbContainer *obj, const char *key)
+{
+	if (obj == NULL || !JsonContainerIsObject(obj))
+		return NULL;
+	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+}
+
+char *
+sqs_json_string(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = json_get(obj, key);
+
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+JsonbContainer *
+sqs_json_container(JsonbContainer *obj, const char *key)
+{
+	JsonbValue *v = json_get(obj, key);
+
+	if (v == NULL || v->type != jbvBinary)
+		return NULL;
+	return v->val.binary.data;
+}
+
+/* number of elements of an array member; 0 when absent */
+int
+sqs_json_array_size(JsonbContainer *arr)
+{
+	if (arr == NULL || !JsonContainerIsArray(arr))
+		return 0;
+	return JsonContainerSize(arr);
+}
+
+JsonbContainer *
+sqs_json_array_object(JsonbContainer *arr, int i)
+{
+	JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
+
+	if (v == NULL || v->type != jbvBinary)
+		return NULL;
+	return v->val.binary.data;
+}
+
+/* the body as a Jsonb object container, or NULL if it is not JSON */
+static JsonbContainer *
+parse_json_object(char *text, size_t len)
+{
+	JsonLexContext *lex;
+	Jsonb	   *jb;
+
+	if (len == 0)
+		return NULL;
+	/* validate without throwing, so that garbage gets our own SQLSTATE */
+	lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
+	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+		return NULL;
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	return &jb->root;
+}
+
+/* a short, printable excerpt of an answer for errdetail */
+static char *
+excerpt(const char *text, size_t len)
+{
+	size_t		n = Min(len, 200);
+
+	n = pg_mbcliplen(text, n, n);
+	return psprintf("%.*s%s", (int) n, text, len > n ? "..." : "");
+}
+
+void
+sqs_md5_hex(const char *data, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute an MD5 digest")));
+	for (int i = 0; i < 16; i++)
+	{
+		out[2 * i] = digits[md[i] >> 4];
+		out[2 * i + 1] = digits[md[i] & 0xf];
+	}
+	out[32] = '\0';
+}
+
+/* ------------------------------------------------------------------ */
+/* AWS errors */
+
+typedef struct AwsErrorMap
+{
+	const char *code;
+	int			sqlstate;
+} AwsErrorMap;
+
+static const AwsErrorMap aws_errors[] = {
+	/* the credentials are wrong, unknown or expired */
+	{"InvalidClientTokenId", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"UnrecognizedClientException", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"SignatureDoesNotMatch", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"InvalidSignatureException", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"IncompleteSignature", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"MissingAuthenticationToken", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"MissingClientTokenId", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"InvalidAccessKeyId", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"InvalidSecurity", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"ExpiredToken", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"ExpiredTokenException", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	{"RequestExpired", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	/* the credentials are fine but not allowed */
+	{"AccessDenied", ERRCODE_INSUFFICIENT_PRIVILEGE},
+	{"AccessDeniedException", ERRCODE_INSUFFICIENT_PRIVILEGE},
+	{"KmsAccessDenied", ERRCODE_INSUFFICIENT_PRIVILEGE},
+	{"KMS.AccessDeniedException", ERRCODE_INSUFFICIENT_PRIVILEGE},
+	/* slow down */
+	{"ThrottlingException", ERRCODE_INSUFFICIENT_RESOURCES},
+	{"Throttling", ERRCODE_INSUFFICIENT_RESOURCES},
+	{"RequestThrottled", ERRCODE_INSUFFICIENT_RESOURCES},
+	{"OverLimit", ERRCODE_INSUFFICIENT_RESOURCES},
+	{"KmsThrottled", ERRCODE_INSUFFICIENT_RESOURCES},
+	{"KMS.ThrottlingException", ERRCODE_INSUFFICIENT_RESOURCES},
+	/* the queue */
+	{"QueueDoesNotExist", ERRCODE_UNDEFINED_OBJECT},
+	{"AWS.SimpleQueueService.NonExistentQueue", ERRCODE_UNDEFINED_OBJECT},
+	{"QueueDeletedRecently", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
+	{"KmsDisabled", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
+	{"KmsInvalidState", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
+	{"KmsNotFound", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
+	{"KmsOptInRequired", ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE},
+	/* the request */
+	{"MessageTooLong", ERRCODE_PROGRAM_LIMIT_EXCEEDED},
+	{"BatchRequestTooLong", ERRCODE_PROGRAM_LIMIT_EXCEEDED},
+	{"TooManyEntriesInBatchRequest", ERRCODE_PROGRAM_LIMIT_EXCEEDED},
+	{"InvalidMessageContents", ERRCODE_CHARACTER_NOT_IN_REPERTOIRE},
+	{"InvalidParameterValue", ERRCODE_INVALID_PARAMETER_VALUE},
+	{"MissingParameter", ERRCODE_INVALID_PARAMETER_VALUE},
+	{"ReceiptHandleIsInvalid", ERRCODE_INVALID_PARAMETER_VALUE},
+	{"InvalidBatchEntryId", ERRCODE_INVALID_PARAMETER_VALUE},
+	{"BatchEntryIdsNotDistinct", ERRCODE_INVALID_PARAMETER_VALUE},
+	{"EmptyBatchRequest", ERRCODE_INVALID_PARAMETER_VALUE},
+	{"UnsupportedOperation", ERRCODE_INVALID_PARAMETER_VALUE},
+	/* the service */
+	{"ServiceUnavailable", ERRCODE_CONNECTION_FAILURE},
+	{"KmsUnavailable", ERRCODE_CONNECTION_FAILURE},
+	{"RequestTimeout", ERRCODE_CONNECTION_FAILURE},
+	{"InternalError", ERRCODE_SYSTEM_ERROR},
+	{"InternalFailure", ERRCODE_SYSTEM_ERROR},
+	{NULL, 0}
+};
+
+/* SQLSTATE for an AWS error code, falling back on the HTTP status */
+int
+sqs_error_sqlstate(const char *code, long status)
+{
+	if (code != NULL)
+	{
+		for (const AwsErrorMap *m = aws_errors; m->code != NULL; m++)
+			if (strcmp(m->code, code) == 0)
+				return m->sqlstate;
+	}
+	if (status == 401)
+		return ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+	if (status == 403)
+		return ERRCODE_INSUFFICIENT_PRIVILEGE;
+	if (status == 404)
+		return ERRCODE_UNDEFINED_OBJECT;
+	if (status == 413)
+		return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+	if (status == 429)
+		return ERRCODE_INSUFFICIENT_RESOURCES;
+	if (status == 502 || status == 503 || status == 504)
+		return ERRCODE_CONNECTION_FAILURE;
+	if (status >= 400 && status < 500)
+		return ERRCODE_INVALID_PARAMETER_VALUE;
+	return ERRCODE_SYSTEM_ERROR;
+}
+
+/* "com.amazonaws.sqs#QueueDoesNotExist" -> "QueueDoesNotExist" */
+static const char *
+short_type(const char *type)
+{
+	const char *hash = type ? strrchr(type, '#') : NULL;
+	const char *colon;
+
+	if (hash)
+		type = hash + 1;
+	/* some services append ":http://internal.amazon.com/..." */
+	if (type && (colon = strchr(type, ':')) != NULL)
+		return pnstrdup(type, colon - type);
+	return type;
+}
+
+static void
+report_aws_error(const char *operation, HttpResponse *resp)
+{
+	JsonbContainer *err = parse_json_object(resp->body, resp->body_len);
+	const char *type = short_type(sqs_json_string(err, "__type"));
+	char	   *message = sqs_json_string(err, "message");
+	char	   *query_code = NULL;
+
+	if (message == NULL)
+		message = sqs_json_string(err, "Message");
+	/* "AWS.SimpleQueueService.NonExistentQueue;Sender" */
+	if (resp->query_error != NULL)
+	{
+		char	   *semi = strchr(resp->query_error, ';');
+
+		query_code = semi ? pnstrdup(resp->query_error, semi - resp->query_error)
+			: resp->query_error;
+	}
+	if (message == NULL && err == NULL)
+		message = excerpt(resp->body, resp->body_len);
+	/* the legacy code only adds something when it differs */
+	if (type != NULL && query_code != NULL && strcmp(type, query_code) == 0)
+		query_code = NULL;
+
+	ereport(ERROR,
+			(errcode(sqs_error_sqlstate(type ? type : query_code, resp->status)),
+			 errmsg("SQS %s failed with HTTP status %ld", operation, resp->status),
+			 errdetail("AWS error %s%s%s%s: %s",
+					   type ? type : "(none)",
+					   query_code ? " (" : "",
+					   query_code ? query_code : "",
+					   query_code ? ")" : "",
+					   message ? message : "(no message)")));
+}
+
+/* ------------------------------------------------------------------ */
+/* requests */
+
+/* the endpoint's URL: the setting, else the region's public endpoint */
+static char *
+endpoint_url(const char *region)
+{
+	if (payment_sqs_endpoint[0] != '\0')
+		return payment_sqs_endpoint;
+	return psprintf("https://sqs.%s.amazonaws.com", region);
+}
+
+/* region from "https://sqs.<region>.amazonaws.com/..." queue URLs */
+static char *
+region_from_queue_url(void)
+{
+	static const char prefix[] = "://sqs.";
+	const char *p = strstr(payment_queue_url, prefix);
+	const char *end;
+
+	if (p == NULL)
+		return NULL;
+	p += sizeof(prefix) - 1;
+	end = strstr(p, ".amazonaws.com");
+	if (end == NULL || end == p || memchr(p, '/', end - p) != NULL)
+		return NULL;
+	return pnstrdup(p, end - p);
+}
+
+static void
+require_queue(void)
+{
+	if (!payment_use_sqs())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment.queue_url is not set")));
+}
+
+/*
+ * Send one signed AWS JSON 1.0 request and return the answer's top-level
+ * object.  Raises an ERROR for transport failures, non-200 answers and
+ * answers that are not a JSON object.
+ */
+JsonbContainer *
+sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
+{
+	AwsCredentials creds;
+	char	   *region;
+	char	   *url;
+	HttpUrl		endpoint;
+	char	   *problem;
+	char		amz_date[SIGV4_DATE_LEN + 1];
+	char	   *target = psprintf("AmazonSQS.%s", operation);
+	HttpHeader	headers[6];
+	int			nheaders = 0;
+	char	   *authorization;
+	HttpResponse resp;
+	JsonbContainer *answer;
+
+	require_queue();
+
+	/*
+	 * SQS speaks UTF-8, and message bodies pass through untranslated so that
+	 * their MD5 sums hold.
+	 */
+	if (GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the SQS backend requires a UTF8 database"),
+				 errdetail("The database encoding is %s.", GetDatabaseEncodingName())));
+
+	region = aws_get_region();
+	if (region == NULL)
+		region = region_from_queue_url();
+	if (region == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no AWS region configured for the SQS backend"),
+				 errhint("Set payment.aws_region, or AWS_REGION in the server's environment.")));
+	url = endpoint_url(region);
+	if (!http_parse_url(url, &endpoint, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid SQS endpoint \"%s\"", url),
+				 errdetail("%s.", problem)));
+
+	sigv4_now(amz_date);
+	headers[nheaders++] = (HttpHeader) {"Host", endpoint.host};
+	headers[nheaders++] = (HttpHeader) {"Content-Type", "application/x-amz-json-1.0"};
+	headers[nheaders++] = (HttpHeader) {"X-Amz-Date", amz_date};
+	headers[nheaders++] = (HttpHeader) {"X-Amz-Target", target};
+
+	/* the credentials are wiped however this ends */
+	aws_get_credentials(&creds);
+	PG_TRY();
+	{
+		if (creds.session_token)
+			headers[nheaders++] = (HttpHeader) {"X-Amz-Security-Token", creds.session_token};
+		authorization = sigv4_authorization("POST", endpoint.path, "",
+											headers, nheaders,
+											request->data, request->len,
+											amz_date, region, "sqs",
+											creds.access_key_id,
+											creds.secret_access_key);
+		headers[nheaders++] = (HttpHeader) {"Authorization", authorization};
+		http_post(url, headers, nheaders, request->data, request->len,
+				  extra_wait_ms, &resp);
+	}
+	PG_FINALLY();
+	{
+		aws_free_credentials(&creds);
+	}
+	PG_END_TRY();
+
+	if (resp.status != 200)
+		report_aws_error(operation, &resp);
+
+	answer = parse_json_object(resp.body, resp.body_len);
+	if (answer == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("SQS %s answered with something other than a JSON object",
+						operation),
+				 errdetail("The answer began: %s",
+						   excerpt(resp.body, resp.body_len))));
+	return answer;
+}
+
+void
+sqs_start_request(StringInfo req)
+{
+	initStringInfo(req);
+	appendStringInfoString(req, "{\"QueueUrl\":");
+	escape_json(req, payment_queue_url);
+}
