@@ -23,7 +23,7 @@ fi
 apt-get install -y -qq \
 	"postgresql-server-dev-15=$server_version" \
 	libcurl4-openssl-dev libssl-dev libipc-run-perl \
-	make gcc rsync openssl >/dev/null
+	make gcc rsync openssl curl >/dev/null
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	apt-get install -y -qq nodejs npm >/dev/null
