@@ -29,6 +29,7 @@ int			payment_visibility_timeout = 30;
 int			payment_max_receive_count = 3;
 int			payment_max_payload_size = 1024 * 1024;
 bool		payment_paused = false;
+int			payment_batch_window = 5;
 
 bool		payment_preloaded = false;
 PaymentShared *payment_shared = NULL;
@@ -79,6 +80,15 @@ define_core_settings(void)
 							10, 1, 1000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payment.batch_window",
+							gettext_noop("How long a worker woken by a commit waits for more messages before it claims a batch."),
+							gettext_noop("0 claims at once: lowest latency, one transaction per message under a light load."),
+							&payment_batch_window,
+							5, 0, 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payment.visibility_timeout",

@@ -25,6 +25,7 @@ extern int	payment_visibility_timeout;
 extern int	payment_max_receive_count;
 extern int	payment_max_payload_size;
 extern bool payment_paused;
+extern int	payment_batch_window;
 
 /* true when loaded through shared_preload_libraries */
 extern bool payment_preloaded;

@@ -84,7 +84,22 @@ wait_on_latch(long timeout_ms)
 							   Max(timeout_ms, 1), PG_WAIT_EXTENSION);
 
 	if (rc & WL_LATCH_SET)
+	{
 		ResetLatch(MyLatch);
+
+		/*
+		 * Woken by a commit: let more messages arrive for the batching
+		 * window (as Lambda's MaximumBatchingWindow does), so that a busy
+		 * queue is drained in full batches rather than one message per
+		 * transaction.  Wakes during the window are absorbed.
+		 */
+		if (payment_batch_window > 0 && !ConfigReloadPending)
+		{
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 payment_batch_window, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+	}
 	CHECK_FOR_INTERRUPTS();
 }
 
