@@ -49,4 +49,4 @@ psql_demo "-xc \"SELECT payment_id, user_id, amount, currency, description, date
 psql_demo "-xc 'SELECT * FROM payment.stats'"
 echo
 echo "The server is running.  Connect with:"
-echo "  su postgres -c 'psql -h '"$SOCK"' -p '"$PORT"' -d postgres'"
+echo "  su postgres -c \"psql -h $SOCK -p $PORT -d postgres\""
