@@ -81,21 +81,22 @@ jsonb_from_text(const char *text)
 Datum
 submit_payment(PG_FUNCTION_ARGS)
 {
+	Jsonb	   *payload = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
 	PaymentCaller caller;
 	PaymentFields fields;
 	char	   *body;
 	char	   *message_id;
 	StringInfoData result;
 
-	if (!PG_ARGISNULL(0))
-		payment_audit_note_payment(payment_try_get_string(PG_GETARG_JSONB_P(0), "paymentId"));
+	if (payload != NULL)
+		payment_audit_note_payment(payment_try_get_string(payload, "paymentId"));
 	payment_authenticate(optional_text(fcinfo, 1), "submit_payment", &caller);
-	if (PG_ARGISNULL(0))
+	if (payload == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("payment payload must not be null")));
 
-	body = accept_payload(PG_GETARG_JSONB_P(0), &caller, &fields);
+	body = accept_payload(payload, &caller, &fields);
 
 	if (payment_use_sqs())
 	{

@@ -83,25 +83,33 @@ dead_letter(QueueMessage *m, const char *reason, const char *error)
 	m->error = pstrdup(error);
 }
 
-/* Parse a body as JSON; on a syntax error return NULL and say why. */
+/*
+ * Parse a body as jsonb.  On the hot path (precheck false) a body that is
+ * not JSON raises, and the batch is stored again message by message; there
+ * (precheck true) a syntax error is reported in *why without raising, and
+ * NULL returned, so that the dead letter says what is wrong.
+ */
 static Jsonb *
-parse_body(const char *body, char **why)
+parse_body(const char *body, bool precheck, char **why)
 {
-	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) body, strlen(body),
-													   GetDatabaseEncoding(), true);
-	JsonParseErrorType result = pg_parse_json(lex, &nullSemAction);
-
-	if (result != JSON_SUCCESS)
+	if (precheck)
 	{
-		*why = psprintf("body is not valid JSON: %s", json_errdetail(result, lex));
-		return NULL;
+		JsonLexContext *lex = makeJsonLexContextCstringLen((char *) body, strlen(body),
+														   GetDatabaseEncoding(), true);
+		JsonParseErrorType result = pg_parse_json(lex, &nullSemAction);
+
+		if (result != JSON_SUCCESS)
+		{
+			*why = psprintf("body is not valid JSON: %s", json_errdetail(result, lex));
+			return NULL;
+		}
 	}
-	/* what jsonb itself refuses (\u0000, huge numbers) raises: isolated later */
+	/* what jsonb itself refuses (huge numbers, ...) raises: a data error */
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
 }
 
 static void
-store_one(QueueMessage *m)
+store_one(QueueMessage *m, bool isolated)
 {
 	Oid			argtypes[8] = {UUIDOID, UUIDOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
 	Datum		values[8];
@@ -124,7 +132,7 @@ store_one(QueueMessage *m)
 							 length, payment_max_payload_size));
 		return;
 	}
-	doc = parse_body(m->body, &why);
+	doc = parse_body(m->body, isolated, &why);
 	if (doc == NULL)
 	{
 		dead_letter(m, "invalid", why);
@@ -224,7 +232,7 @@ store_isolated(QueueMessage *m)
 	MemoryContextSwitchTo(context);
 	PG_TRY();
 	{
-		store_one(m);
+		store_one(m, true);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(context);
 		CurrentResourceOwner = owner;
@@ -257,7 +265,7 @@ store_batch(QueueMessage *messages, int count, bool isolate)
 		if (isolate)
 			store_isolated(&messages[i]);
 		else
-			store_one(&messages[i]);
+			store_one(&messages[i], false);
 	}
 }
 

@@ -248,22 +248,25 @@ is_canonical_uuid(const char *s, int len)
 	return true;
 }
 
+/*
+ * The JSON Schema type of a value.  Whether a number is an integer costs a
+ * numeric computation, so it is asked only where a schema says "integer".
+ */
 static int
-value_type(JsonbValue *v)
+value_type(JsonbValue *v, bool need_integer)
 {
 	switch (v->type)
 	{
 		case jbvString:
 			return JT_STRING;
 		case jbvNumeric:
-			{
-				bool		integral = DatumGetBool(DirectFunctionCall2(numeric_eq,
-																		NumericGetDatum(v->val.numeric),
-																		DirectFunctionCall1(numeric_floor,
-																							NumericGetDatum(v->val.numeric))));
-
-				return integral ? (JT_NUMBER | JT_INTEGER) : JT_NUMBER;
-			}
+			if (need_integer &&
+				DatumGetBool(DirectFunctionCall2(numeric_eq,
+												 NumericGetDatum(v->val.numeric),
+												 DirectFunctionCall1(numeric_floor,
+																	 NumericGetDatum(v->val.numeric)))))
+				return JT_NUMBER | JT_INTEGER;
+			return JT_NUMBER;
 		case jbvBool:
 			return JT_BOOLEAN;
 		case jbvNull:
@@ -330,7 +333,9 @@ child_path(const char *path, const char *name)
 static void
 validate_node(SchemaNode *node, JsonbValue *value, const char *path, Problems *problems)
 {
-	int			actual = value_type(value);
+	/* "number" admits integers too, so only a bare "integer" needs the test */
+	bool		need_integer = (node->types & JT_INTEGER) && !(node->types & JT_NUMBER);
+	int			actual = value_type(value, need_integer);
 
 	if (node->types != 0 && (node->types & actual) == 0)
 	{
