@@ -1,6 +1,9 @@
 # PGXS build of the payment extension.
 MODULE_big = payment
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/ is layered: frontdoor -> schema, queue -> common; drain -> schema, queue.
+# Headers are included as "layer/name.h" (names chosen not to shadow PostgreSQL's
+# own common/*.h, which share the -I path prefix).
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 
 EXTENSION = payment
 DATA = payment--1.0.sql

@@ -16,9 +16,9 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
-#include "auth.h"
+#include "frontdoor/auth.h"
 #include "payment.h"
-#include "sqs.h"
+#include "queue/sqs.h"
 
 PG_MODULE_MAGIC;
 

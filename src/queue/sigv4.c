@@ -25,7 +25,7 @@
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 
-#include "sigv4.h"
+#include "queue/sigv4.h"
 
 PG_FUNCTION_INFO_V1(payment_sigv4_test_sign);
 

@@ -26,9 +26,9 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "auth.h"
+#include "frontdoor/auth.h"
 #include "payment.h"
-#include "sqs.h"
+#include "queue/sqs.h"
 
 PG_FUNCTION_INFO_V1(submit_payment);
 PG_FUNCTION_INFO_V1(submit_payments);

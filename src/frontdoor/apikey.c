@@ -23,7 +23,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "apikey.h"
+#include "frontdoor/apikey.h"
 
 #define APIKEY_PREFIX "pay_"
 #define APIKEY_PREFIX_LEN 4

@@ -8,7 +8,7 @@
 
 #include "postgres.h"
 
-#include "throttle.h"
+#include "frontdoor/throttle.h"
 
 typedef struct ApiKey
 {

@@ -17,7 +17,7 @@
 #include "lib/stringinfo.h"
 #include "storage/fd.h"
 
-#include "aws_credentials.h"
+#include "queue/aws_credentials.h"
 
 /* larger credentials or config files are refused */
 #define AWS_FILE_MAX (1024 * 1024)

@@ -18,11 +18,11 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 
-#include "apikey.h"
-#include "auth.h"
-#include "jwks.h"
-#include "jwt.h"
-#include "throttle.h"
+#include "frontdoor/apikey.h"
+#include "frontdoor/auth.h"
+#include "frontdoor/jwks.h"
+#include "frontdoor/jwt.h"
+#include "frontdoor/throttle.h"
 
 /* the SQLSTATE of every throttling and quota refusal (documented) */
 #define ERRCODE_PAYMENT_THROTTLED ERRCODE_CONFIGURATION_LIMIT_EXCEEDED

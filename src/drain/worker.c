@@ -27,7 +27,7 @@
 #include "utils/snapmgr.h"
 
 #include "payment.h"
-#include "sqs.h"
+#include "queue/sqs.h"
 
 #define IDLE_WAIT_SECONDS 10.0
 #define MAX_BACKOFF_MS 30000

@@ -27,8 +27,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "jwks.h"
-#include "jwt.h"
+#include "frontdoor/jwks.h"
+#include "frontdoor/jwt.h"
 
 /* longer "tokens" are not parsed at all; Cognito's are a few KB */
 #define JWT_MAX_LENGTH 16384

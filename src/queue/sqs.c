@@ -24,11 +24,11 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "aws_credentials.h"
-#include "http.h"
-#include "sigv4.h"
-#include "sqs.h"
-#include "sqs_client.h"
+#include "queue/aws_credentials.h"
+#include "common/http.h"
+#include "queue/sigv4.h"
+#include "queue/sqs.h"
+#include "queue/sqs_client.h"
 
 /* AWS's limits per batch request */
 #define SQS_MAX_BATCH 10

@@ -19,7 +19,7 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
-#include "throttle.h"
+#include "frontdoor/throttle.h"
 
 /* API keys tracked at once; an idle key's slot is reused when full */
 #define THROTTLE_KEY_SLOTS 1024

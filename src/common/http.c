@@ -20,7 +20,7 @@
 #include "postmaster/interrupt.h"
 #include "utils/memutils.h"
 
-#include "http.h"
+#include "common/http.h"
 
 /* a response larger than this is refused: SQS answers are far smaller */
 #define HTTP_MAX_RESPONSE	(64 * 1024 * 1024)

@@ -6,7 +6,7 @@
 #ifndef PAYMENT_SIGV4_H
 #define PAYMENT_SIGV4_H
 
-#include "http.h"
+#include "common/http.h"
 
 /* "YYYYMMDDTHHMMSSZ" */
 #define SIGV4_DATE_LEN 16

@@ -23,8 +23,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "jwks.h"
-#include "jwt.h"
+#include "frontdoor/jwks.h"
+#include "frontdoor/jwt.h"
 
 #define JWKS_MAX_SIZE (1024 * 1024)
 #define JWKS_MAX_AGE_SECS 3600
