@@ -24,7 +24,7 @@ export async function mint(kase, keys, ctx, sub) {
     case 'second_key': return sign(access, 'key-2');
     case 'expired': return sign({ ...access, iat: now - 7200, exp: now - 3600 });
     case 'expired_within_leeway': return sign({ ...access, iat: now - 600, exp: now - 10 });
-    case 'short_lived': return sign({ ...access, exp: now + 2 });
+    case 'short_lived': return sign({ ...access, exp: now + 3 });
     case 'not_yet_valid': return sign({ ...access, nbf: now + 3600 });
     case 'issued_in_future': return sign({ ...access, iat: now + 3600, exp: now + 7200 });
     case 'wrong_issuer': return sign({ ...access, iss: ctx.issuer + '-other' });
