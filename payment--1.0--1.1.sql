@@ -65,3 +65,22 @@ REVOKE ALL ON FUNCTION validate_json(jsonb, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION set_payment_schema(jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION validate_payment(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION payment_schema_from_openapi(jsonb, text) FROM PUBLIC;
+
+-- == pg_dump keeps the data ==
+
+-- pg_dump writes an extension's tables as CREATE EXTENSION only, without their
+-- rows, unless they are registered here: a dump of a 1.0 database holds no
+-- payment at all.  Every table holding user data is registered, whole.
+SELECT pg_catalog.pg_extension_config_dump('payment.payments', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.reader_users', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.schemas', '');
+-- Their identity sequences too: pg_dump does not carry an extension table's
+-- identity position along with its rows, so a restored database would hand
+-- out ids from 1 again and the next dead letter (queue message, schema
+-- version) would collide with a restored one.
+SELECT pg_catalog.pg_extension_config_dump('payment.dead_letters_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.queue_seq_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.schemas_version_seq', '');
