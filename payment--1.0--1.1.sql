@@ -79,3 +79,22 @@ AS 'MODULE_PATHNAME', 'payment_claim_messages'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION payment.claim_messages(integer) FROM PUBLIC;
+
+-- == pg_dump keeps the data ==
+
+-- pg_dump writes an extension's tables as CREATE EXTENSION only, without their
+-- rows, unless they are registered here: a dump of a 1.0 database holds no
+-- payment at all.  Every table holding user data is registered, whole.
+SELECT pg_catalog.pg_extension_config_dump('payment.payments', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.dead_letters', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.api_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.reader_users', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.schemas', '');
+-- Their identity sequences too: pg_dump does not carry an extension table's
+-- identity position along with its rows, so a restored database would hand
+-- out ids from 1 again and the next dead letter (queue message, schema
+-- version) would collide with a restored one.
+SELECT pg_catalog.pg_extension_config_dump('payment.dead_letters_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.queue_seq_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.schemas_version_seq', '');

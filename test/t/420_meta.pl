@@ -1,0 +1,67 @@
+# META.json, the PGXN distribution metadata (meta-spec 1.0.0): well-formed
+# JSON with every required key, and in step with payment.control and the
+# Makefile, so that a release cannot ship metadata of another version.
+use strict;
+use warnings;
+use JSON::PP;
+use Test::More;
+
+sub slurp
+{
+	my ($file) = @_;
+	open my $fh, '<', $file or die "cannot open $file: $!";
+	local $/;
+	return scalar <$fh>;
+}
+
+my $meta = eval { JSON::PP->new->utf8->relaxed(0)->decode(slurp('META.json')) };
+ok($meta, 'META.json is well-formed JSON') or diag($@);
+$meta //= {};
+
+for my $key (qw(name abstract version maintainer license provides meta-spec))
+{
+	ok(defined $meta->{$key}, "META.json has the required key $key");
+}
+is($meta->{name}, 'payment', 'name');
+is($meta->{'meta-spec'}{version}, '1.0.0', 'meta-spec 1.0.0');
+
+my $semver = qr/^\d+\.\d+\.\d+$/;
+like($meta->{version}, $semver, 'distribution version is semantic');
+
+# the control file's default_version is what CREATE EXTENSION installs
+my ($default_version) = slurp('payment.control') =~ /^default_version\s*=\s*'([^']+)'/m;
+ok(defined $default_version, 'payment.control has a default_version');
+is(join('.', (split /\./, $meta->{version})[0, 1]), $default_version,
+	'distribution version matches default_version');
+
+my $p = $meta->{provides}{payment};
+ok($p, 'provides the payment extension');
+is($p->{version}, $meta->{version}, 'the extension version is the distribution version');
+ok($p->{abstract}, 'the extension has an abstract');
+ok(-f $p->{file}, "provides.file ($p->{file}) exists");
+ok(-f $p->{docfile}, "provides.docfile ($p->{docfile}) exists");
+
+# every script of that version is either shipped or built by the Makefile
+my $makefile = slurp('Makefile');
+like($makefile, qr/^DATA\b.*payment--1\.0\.sql/m, 'Makefile installs the 1.0 script');
+like($makefile, qr/^DATA\b.*payment--1\.0--$default_version\.sql/m,
+	"Makefile installs the upgrade script to $default_version");
+ok(-f "payment--1.0--$default_version.sql", 'the upgrade script exists');
+
+like($meta->{prereqs}{runtime}{requires}{PostgreSQL} // '', qr/^15\.\d+\.\d+$/,
+	'requires PostgreSQL 15 or later');
+
+# licence strings the spec knows (section "license")
+my %licenses = map { $_ => 1 }
+  qw(agpl_3 apache_1_1 apache_2_0 artistic_1 artistic_2 bsd freebsd gfdl_1_2
+  gfdl_1_3 gpl_1 gpl_2 gpl_3 lgpl_2_1 lgpl_3_0 mit mozilla_1_0 mozilla_1_1
+  openssl perl_5 postgresql qpl_1_0 ssleay sun zlib open_source restricted
+  unrestricted unknown);
+ok(!ref $meta->{license} && $licenses{ $meta->{license} },
+	'license is one of the spec\'s strings');
+
+my $maintainers = ref $meta->{maintainer} ? $meta->{maintainer} : [ $meta->{maintainer} ];
+ok(@$maintainers && !grep({ !/\S/ } @$maintainers), 'at least one maintainer');
+ok(ref $meta->{resources} eq 'HASH' && %{ $meta->{resources} }, 'resources given');
+
+done_testing();

@@ -1,0 +1,151 @@
+# ReleaseHelper.pm: shared by the release TAP tests (400_upgrade.pl,
+# 410_dump_restore.pl): a preloaded cluster, a database populated in every
+# table that holds user data, ordered digests of those tables, pausing the
+# workers, and running SQL whose failure is an assertion rather than a die.
+package ReleaseHelper;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(@USER_TABLES @USER_SEQUENCES new_release_node payment_doc
+  reference_schema query digests set_paused populate);
+
+# Every table holding user data, and the identity sequences behind their ids.
+our @USER_TABLES = qw(payment.payments payment.dead_letters payment.queue
+  payment.api_keys payment.reader_users payment.schemas);
+our @USER_SEQUENCES = qw(payment.dead_letters_id_seq payment.queue_seq_seq
+  payment.schemas_version_seq);
+
+our $USER = '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4';
+
+# A cluster with the library preloaded and two workers serving 'postgres'.
+sub new_release_node
+{
+	my ($name) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'payment'
+payment.database = 'postgres'
+payment.workers = 2
+});
+	$node->start;
+	return $node;
+}
+
+# The reference example payment with payment id $n (1 .. 2^48) and $amount.
+sub payment_doc
+{
+	my ($n, $amount) = @_;
+	return sprintf(
+		'{"paymentId": "aaaaaaaa-0000-4000-8000-%012d", "userId": "%s", '
+		  . '"dateTimestamp": "1709553600", "description": "release test %d", '
+		  . '"currency": "GBP", "amount": %s}',
+		$n, $USER, $n, $amount // '7.99');
+}
+
+# The reference API's Payment model (JSON Schema draft-04).
+sub reference_schema
+{
+	return q({"$schema": "http://json-schema.org/draft-04/schema#", "title": "Payment",
+  "type": "object",
+  "required": ["amount", "currency", "dateTimestamp", "description", "paymentId", "userId"],
+  "properties": {
+    "paymentId": {"type": "string", "format": "uuid"},
+    "userId": {"type": "string", "format": "uuid"},
+    "dateTimestamp": {"type": "string"},
+    "description": {"type": "string", "maxLength": 256},
+    "currency": {"type": "string"},
+    "amount": {"type": "number"}}});
+}
+
+# The output of $sql in $db, or "ERROR: ..." when it fails: tests compare it
+# with is(), so that a failure shows the server's message and the test goes on.
+sub query
+{
+	my ($node, $db, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql($db, $sql);
+	return $out if $ret == 0;
+	$err =~ s/^psql:\S+ //mg;
+	return $err =~ /\S/ ? $err : "psql failed ($ret)";
+}
+
+# table => "<row count> <md5 of its rows' text, ordered>" for every user
+# table that exists in $db.
+sub digests
+{
+	my ($node, $db) = @_;
+	my %d;
+	for my $t (@USER_TABLES)
+	{
+		next unless $node->safe_psql($db, "SELECT to_regclass('$t') IS NOT NULL") eq 't';
+		$d{$t} = $node->safe_psql($db, qq{
+SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '-')
+  FROM $t AS t});
+	}
+	return \%d;
+}
+
+# Workers stop (on) or resume (off) draining: a reload, then a second for
+# every worker to take the SIGHUP.
+sub set_paused
+{
+	my ($node, $on) = @_;
+	$node->append_conf('postgresql.conf', 'payment.paused = ' . ($on ? 'on' : 'off'));
+	$node->reload;
+	$node->poll_query_until('postgres', 'SHOW payment.paused', $on ? 'on' : 'off')
+	  or die 'payment.paused not reloaded';
+	sleep 1;
+}
+
+# Fills every user table of $db (served by the workers) with data the way
+# users make it; asserts each step.  Payment ids 1 .. 20 are stored, 1 is
+# also dead-lettered as a conflict, a non-JSON message is dead-lettered as
+# invalid, and 101 .. 105 are left queued with the workers paused (they stay
+# paused on return).  Returns the plain-text API key created.
+sub populate
+{
+	my ($node, $db, $what) = @_;
+
+	$node->safe_psql($db, 'SELECT count(submit_payment(d::jsonb)) FROM (VALUES '
+		  . join(', ', map { "('" . payment_doc($_) . "')" } 1 .. 20) . ') AS v(d)');
+	ok($node->poll_query_until($db, 'SELECT count(*) = 20 FROM payment.payments'),
+		"$what: 20 submitted payments stored by the workers");
+	is($node->safe_psql($db, q{SELECT payment_status('aaaaaaaa-0000-4000-8000-000000000020') ->> 'status'}),
+		'stored', "$what: payment_status reports stored");
+
+	# dead letters: the same key with another body, and a message from
+	# another producer that is not JSON
+	$node->safe_psql($db, "SELECT submit_payment('" . payment_doc(1, '8.50') . "')");
+	$node->safe_psql($db, q{INSERT INTO payment.queue (body) VALUES ('this is not JSON')});
+	ok($node->poll_query_until($db, q{
+SELECT count(*) = 2 AND count(*) FILTER (WHERE reason = 'conflict') = 1
+   AND count(*) FILTER (WHERE reason = 'invalid') = 1
+  FROM payment.dead_letters}), "$what: a conflict and an invalid message dead-lettered");
+	ok($node->poll_query_until($db, 'SELECT count(*) = 0 FROM payment.queue'),
+		"$what: the queue drained");
+
+	my $key = $node->safe_psql($db, q{SELECT create_api_key('partner', 5, 10, 1000, '7 days')});
+	like($key, qr/^pay_/, "$what: an API key created");
+	$node->safe_psql($db, q{SELECT create_api_key('leaver'); SELECT revoke_api_key('leaver')});
+	$node->safe_psql($db, qq{
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'support') THEN CREATE ROLE support; END IF;
+END \$\$;
+INSERT INTO payment.reader_users (role_name, user_id) VALUES ('support', '$USER');});
+
+	# queued messages: the workers paused first, so that they stay queued
+	set_paused($node, 1);
+	$node->safe_psql($db, 'SELECT count(submit_payment(d::jsonb)) FROM (VALUES '
+		  . join(', ', map { "('" . payment_doc($_) . "')" } 101 .. 105) . ') AS v(d)');
+	sleep 1;
+	is($node->safe_psql($db, 'SELECT count(*) || \' \' || sum(receive_count) FROM payment.queue'),
+		'5 0', "$what: 5 payments queued, none received, with the workers paused");
+	return $key;
+}
+
+1;
