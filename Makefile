@@ -21,6 +21,10 @@ SHLIB_LINK = -lcurl -lcrypto
 REGRESS = setup validate submit store redrive status stats
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf --load-extension=payment
 
+ISOLATION = claim submit_claim redrive_claim
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation.conf \
+	--load-extension=payment --inputdir=$(srcdir)/test/isolation --outputdir=output_iso
+
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
 
