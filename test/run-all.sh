@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs every dependency, builds and installs the
 # extension, then runs, as the postgres OS user on a copy it owns, the
-# pg_regress suite, every TAP test (test/t/*.pl, including the SQS and auth
+# pg_regress suite, the isolation specs (test/isolation), every TAP test (test/t/*.pl, including the SQS and auth
 # integration tests against real peers) and the benchmarks in short form.
 # Run as root: bash test/run-all.sh
 set -euo pipefail
@@ -21,7 +21,9 @@ trap 'rm -rf "$work"' EXIT
 status=0
 su postgres -c "cd '$work' && make -s installcheck" || status=$?
 if [ $status -ne 0 ]; then
-	[ -f "$work/regression.diffs" ] && cat "$work/regression.diffs"
+	for d in "$work/regression.diffs" "$work/output_iso/regression.diffs"; do
+		[ -f "$d" ] && cat "$d"
+	done
 	for f in "$work"/tmp_check/log/regress_log_*; do
 		[ -f "$f" ] && { echo "==== $f"; tail -n 60 "$f"; }
 	done
