@@ -6,7 +6,7 @@ MODULE_big = payment
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 
 EXTENSION = payment
-DATA = payment--1.0.sql
+DATA = payment--1.0.sql payment--1.0--1.1.sql
 PGFILEDESC = "payment - payment intake queue and workers"
 
 PG_CPPFLAGS = -I$(srcdir)/src

@@ -14,6 +14,8 @@
 #include "port/atomics.h"
 #include "utils/jsonb.h"
 
+#include "schema/payment_schema.h"
+
 #define PAYMENT_MAX_WORKERS 32
 #define PAYMENT_WORKER_TYPE "payment worker"
 
@@ -81,23 +83,7 @@ typedef struct QueueMessage
 	char	   *error;			/* what went wrong, for dead letters / logs */
 } QueueMessage;
 
-/* validate.c: the payment schema engine */
-typedef struct PaymentFields
-{
-	Datum		payment_id;		/* uuid */
-	Datum		user_id;		/* uuid */
-	Datum		amount;			/* numeric */
-	char	   *currency;
-	char	   *description;
-	char	   *date_timestamp;
-} PaymentFields;
-
-extern bool payment_validate(Jsonb *payload, char **problems);
-extern void payment_check_payload(Jsonb *payload, Size text_length);
-extern void payment_extract_fields(Jsonb *payload, PaymentFields *fields);
-extern char *payment_try_get_string(Jsonb *payload, const char *key);
-extern bool payment_try_get_uuid(Jsonb *payload, const char *key, Datum *uuid);
-extern void payment_find_keys(const char *body, Datum *payment_id, Datum *user_id);
+/* the payment schema: see schema/payment_schema.h */
 
 /* queue_embedded.c: the durable queue table */
 struct _SPI_plan;
