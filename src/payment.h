@@ -58,23 +58,6 @@ extern void payment_count(pg_atomic_uint64 *counter, uint64 n);
 extern void payment_wake_workers(void);
 extern void payment_note_enqueued(uint64 n);
 
-/* validate.c: the payment schema engine */
-typedef struct PaymentFields
-{
-	Datum		payment_id;		/* uuid */
-	Datum		user_id;		/* uuid */
-	Datum		amount;			/* numeric */
-	char	   *currency;
-	char	   *description;
-	char	   *date_timestamp;
-} PaymentFields;
-
-extern bool payment_validate(Jsonb *payload, char **problems);
-extern void payment_check_payload(Jsonb *payload, Size text_length);
-extern void payment_extract_fields(Jsonb *payload, PaymentFields *fields);
-extern char *payment_try_get_string(Jsonb *payload, const char *key);
-extern bool payment_try_get_uuid(Jsonb *payload, const char *key, Datum *uuid);
-extern void payment_find_keys(const char *body, Datum *payment_id, Datum *user_id);
 
 /* SPI_prepare + SPI_keepplan of sql into *plan, once per process */
 struct _SPI_plan;

@@ -28,6 +28,7 @@
 #include "common/backoff.h"
 #include "drain/store.h"
 #include "payment.h"
+#include "schema/payment_schema.h"
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr same_body_plan = NULL;
@@ -113,6 +114,7 @@ store_one(QueueMessage *m, bool isolated)
 {
 	Oid			argtypes[8] = {UUIDOID, UUIDOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
 	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	PaymentFields fields;
 	Jsonb	   *doc;
 	char	   *why;
@@ -147,10 +149,15 @@ store_one(QueueMessage *m, bool isolated)
 	payment_extract_fields(doc, &fields);
 	values[0] = fields.payment_id;
 	values[1] = fields.user_id;
+	/* a team's schema need not have these: SQL NULL where absent */
 	values[2] = fields.amount;
-	values[3] = CStringGetTextDatum(fields.currency);
-	values[4] = CStringGetTextDatum(fields.description);
-	values[5] = CStringGetTextDatum(fields.date_timestamp);
+	nulls[2] = fields.has_amount ? ' ' : 'n';
+	values[3] = fields.currency ? CStringGetTextDatum(fields.currency) : (Datum) 0;
+	nulls[3] = fields.currency ? ' ' : 'n';
+	values[4] = fields.description ? CStringGetTextDatum(fields.description) : (Datum) 0;
+	nulls[4] = fields.description ? ' ' : 'n';
+	values[5] = fields.date_timestamp ? CStringGetTextDatum(fields.date_timestamp) : (Datum) 0;
+	nulls[5] = fields.date_timestamp ? ' ' : 'n';
 	values[6] = JsonbPGetDatum(doc);
 	values[7] = CStringGetTextDatum(m->message_id ? m->message_id : "");
 
@@ -161,7 +168,7 @@ store_one(QueueMessage *m, bool isolated)
 					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 					" ON CONFLICT (payment_id, user_id) DO NOTHING",
 					8, argtypes);
-	if (SPI_execute_plan(insert_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "storing a payment failed");
 	if (SPI_processed == 1)
 	{

@@ -28,6 +28,7 @@
 
 #include "frontdoor/auth.h"
 #include "payment.h"
+#include "schema/payment_schema.h"
 #include "queue/queue.h"
 
 PG_FUNCTION_INFO_V1(submit_payment);

@@ -1,567 +1,598 @@
 /*-------------------------------------------------------------------------
  * validate.c
- *	  The payment schema engine: a small JSON Schema subset (type, required,
- *	  properties, format "uuid", minLength, maxLength) compiled once per
- *	  process from a schema document and applied to jsonb payloads, plus the
- *	  extraction of the stored columns from a valid payload.
+ *	  Applying a compiled JSON Schema draft-04 tree to a jsonb document:
+ *	  every validation keyword, with problems collected as (path, keyword,
+ *	  message).  Numbers are compared exactly with PostgreSQL's numeric,
+ *	  lengths count characters, enum and uniqueItems use JSON equality
+ *	  (1 equals 1.0), pattern uses PostgreSQL's regex engine.
  *
- *	  The shipped schema is the reference API's Payment model; it accepts
- *	  exactly what ../shared/payment.schema.json accepts.
+ *	  Inside anyOf, oneOf and not a subschema is only asked whether it
+ *	  matches: it runs "quiet" (no result) and stops at the first problem.
+ *	  Paths are kept as a chain of stack frames and turned into text only
+ *	  when a problem is reported, so a valid document allocates little.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "common/jsonapi.h"
-#include "lib/stringinfo.h"
+#include "catalog/pg_collation_d.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "regex/regex.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
-#include "utils/jsonb.h"
-#include "utils/memutils.h"
-#include "utils/numeric.h"
 
-#include "payment.h"
+#include "schema/json_schema.h"
 
-/* The reference Payment model (draft-04), as the reference API enforced it. */
-static const char *const default_schema =
-"{\"type\": \"object\","
-" \"required\": [\"amount\", \"currency\", \"dateTimestamp\", \"description\", \"paymentId\", \"userId\"],"
-" \"properties\": {"
-"   \"paymentId\": {\"type\": \"string\", \"format\": \"uuid\"},"
-"   \"userId\": {\"type\": \"string\", \"format\": \"uuid\"},"
-"   \"dateTimestamp\": {\"type\": \"string\"},"
-"   \"description\": {\"type\": \"string\", \"maxLength\": 256},"
-"   \"currency\": {\"type\": \"string\"},"
-"   \"amount\": {\"type\": \"number\"}}}";
-
-/* JSON Schema's type names, as a bit mask; 0 means any type */
-#define JT_STRING	0x01
-#define JT_NUMBER	0x02
-#define JT_INTEGER	0x04
-#define JT_OBJECT	0x08
-#define JT_ARRAY	0x10
-#define JT_BOOLEAN	0x20
-#define JT_NULL		0x40
-
-typedef struct SchemaNode
+/* where in the document: a property name, or an array index */
+typedef struct PathStep
 {
-	int			types;
-	int			min_length;		/* -1: no limit */
-	int			max_length;		/* -1: no limit */
-	bool		format_uuid;
-	int			nrequired;
-	char	  **required;
-	int			nproperties;
-	char	  **property_names;
-	struct SchemaNode **properties;
-} SchemaNode;
+	const struct PathStep *parent;
+	const char *key;			/* NULL: index */
+	int			keylen;
+	int			index;
+} PathStep;
 
-#define MAX_REPORTED_PROBLEMS 10
+static bool validate_value(JsonSchemaNode *node, JsonbValue *value,
+						   const PathStep *path, JsonSchemaResult *res);
 
-typedef struct Problems
+/* "$.name" for plain names, "$["odd name"]" otherwise */
+char *
+json_schema_child_path(const char *path, const char *name, int len)
 {
-	StringInfoData text;
-	int			count;
-} Problems;
+	StringInfoData buf;
+	bool		plain = (len > 0);
 
-static SchemaNode *payment_schema = NULL;
-
-static const struct
-{
-	const char *name;
-	int			mask;
-}			type_names[] =
-{
-	{"string", JT_STRING},
-	{"number", JT_NUMBER | JT_INTEGER},
-	{"integer", JT_INTEGER},
-	{"object", JT_OBJECT},
-	{"array", JT_ARRAY},
-	{"boolean", JT_BOOLEAN},
-	{"null", JT_NULL},
-};
-
-static JsonbValue *
-schema_keyword(JsonbContainer *schema, const char *keyword)
-{
-	JsonbValue	key;
-
-	key.type = jbvString;
-	key.val.string.val = (char *) keyword;
-	key.val.string.len = strlen(keyword);
-	return findJsonbValueFromContainer(schema, JB_FOBJECT, &key);
-}
-
-static void
-schema_error(const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid payment schema"),
-			 errdetail_internal("%s", detail)));
-}
-
-static int
-type_mask(JsonbValue *v)
-{
-	if (v->type != jbvString)
-		schema_error("\"type\" must be a string");
-	for (int i = 0; i < lengthof(type_names); i++)
-	{
-		if (strlen(type_names[i].name) == v->val.string.len &&
-			strncmp(type_names[i].name, v->val.string.val, v->val.string.len) == 0)
-			return type_names[i].mask;
-	}
-	schema_error("unknown \"type\"");
-	return 0;
-}
-
-static int
-schema_length(JsonbContainer *schema, const char *keyword)
-{
-	JsonbValue *v = schema_keyword(schema, keyword);
-
-	if (v == NULL)
-		return -1;
-	if (v->type != jbvNumeric)
-		schema_error("length limits must be numbers");
-	return DatumGetInt32(DirectFunctionCall1(numeric_int4,
-											 NumericGetDatum(v->val.numeric)));
-}
-
-static SchemaNode *
-compile_schema(JsonbContainer *schema)
-{
-	SchemaNode *node = palloc0(sizeof(SchemaNode));
-	JsonbValue *v;
-
-	if (!JsonContainerIsObject(schema))
-		schema_error("a schema must be a JSON object");
-
-	v = schema_keyword(schema, "type");
-	if (v != NULL && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
-	{
-		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
-		JsonbValue	elem;
-		JsonbIteratorToken tok;
-
-		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
-			if (tok == WJB_ELEM)
-				node->types |= type_mask(&elem);
-	}
-	else if (v != NULL)
-		node->types = type_mask(v);
-
-	node->min_length = schema_length(schema, "minLength");
-	node->max_length = schema_length(schema, "maxLength");
-
-	v = schema_keyword(schema, "format");
-	node->format_uuid = (v != NULL && v->type == jbvString &&
-						 v->val.string.len == 4 &&
-						 strncmp(v->val.string.val, "uuid", 4) == 0);
-
-	v = schema_keyword(schema, "required");
-	if (v != NULL)
-	{
-		JsonbIterator *it;
-		JsonbValue	elem;
-		JsonbIteratorToken tok;
-
-		if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-			schema_error("\"required\" must be an array of strings");
-		node->required = palloc(sizeof(char *) * JsonContainerSize(v->val.binary.data));
-		it = JsonbIteratorInit(v->val.binary.data);
-		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
-		{
-			if (tok != WJB_ELEM)
-				continue;
-			if (elem.type != jbvString)
-				schema_error("\"required\" must be an array of strings");
-			node->required[node->nrequired++] =
-				pnstrdup(elem.val.string.val, elem.val.string.len);
-		}
-	}
-
-	v = schema_keyword(schema, "properties");
-	if (v != NULL)
-	{
-		JsonbIterator *it;
-		JsonbValue	key;
-		JsonbIteratorToken tok;
-		int			size;
-
-		if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-			schema_error("\"properties\" must be an object");
-		size = JsonContainerSize(v->val.binary.data);
-		node->property_names = palloc(sizeof(char *) * size);
-		node->properties = palloc(sizeof(SchemaNode *) * size);
-		it = JsonbIteratorInit(v->val.binary.data);
-		while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
-		{
-			JsonbValue	sub;
-
-			if (tok != WJB_KEY)
-				continue;
-			node->property_names[node->nproperties] =
-				pnstrdup(key.val.string.val, key.val.string.len);
-			tok = JsonbIteratorNext(&it, &sub, true);
-			if (sub.type != jbvBinary)
-				schema_error("each property's schema must be an object");
-			node->properties[node->nproperties++] = compile_schema(sub.val.binary.data);
-		}
-	}
-	return node;
-}
-
-static SchemaNode *
-get_payment_schema(void)
-{
-	if (payment_schema == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-		Jsonb	   *doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-															 CStringGetDatum(default_schema)));
-
-		payment_schema = compile_schema(&doc->root);
-		MemoryContextSwitchTo(old);
-	}
-	return payment_schema;
-}
-
-/* The canonical 8-4-4-4-12 hex form that JSON Schema's "uuid" format means. */
-static bool
-is_canonical_uuid(const char *s, int len)
-{
-	if (len != 36)
-		return false;
 	for (int i = 0; i < len; i++)
+		if (!(isalnum((unsigned char) name[i]) || name[i] == '_'))
+			plain = false;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, path);
+	if (plain)
 	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
+		appendStringInfoChar(&buf, '.');
+		appendBinaryStringInfo(&buf, name, len);
 	}
-	return true;
+	else
+	{
+		appendStringInfoChar(&buf, '[');
+		escape_json(&buf, pnstrdup(name, len));
+		appendStringInfoChar(&buf, ']');
+	}
+	return buf.data;
 }
 
-/*
- * The JSON Schema type of a value.  Whether a number is an integer costs a
- * numeric computation, so it is asked only where a schema says "integer".
- */
+static char *
+path_text(const PathStep *step)
+{
+	char	   *parent;
+
+	if (step == NULL)
+		return pstrdup("$");
+	check_stack_depth();
+	parent = path_text(step->parent);
+	if (step->key != NULL)
+		return json_schema_child_path(parent, step->key, step->keylen);
+	return psprintf("%s[%d]", parent, step->index);
+}
+
+void
+json_schema_add_error(JsonSchemaResult *result, const char *path,
+					  const char *keyword, const char *fmt,...)
+{
+	StringInfoData buf;
+	va_list		args;
+	JsonSchemaError *e;
+
+	if (result->count++ >= result->max_errors)
+		return;
+	if (result->errors == NULL)
+		result->errors = palloc(sizeof(JsonSchemaError) * result->max_errors);
+	initStringInfo(&buf);
+	for (;;)
+	{
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&buf, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	e = &result->errors[result->nerrors++];
+	e->path = pstrdup(path);
+	e->keyword = keyword;
+	e->message = buf.data;
+}
+
+bool
+json_schema_has_error_at(JsonSchemaResult *result, const char *path)
+{
+	for (int i = 0; i < result->nerrors; i++)
+		if (strcmp(result->errors[i].path, path) == 0)
+			return true;
+	return false;
+}
+
+/* report a problem (when collecting) and say the value is invalid */
+#define FAIL_AT(step, kw, ...) \
+	do { \
+		valid = false; \
+		if (res == NULL) \
+			return false; \
+		if (res->count < res->max_errors) \
+			json_schema_add_error(res, path_text(step), kw, __VA_ARGS__); \
+		else \
+			res->count++; \
+	} while (0)
+#define FAIL(kw, ...) FAIL_AT(path, kw, __VA_ARGS__)
+
+bool
+json_number_is_integer(Numeric n)
+{
+	Datum		d = NumericGetDatum(n);
+
+	if (DatumGetInt32(DirectFunctionCall1(numeric_scale, d)) == 0)
+		return true;
+	return DatumGetBool(DirectFunctionCall2(numeric_eq, d,
+											DirectFunctionCall1(numeric_floor, d)));
+}
+
+Jsonb *
+json_value_to_jsonb(JsonbValue *v)
+{
+	return JsonbValueToJsonb(v);
+}
+
+bool
+json_values_equal(JsonbValue *a, JsonbValue *b)
+{
+	Jsonb	   *ja = json_value_to_jsonb(a);
+	Jsonb	   *jb = json_value_to_jsonb(b);
+
+	/* jsonb's own ordering compares numbers as numeric: 1 equals 1.0 */
+	return compareJsonbContainers(&ja->root, &jb->root) == 0;
+}
+
 static int
 value_type(JsonbValue *v, bool need_integer)
 {
 	switch (v->type)
 	{
 		case jbvString:
-			return JT_STRING;
+			return JST_STRING;
 		case jbvNumeric:
-			if (need_integer &&
-				DatumGetBool(DirectFunctionCall2(numeric_eq,
-												 NumericGetDatum(v->val.numeric),
-												 DirectFunctionCall1(numeric_floor,
-																	 NumericGetDatum(v->val.numeric)))))
-				return JT_NUMBER | JT_INTEGER;
-			return JT_NUMBER;
+			if (need_integer && json_number_is_integer(v->val.numeric))
+				return JST_NUMBER | JST_INTEGER;
+			return JST_NUMBER;
 		case jbvBool:
-			return JT_BOOLEAN;
+			return JST_BOOLEAN;
 		case jbvNull:
-			return JT_NULL;
+			return JST_NULL;
 		case jbvBinary:
-			return JsonContainerIsObject(v->val.binary.data) ? JT_OBJECT : JT_ARRAY;
+			return JsonContainerIsObject(v->val.binary.data) ? JST_OBJECT : JST_ARRAY;
 		default:
-			return JT_OBJECT;	/* in-memory containers do not reach here */
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
 	}
+	return 0;
 }
 
-static const char *
-type_name(int types)
-{
-	if (types & JT_STRING)
-		return "string";
-	if (types & JT_NUMBER)
-		return "number";
-	if (types & JT_INTEGER)
-		return "integer";
-	if (types & JT_OBJECT)
-		return "object";
-	if (types & JT_ARRAY)
-		return "array";
-	if (types & JT_BOOLEAN)
-		return "boolean";
-	return "null";
-}
-
-static void
-add_problem(Problems *problems, const char *path, const char *fmt, const char *arg)
-{
-	if (problems->count++ >= MAX_REPORTED_PROBLEMS)
-		return;
-	if (problems->text.len > 0)
-		appendStringInfoString(&problems->text, "; ");
-	appendStringInfo(&problems->text, "%s: ", path);
-	appendStringInfo(&problems->text, fmt, arg);
-}
-
-/* "$.name" for plain names, "$["odd name"]" otherwise */
+/* "string", "string or null", ...; "number" covers "integer" */
 static char *
-child_path(const char *path, const char *name)
+type_names(int types)
 {
-	StringInfoData buf;
-	bool		plain = (*name != '\0');
-
-	for (const char *c = name; *c; c++)
-		if (!(isalnum((unsigned char) *c) || *c == '_'))
-			plain = false;
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, path);
-	if (plain)
-		appendStringInfo(&buf, ".%s", name);
-	else
+	static const struct
 	{
-		appendStringInfoChar(&buf, '[');
-		escape_json(&buf, name);
-		appendStringInfoChar(&buf, ']');
+		int			bit;
+		const char *name;
+	}			names[] =
+	{
+		{JST_STRING, "string"}, {JST_NUMBER, "number"}, {JST_INTEGER, "integer"},
+		{JST_OBJECT, "object"}, {JST_ARRAY, "array"}, {JST_BOOLEAN, "boolean"},
+		{JST_NULL, "null"},
+	};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(names); i++)
+	{
+		if (!(types & names[i].bit))
+			continue;
+		if (names[i].bit == JST_INTEGER && (types & JST_NUMBER))
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, " or ");
+		appendStringInfoString(&buf, names[i].name);
 	}
 	return buf.data;
 }
 
-static void
-validate_node(SchemaNode *node, JsonbValue *value, const char *path, Problems *problems)
+static char *
+numeric_text(Numeric n)
 {
-	/* "number" admits integers too, so only a bare "integer" needs the test */
-	bool		need_integer = (node->types & JT_INTEGER) && !(node->types & JT_NUMBER);
-	int			actual = value_type(value, need_integer);
+	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+}
 
-	if (node->types != 0 && (node->types & actual) == 0)
+static int
+numeric_compare(Numeric a, Numeric b)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a),
+											 NumericGetDatum(b)));
+}
+
+static bool
+validate_number(JsonSchemaNode *node, Numeric n, const PathStep *path,
+				JsonSchemaResult *res)
+{
+	bool		valid = true;
+
+	if (node->multiple_of != NULL)
 	{
-		char		expected[64];
+		Numeric		rest = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
+															   NumericGetDatum(n),
+															   NumericGetDatum(node->multiple_of)));
 
-		snprintf(expected, sizeof(expected), "expected %s, got %%s",
-				 type_name(node->types));
-		add_problem(problems, path, expected, type_name(actual));
-		return;
+		if (numeric_compare(rest, int64_to_numeric(0)) != 0)
+			FAIL("multipleOf", "not a multiple of %s", numeric_text(node->multiple_of));
 	}
-
-	if (value->type == jbvString)
+	if (node->maximum != NULL)
 	{
-		int			chars = pg_mbstrlen_with_len(value->val.string.val,
-												 value->val.string.len);
+		int			cmp = numeric_compare(n, node->maximum);
+
+		if (cmp > 0 || (cmp == 0 && node->exclusive_maximum))
+			FAIL("maximum", node->exclusive_maximum ?
+				 "not less than the exclusive maximum %s" : "greater than the maximum %s",
+				 numeric_text(node->maximum));
+	}
+	if (node->minimum != NULL)
+	{
+		int			cmp = numeric_compare(n, node->minimum);
+
+		if (cmp < 0 || (cmp == 0 && node->exclusive_minimum))
+			FAIL("minimum", node->exclusive_minimum ?
+				 "not greater than the exclusive minimum %s" : "less than the minimum %s",
+				 numeric_text(node->minimum));
+	}
+	return valid;
+}
+
+static bool
+validate_string(JsonSchemaNode *node, const char *s, int len, const PathStep *path,
+				JsonSchemaResult *res)
+{
+	bool		valid = true;
+
+	if (node->max_length >= 0 || node->min_length >= 0)
+	{
+		int			chars = pg_mbstrlen_with_len(s, len);
 
 		if (node->max_length >= 0 && chars > node->max_length)
-		{
-			char		limit[16];
-
-			snprintf(limit, sizeof(limit), "%d", node->max_length);
-			add_problem(problems, path, "longer than %s characters", limit);
-		}
+			FAIL("maxLength", "longer than %d characters", node->max_length);
 		if (node->min_length >= 0 && chars < node->min_length)
-		{
-			char		limit[16];
-
-			snprintf(limit, sizeof(limit), "%d", node->min_length);
-			add_problem(problems, path, "shorter than %s characters", limit);
-		}
-		if (node->format_uuid &&
-			!is_canonical_uuid(value->val.string.val, value->val.string.len))
-			add_problem(problems, path, "not a valid uuid%s", "");
+			FAIL("minLength", "shorter than %d characters", node->min_length);
 	}
-
-	if (actual == JT_OBJECT)
-	{
-		JsonbContainer *obj = value->val.binary.data;
-
-		for (int i = 0; i < node->nrequired; i++)
-			if (schema_keyword(obj, node->required[i]) == NULL)
-				add_problem(problems, child_path(path, node->required[i]),
-							"required property missing%s", "");
-
-		for (int i = 0; i < node->nproperties; i++)
-		{
-			JsonbValue *sub = schema_keyword(obj, node->property_names[i]);
-
-			if (sub != NULL)
-				validate_node(node->properties[i], sub,
-							  child_path(path, node->property_names[i]), problems);
-		}
-	}
+	if (node->pattern != NULL &&
+		!RE_compile_and_execute(node->pattern, (char *) s, len, REG_ADVANCED,
+								C_COLLATION_OID, 0, NULL))
+		FAIL("pattern", "does not match the pattern \"%s\"", node->pattern_source);
+	if (node->format != JSF_NONE && !json_schema_check_format(node->format, s, len))
+		FAIL("format", "not a valid %s", node->format_name);
+	return valid;
 }
 
-/*
- * Check a payload against the payment schema.  Returns true when valid;
- * otherwise *problems (if not NULL) describes every broken rule by JSON path.
- */
-bool
-payment_validate(Jsonb *payload, char **problems)
+static JsonSchemaNamed *
+find_property(JsonSchemaNode *node, const char *name, int len)
 {
-	Problems	found;
-	JsonbValue	root;
+	int			lo = 0,
+				hi = node->nproperties - 1;
 
-	if (JB_ROOT_IS_SCALAR(payload))
-		JsonbExtractScalar(&payload->root, &root);
-	else
+	/* the order jsonb keeps keys in: by length, then bytes */
+	while (lo <= hi)
 	{
-		root.type = jbvBinary;
-		root.val.binary.data = &payload->root;
-		root.val.binary.len = VARSIZE(payload) - VARHDRSZ;
+		int			mid = (lo + hi) / 2;
+		JsonSchemaNamed *p = &node->properties[mid];
+		int			cmp = (p->name_len != len) ? (p->name_len > len ? 1 : -1) :
+			memcmp(p->name, name, len);
+
+		if (cmp == 0)
+			return p;
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
 	}
-
-	initStringInfo(&found.text);
-	found.count = 0;
-	validate_node(get_payment_schema(), &root, "$", &found);
-	if (found.count > MAX_REPORTED_PROBLEMS)
-		appendStringInfo(&found.text, "; and %d more", found.count - MAX_REPORTED_PROBLEMS);
-	if (problems)
-		*problems = found.text.data;
-	return found.count == 0;
-}
-
-/* Size limit and schema check of a submitted payload; raises class 22. */
-void
-payment_check_payload(Jsonb *payload, Size text_length)
-{
-	char	   *problems;
-
-	if (text_length > (Size) payment_max_payload_size)
-		ereport(ERROR,
-				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-				 errmsg("payment payload is too large"),
-				 errdetail("The payload is %zu bytes as JSON text; the limit is %d bytes.",
-						   text_length, payment_max_payload_size),
-				 errhint("See the setting payment.max_payload_size.")));
-
-	if (!payment_validate(payload, &problems))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("payment does not match the payment schema"),
-				 errdetail("%s", problems)));
+	return NULL;
 }
 
 static JsonbValue *
-top_level_value(Jsonb *payload, const char *key)
+find_key(JsonbContainer *obj, const char *name, int len)
 {
-	if (!JB_ROOT_IS_OBJECT(payload))
-		return NULL;
-	return schema_keyword(&payload->root, key);
+	JsonbValue	key;
+
+	key.type = jbvString;
+	key.val.string.val = (char *) name;
+	key.val.string.len = len;
+	return findJsonbValueFromContainer(obj, JB_FOBJECT, &key);
 }
 
-/* A top-level string property, or NULL when absent or not a string. */
-char *
-payment_try_get_string(Jsonb *payload, const char *key)
+static bool
+validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
+				JsonSchemaResult *res)
 {
-	JsonbValue *v = top_level_value(payload, key);
+	JsonbContainer *obj = value->val.binary.data;
+	int			size = JsonContainerSize(obj);
+	bool		valid = true;
 
-	if (v == NULL || v->type != jbvString)
-		return NULL;
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	if (node->max_properties >= 0 && size > node->max_properties)
+		FAIL("maxProperties", "more than %d properties", node->max_properties);
+	if (node->min_properties >= 0 && size < node->min_properties)
+		FAIL("minProperties", "fewer than %d properties", node->min_properties);
+
+	for (int i = 0; i < node->nrequired; i++)
+		if (find_key(obj, node->required[i], strlen(node->required[i])) == NULL)
+		{
+			PathStep	child = {path, node->required[i], strlen(node->required[i]), 0};
+
+			FAIL_AT(&child, "required", "required property missing");
+		}
+
+	if (node->nproperties > 0 || node->npattern_properties > 0 ||
+		!node->additional_properties_allowed || node->additional_properties != NULL)
+	{
+		JsonbIterator *it = JsonbIteratorInit(obj);
+		JsonbValue	key;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+		{
+			PathStep	child;
+			JsonSchemaNamed *prop;
+			bool		matched;
+
+			if (tok != WJB_KEY)
+				continue;
+			CHECK_FOR_INTERRUPTS();
+			JsonbIteratorNext(&it, &v, true);
+			child.parent = path;
+			child.key = key.val.string.val;
+			child.keylen = key.val.string.len;
+			child.index = 0;
+
+			prop = find_property(node, key.val.string.val, key.val.string.len);
+			matched = (prop != NULL);
+			if (prop != NULL && !validate_value(prop->node, &v, &child, res))
+			{
+				valid = false;
+				if (res == NULL)
+					return false;
+			}
+			for (int i = 0; i < node->npattern_properties; i++)
+			{
+				JsonSchemaNamed *pp = &node->pattern_properties[i];
+
+				if (!RE_compile_and_execute(pp->pattern, key.val.string.val,
+											key.val.string.len, REG_ADVANCED,
+											C_COLLATION_OID, 0, NULL))
+					continue;
+				matched = true;
+				if (!validate_value(pp->node, &v, &child, res))
+				{
+					valid = false;
+					if (res == NULL)
+						return false;
+				}
+			}
+			if (matched)
+				continue;
+			if (!node->additional_properties_allowed)
+				FAIL_AT(&child, "additionalProperties", "additional property not allowed");
+			else if (node->additional_properties != NULL &&
+					 !validate_value(node->additional_properties, &v, &child, res))
+			{
+				valid = false;
+				if (res == NULL)
+					return false;
+			}
+		}
+	}
+
+	for (int i = 0; i < node->ndependencies; i++)
+	{
+		JsonSchemaNamed *dep = &node->dependencies[i];
+
+		if (find_key(obj, dep->name, dep->name_len) == NULL)
+			continue;
+		if (dep->node != NULL)
+		{
+			if (!validate_value(dep->node, value, path, res))
+			{
+				valid = false;
+				if (res == NULL)
+					return false;
+			}
+			continue;
+		}
+		for (int j = 0; j < dep->nnames; j++)
+			if (find_key(obj, dep->names[j], strlen(dep->names[j])) == NULL)
+				FAIL("dependencies", "property \"%s\" requires property \"%s\"",
+					 dep->name, dep->names[j]);
+	}
+	return valid;
 }
 
-/* A top-level property that is a uuid in canonical form, else NULL. */
-bool
-payment_try_get_uuid(Jsonb *payload, const char *key, Datum *uuid)
+static bool
+validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
+			   JsonSchemaResult *res)
 {
-	JsonbValue *v = top_level_value(payload, key);
+	JsonbContainer *arr = value->val.binary.data;
+	int			size = JsonContainerSize(arr);
+	bool		valid = true;
+	JsonbValue *elems = NULL;
 
-	if (v == NULL || v->type != jbvString ||
-		!is_canonical_uuid(v->val.string.val, v->val.string.len))
+	if (node->max_items >= 0 && size > node->max_items)
+		FAIL("maxItems", "more than %d items", node->max_items);
+	if (node->min_items >= 0 && size < node->min_items)
+		FAIL("minItems", "fewer than %d items", node->min_items);
+
+	if (node->unique_items)
+		elems = palloc(sizeof(JsonbValue) * Max(size, 1));
+	if (node->items != NULL || node->items_is_list || node->unique_items)
+	{
+		JsonbIterator *it = JsonbIteratorInit(arr);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int			i = 0;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			PathStep	child = {path, NULL, 0, i};
+			JsonSchemaNode *sub = NULL;
+
+			if (tok != WJB_ELEM)
+				continue;
+			CHECK_FOR_INTERRUPTS();
+			if (elems)
+				elems[i] = v;
+			if (node->items != NULL)
+				sub = node->items;
+			else if (node->items_is_list && i < node->items_list.count)
+				sub = node->items_list.nodes[i];
+			else if (node->items_is_list && !node->additional_items_allowed)
+				FAIL_AT(&child, "additionalItems", "additional item not allowed");
+			else if (node->items_is_list)
+				sub = node->additional_items;
+			if (sub != NULL && !validate_value(sub, &v, &child, res))
+			{
+				valid = false;
+				if (res == NULL)
+					return false;
+			}
+			i++;
+		}
+	}
+	if (node->unique_items)
+	{
+		for (int i = 1; i < size; i++)
+			for (int j = 0; j < i; j++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				if (json_values_equal(&elems[j], &elems[i]))
+				{
+					FAIL("uniqueItems", "items %d and %d are equal", j, i);
+					i = size;	/* one report is enough */
+					break;
+				}
+			}
+	}
+	return valid;
+}
+
+static bool
+validate_value(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
+			   JsonSchemaResult *res)
+{
+	bool		valid = true;
+	int			actual;
+
+	check_stack_depth();
+	while (node->ref != NULL)
+		node = node->ref;
+
+	actual = value_type(value, node->check_integer);
+	if (node->types != 0 && (node->types & actual) == 0)
+	{
+		/* the other keywords say little about a value of the wrong type */
+		FAIL("type", "expected %s, got %s", type_names(node->types),
+			 type_names(actual & ~JST_INTEGER));
 		return false;
-	*uuid = DirectFunctionCall1(uuid_in,
-								CStringGetDatum(pnstrdup(v->val.string.val,
-														 v->val.string.len)));
-	return true;
-}
+	}
 
-/* The stored columns of a payload that payment_validate accepted. */
-void
-payment_extract_fields(Jsonb *payload, PaymentFields *fields)
-{
-	JsonbValue *amount = top_level_value(payload, "amount");
+	if (node->nenum > 0)
+	{
+		Jsonb	   *doc = json_value_to_jsonb(value);
+		bool		found = false;
 
-	if (!payment_try_get_uuid(payload, "paymentId", &fields->payment_id) ||
-		!payment_try_get_uuid(payload, "userId", &fields->user_id) ||
-		amount == NULL || amount->type != jbvNumeric)
-		elog(ERROR, "payment_extract_fields called on an unvalidated payload");
-	fields->amount = NumericGetDatum(amount->val.numeric);
-	fields->currency = payment_try_get_string(payload, "currency");
-	fields->description = payment_try_get_string(payload, "description");
-	fields->date_timestamp = payment_try_get_string(payload, "dateTimestamp");
+		for (int i = 0; i < node->nenum && !found; i++)
+			found = (compareJsonbContainers(&doc->root, &node->enum_values[i]->root) == 0);
+		if (!found)
+			FAIL("enum", "not one of the enum values");
+	}
+
+	switch (actual & ~JST_INTEGER)
+	{
+		case JST_NUMBER:
+			if (!validate_number(node, value->val.numeric, path, res))
+				valid = false;
+			break;
+		case JST_STRING:
+			if (!validate_string(node, value->val.string.val, value->val.string.len,
+								 path, res))
+				valid = false;
+			break;
+		case JST_OBJECT:
+			if (node->has_object_keywords && !validate_object(node, value, path, res))
+				valid = false;
+			break;
+		case JST_ARRAY:
+			if (node->has_array_keywords && !validate_array(node, value, path, res))
+				valid = false;
+			break;
+	}
+	if (!valid && res == NULL)
+		return false;
+
+	for (int i = 0; i < node->all_of.count; i++)
+		if (!validate_value(node->all_of.nodes[i], value, path, res))
+		{
+			valid = false;
+			if (res == NULL)
+				return false;
+		}
+	if (node->any_of.count > 0)
+	{
+		bool		any = false;
+
+		for (int i = 0; i < node->any_of.count && !any; i++)
+			any = validate_value(node->any_of.nodes[i], value, path, NULL);
+		if (!any)
+			FAIL("anyOf", "matches none of the schemas in anyOf");
+	}
+	if (node->one_of.count > 0)
+	{
+		int			matches = 0;
+
+		for (int i = 0; i < node->one_of.count && matches < 2; i++)
+			if (validate_value(node->one_of.nodes[i], value, path, NULL))
+				matches++;
+		if (matches == 0)
+			FAIL("oneOf", "matches none of the schemas in oneOf");
+		else if (matches > 1)
+			FAIL("oneOf", "matches more than one of the schemas in oneOf");
+	}
+	if (node->not_schema != NULL &&
+		validate_value(node->not_schema, value, path, NULL))
+		FAIL("not", "matches the schema in not");
+	return valid;
 }
 
 /*
- * paymentId and userId of any message body, as uuids (or 0 where absent or
- * not uuids), without raising: bodies that jsonb refuses reach here too.
+ * Validate a document.  With result NULL, stops at the first problem;
+ * otherwise result (max_errors set by the caller) collects problems.
  */
-typedef struct KeyFinder
+bool
+json_schema_validate(JsonSchema *schema, Jsonb *document, JsonSchemaResult *result)
 {
-	int			depth;
-	char	  **target;			/* where the next scalar goes, or NULL */
-	char	   *payment_id;
-	char	   *user_id;
-} KeyFinder;
+	JsonbValue	root;
 
-static void
-finder_nest(void *state)
-{
-	KeyFinder  *f = state;
-
-	f->depth++;
-	f->target = NULL;
-}
-
-static void
-finder_unnest(void *state)
-{
-	((KeyFinder *) state)->depth--;
-}
-
-static void
-finder_field(void *state, char *fname, bool isnull)
-{
-	KeyFinder  *f = state;
-
-	f->target = NULL;
-	if (f->depth == 1 && strcmp(fname, "paymentId") == 0)
-		f->target = &f->payment_id;
-	else if (f->depth == 1 && strcmp(fname, "userId") == 0)
-		f->target = &f->user_id;
-}
-
-static void
-finder_scalar(void *state, char *token, JsonTokenType tokentype)
-{
-	KeyFinder  *f = state;
-
-	if (f->target != NULL && tokentype == JSON_TOKEN_STRING)
-		*f->target = token;
-	f->target = NULL;
-}
-
-void
-payment_find_keys(const char *body, Datum *payment_id, Datum *user_id)
-{
-	KeyFinder	finder = {0};
-	JsonSemAction sem = {0};
-	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) body, strlen(body),
-													   GetDatabaseEncoding(), true);
-
-	sem.semstate = &finder;
-	sem.object_start = finder_nest;
-	sem.object_end = finder_unnest;
-	sem.array_start = finder_nest;
-	sem.array_end = finder_unnest;
-	sem.object_field_start = finder_field;
-	sem.scalar = finder_scalar;
-
-	*payment_id = (Datum) 0;
-	*user_id = (Datum) 0;
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return;
-	if (finder.payment_id && is_canonical_uuid(finder.payment_id, strlen(finder.payment_id)))
-		*payment_id = DirectFunctionCall1(uuid_in, CStringGetDatum(finder.payment_id));
-	if (finder.user_id && is_canonical_uuid(finder.user_id, strlen(finder.user_id)))
-		*user_id = DirectFunctionCall1(uuid_in, CStringGetDatum(finder.user_id));
+	if (JB_ROOT_IS_SCALAR(document))
+		JsonbExtractScalar(&document->root, &root);
+	else
+	{
+		root.type = jbvBinary;
+		root.val.binary.data = &document->root;
+		root.val.binary.len = VARSIZE(document) - VARHDRSZ;
+	}
+	return validate_value(schema->root, &root, NULL, result);
 }
