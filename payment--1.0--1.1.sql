@@ -30,6 +30,13 @@ ALTER TABLE payment.payments
     ALTER COLUMN description DROP NOT NULL,
     ALTER COLUMN date_timestamp DROP NOT NULL;
 
+-- The schema version a message was accepted under, so that the workers check
+-- it against that version and never dead-letter an accepted payment because
+-- the schema changed since (NULL: another producer's, checked against the
+-- active version).  Kept with a dead letter for its redrive.
+ALTER TABLE payment.queue ADD COLUMN schema_version integer;
+ALTER TABLE payment.dead_letters ADD COLUMN schema_version integer;
+
 -- {"valid": bool, "errors": [{"path", "keyword", "message"}]} for any draft-04
 -- schema and any JSON document.
 CREATE FUNCTION validate_json(document jsonb, schema jsonb)

@@ -32,7 +32,6 @@
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr same_body_plan = NULL;
-static SPIPlanPtr dead_letter_plan = NULL;
 
 /* retries come back after about 1, 2, 4 ... seconds, at most a minute */
 #define FIRST_RETRY_DELAY 1
@@ -46,12 +45,15 @@ retry_delay(int receive_count)
 }
 
 static void
-insert_dead_letter(const char *message_id, const char *body,
-				   DeadLetterReason reason, const char *error, int receive_count)
+insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *error)
 {
-	Oid			argtypes[7] = {TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', 'n', 'n', ' ', ' ', ' ', ' '};
+	static SPIPlanPtr dead_letter_plans[2] = {NULL, NULL};
+	Oid			argtypes[8] = {TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID,
+	INT4OID, INT4OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', 'n', 'n', ' ', ' ', ' ', ' ', ' '};
+	const char *body = m->body;
+	bool		versioned = queue_records_schema_version();
 
 	/* keep the payment's keys where the body has them, for payment_status */
 	payment_find_keys(body, &values[1], &values[2]);
@@ -60,25 +62,34 @@ insert_dead_letter(const char *message_id, const char *body,
 	if (values[2] != (Datum) 0)
 		nulls[2] = ' ';
 
-	values[0] = CStringGetTextDatum(message_id ? message_id : "");
+	values[0] = CStringGetTextDatum(m->message_id ? m->message_id : "");
 	values[3] = CStringGetTextDatum(body);
 	values[4] = CStringGetTextDatum(dead_letter_reason_name(reason));
 	values[5] = CStringGetTextDatum(error ? error : "");
-	values[6] = Int32GetDatum(receive_count);
+	values[6] = Int32GetDatum(m->receive_count);
+	/* kept, so that a redriven payment is checked as it was accepted */
+	values[7] = Int32GetDatum(m->schema_version);
+	if (m->schema_version < 0)
+		nulls[7] = 'n';
 
-	payment_prepare(&dead_letter_plan,
+	payment_prepare(&dead_letter_plans[versioned],
+					versioned ?
+					"INSERT INTO payment.dead_letters"
+					" (message_id, payment_id, user_id, body, reason, error, receive_count,"
+					"  schema_version)"
+					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)" :
 					"INSERT INTO payment.dead_letters"
 					" (message_id, payment_id, user_id, body, reason, error, receive_count)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7)",
-					7, argtypes);
-	if (SPI_execute_plan(dead_letter_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+					versioned ? 8 : 7, argtypes);
+	if (SPI_execute_plan(dead_letter_plans[versioned], values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "writing a dead letter failed");
 }
 
 static void
 dead_letter(QueueMessage *m, DeadLetterReason reason, const char *error)
 {
-	insert_dead_letter(m->message_id, m->body, reason, error, m->receive_count);
+	insert_dead_letter(m, reason, error);
 	m->outcome = STORE_DEAD_LETTERED;
 	m->reason = reason;
 	m->error = pstrdup(error);
@@ -140,7 +151,8 @@ store_one(QueueMessage *m, bool isolated)
 		dead_letter(m, DEAD_LETTER_INVALID, why);
 		return;
 	}
-	if (!payment_validate(doc, &why))
+	/* as it was accepted: a later schema must not refuse an accepted payment */
+	if (!payment_validate_version(doc, m->schema_version, &why))
 	{
 		dead_letter(m, DEAD_LETTER_INVALID, psprintf("payment does not match the payment schema: %s", why));
 		return;

@@ -58,22 +58,29 @@ count_submitted(const QueueBackend *backend, int count)
 }
 
 /*
- * Validate one payload for the caller and return its JSON text; fills
- * *fields.  Raises 54000 for a payload nested too deep, class 22 for one the
- * schema refuses, and 42501 for another user's.
+ * Validate one payload for the caller and return it as the queue takes it.
+ * Raises 54000 for a payload nested too deep, class 22 for one the schema
+ * refuses, and 42501 for another user's.
  */
-static char *
-accept_payload(Jsonb *payload, const PaymentCaller *caller, PaymentFields *fields)
+static QueuedPayment
+accept_payload(Jsonb *payload, const PaymentCaller *caller)
 {
+	QueuedPayment queued;
+	PaymentFields fields;
 	char	   *body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
 	char	   *user_id;
 
 	payment_defence_check(payload);
-	payment_check_payload(payload, strlen(body));
-	payment_extract_fields(payload, fields);
+	/* recorded with the message: the store checks it against the same version */
+	queued.schema_version = payment_schema_active_version();
+	payment_check_payload(payload, strlen(body), queued.schema_version);
+	payment_extract_fields(payload, &fields);
 	user_id = payment_try_get_string(payload, "userId");
 	payment_authorize_user(caller, user_id, payment_try_get_string(payload, "paymentId"));
-	return body;
+	queued.body = body;
+	queued.payment_id = fields.payment_id;
+	queued.user_id = fields.user_id;
+	return queued;
 }
 
 static Datum
@@ -87,10 +94,8 @@ submit_payment(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *payload = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
 	PaymentCaller caller;
-	PaymentFields fields;
 	const QueueBackend *backend = queue_backend();
 	QueuedPayment queued;
-	char	   *body;
 	char	   *message_id;
 	StringInfoData result;
 
@@ -102,10 +107,7 @@ submit_payment(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("payment payload must not be null")));
 
-	body = accept_payload(payload, &caller, &fields);
-	queued.body = body;
-	queued.payment_id = fields.payment_id;
-	queued.user_id = fields.user_id;
+	queued = accept_payload(payload, &caller);
 	message_id = backend->enqueue(&queued);
 	count_submitted(backend, 1);
 
@@ -162,13 +164,9 @@ submit_payments(PG_FUNCTION_ARGS)
 	it = JsonbIteratorInit(&payloads->root);
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 	{
-		PaymentFields fields;
-
 		if (tok != WJB_ELEM)
 			continue;
-		queued[index].body = accept_payload(JsonbValueToJsonb(&elem), &caller, &fields);
-		queued[index].payment_id = fields.payment_id;
-		queued[index].user_id = fields.user_id;
+		queued[index] = accept_payload(JsonbValueToJsonb(&elem), &caller);
 		index++;
 	}
 	error_context_stack = errcallback.previous;

@@ -27,8 +27,9 @@
 
 PG_FUNCTION_INFO_V1(payment_claim_messages);
 
-static SPIPlanPtr enqueue_plan = NULL;
-static SPIPlanPtr claim_plan = NULL;
+/* each in two forms, indexed by queue_records_schema_version() */
+static SPIPlanPtr enqueue_plans[2] = {NULL, NULL};
+static SPIPlanPtr claim_plans[2] = {NULL, NULL};
 static SPIPlanPtr delete_plan = NULL;
 static SPIPlanPtr delay_plan = NULL;
 
@@ -45,25 +46,31 @@ warn_if_no_worker(void)
 
 /* One row, in the caller's transaction and SPI connection; its message id. */
 static char *
-insert_message(const QueuedPayment *payment)
+insert_message(const QueuedPayment *payment, bool versioned)
 {
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			rc;
 
 	values[0] = payment->payment_id;
 	values[1] = payment->user_id;
 	values[2] = CStringGetTextDatum(payment->body);
+	values[3] = Int32GetDatum(payment->schema_version);
 	if (values[0] == (Datum) 0)
 		nulls[0] = 'n';
 	if (values[1] == (Datum) 0)
 		nulls[1] = 'n';
+	if (payment->schema_version < 0)
+		nulls[3] = 'n';
 
-	payment_prepare(&enqueue_plan,
+	payment_prepare(&enqueue_plans[versioned],
+					versioned ?
+					"INSERT INTO payment.queue (payment_id, user_id, body, schema_version) "
+					"VALUES ($1, $2, $3, $4) RETURNING message_id::text" :
 					"INSERT INTO payment.queue (payment_id, user_id, body) "
 					"VALUES ($1, $2, $3) RETURNING message_id::text",
-					3, (Oid[]) {UUIDOID, UUIDOID, TEXTOID});
-	rc = SPI_execute_plan(enqueue_plan, values, nulls, false, 1);
+					versioned ? 4 : 3, (Oid[]) {UUIDOID, UUIDOID, TEXTOID, INT4OID});
+	rc = SPI_execute_plan(enqueue_plans[versioned], values, nulls, false, 1);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "enqueue failed: %s", SPI_result_code_string(rc));
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -77,11 +84,13 @@ static void
 embedded_enqueue_batch(const QueuedPayment *payments, int count, char **message_ids)
 {
 	MemoryContext caller = CurrentMemoryContext;
+	bool		versioned = queue_records_schema_version();
 
 	warn_if_no_worker();
 	SPI_connect();
 	for (int i = 0; i < count; i++)
-		message_ids[i] = MemoryContextStrdup(caller, insert_message(&payments[i]));
+		message_ids[i] = MemoryContextStrdup(caller,
+											 insert_message(&payments[i], versioned));
 	SPI_finish();
 }
 
@@ -117,6 +126,17 @@ next_visible_in(double cap)
 	return seconds;
 }
 
+/* the claim, returning the schema version as the given column expression */
+#define CLAIM_SQL(version) \
+	"UPDATE payment.queue" \
+	"   SET receive_count = receive_count + 1," \
+	"       visible_at = clock_timestamp() + make_interval(secs => $2)" \
+	" WHERE seq = ANY (ARRAY(SELECT seq FROM payment.queue" \
+	"                         WHERE visible_at <= clock_timestamp()" \
+	"                         ORDER BY seq LIMIT $1" \
+	"                         FOR UPDATE SKIP LOCKED))" \
+	" RETURNING seq, message_id::text, body, receive_count, " version
+
 /*
  * Claim up to max_messages visible messages in the current transaction (SPI
  * connected): count the receive and hide them for the visibility timeout.
@@ -130,25 +150,19 @@ claim_in_transaction(QueueMessage **messages, int max_messages,
 	Datum		values[2];
 	QueueMessage *claimed = NULL;
 	int			count;
+	bool		versioned = queue_records_schema_version();
 
-	payment_prepare(&claim_plan,
+	payment_prepare(&claim_plans[versioned],
 					/*
 					 * = ANY (ARRAY(...)) rather than a join: the generic plan
 					 * of a join, costed for an unknown LIMIT, hashes the whole
 					 * queue table on every claim.
 					 */
-					"UPDATE payment.queue"
-					"   SET receive_count = receive_count + 1,"
-					"       visible_at = clock_timestamp() + make_interval(secs => $2)"
-					" WHERE seq = ANY (ARRAY(SELECT seq FROM payment.queue"
-					"                         WHERE visible_at <= clock_timestamp()"
-					"                         ORDER BY seq LIMIT $1"
-					"                         FOR UPDATE SKIP LOCKED))"
-					" RETURNING seq, message_id::text, body, receive_count",
+					versioned ? CLAIM_SQL("schema_version") : CLAIM_SQL("NULL::integer"),
 					2, (Oid[]) {INT4OID, INT4OID});
 	values[0] = Int32GetDatum(max_messages);
 	values[1] = Int32GetDatum(payment_visibility_timeout);
-	if (SPI_execute_plan(claim_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(claim_plans[versioned], values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "claiming messages failed");
 
 	count = (int) SPI_processed;
@@ -162,11 +176,14 @@ claim_in_transaction(QueueMessage **messages, int max_messages,
 			HeapTuple	tuple = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
+			Datum		d;
 
 			claimed[i].seq = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
 			claimed[i].message_id = SPI_getvalue(tuple, desc, 2);
 			claimed[i].body = SPI_getvalue(tuple, desc, 3);
 			claimed[i].receive_count = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
+			d = SPI_getbinval(tuple, desc, 5, &isnull);
+			claimed[i].schema_version = isnull ? -1 : DatumGetInt32(d);
 		}
 		MemoryContextSwitchTo(spi_context);
 	}

@@ -7,9 +7,11 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 #include "payment.h"
 #include "queue/aws_credentials.h"
@@ -49,6 +51,15 @@ dead_letter_reason_name(DeadLetterReason reason)
 	return NULL;				/* keep compiler quiet */
 }
 
+bool
+queue_records_schema_version(void)
+{
+	Oid			nsp = get_namespace_oid("payment", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("queue", nsp) : InvalidOid;
+
+	return OidIsValid(relid) && get_attnum(relid, "schema_version") != InvalidAttrNumber;
+}
+
 /*
  * The dead letters are deleted and enqueued in the caller's transaction: if
  * the queue refuses them (SQS), the error rolls the deletion back and
@@ -58,8 +69,9 @@ dead_letter_reason_name(DeadLetterReason reason)
 uint64
 queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null)
 {
-	static SPIPlanPtr take_plan = NULL;
+	static SPIPlanPtr take_plans[2] = {NULL, NULL};
 	const QueueBackend *backend = queue_backend();
+	bool		versioned = queue_records_schema_version();
 	Datum		values[2] = {ids, reason};
 	char		nulls[2] = {ids_null ? 'n' : ' ', reason_null ? 'n' : ' '};
 	QueuedPayment *payments;
@@ -67,7 +79,14 @@ queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null)
 	uint64		moved;
 
 	SPI_connect();
-	payment_prepare(&take_plan,
+	payment_prepare(&take_plans[versioned],
+					versioned ?
+					"WITH moved AS ("
+					"  DELETE FROM payment.dead_letters"
+					"   WHERE ($1 IS NULL OR id = ANY ($1))"
+					"     AND ($2 IS NULL OR reason = $2)"
+					"  RETURNING id, payment_id, user_id, body, schema_version)"
+					" SELECT payment_id, user_id, body, schema_version FROM moved ORDER BY id" :
 					"WITH moved AS ("
 					"  DELETE FROM payment.dead_letters"
 					"   WHERE ($1 IS NULL OR id = ANY ($1))"
@@ -75,7 +94,7 @@ queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null)
 					"  RETURNING id, payment_id, user_id, body)"
 					" SELECT payment_id, user_id, body FROM moved ORDER BY id",
 					2, (Oid[]) {INT8ARRAYOID, TEXTOID});
-	if (SPI_execute_plan(take_plan, values, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(take_plans[versioned], values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "redriving dead letters failed");
 	moved = SPI_processed;
 
@@ -94,6 +113,13 @@ queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null)
 		d = SPI_getbinval(row, desc, 2, &isnull);
 		payments[i].user_id = isnull ? (Datum) 0 : d;
 		payments[i].body = SPI_getvalue(row, desc, 3);
+		payments[i].schema_version = -1;
+		if (versioned)
+		{
+			d = SPI_getbinval(row, desc, 4, &isnull);
+			if (!isnull)
+				payments[i].schema_version = DatumGetInt32(d);
+		}
 	}
 	if (moved > 0)
 		backend->enqueue_batch(payments, (int) moved, message_ids);

@@ -14,6 +14,7 @@ typedef struct QueuedPayment
 	const char *body;
 	Datum		payment_id;
 	Datum		user_id;
+	int			schema_version; /* the schema it was accepted under; -1: none */
 } QueuedPayment;
 
 /* What the store made of a message; the backend then settles it. */
@@ -48,6 +49,7 @@ typedef struct QueueMessage
 	int			retry_delay;	/* seconds, for STORE_RETRY */
 	DeadLetterReason reason;	/* for STORE_DEAD_LETTERED */
 	char	   *error;			/* what went wrong, for dead letters / logs */
+	int			schema_version; /* the schema it was accepted under; -1: none */
 } QueueMessage;
 
 typedef struct QueueBackend
@@ -92,6 +94,13 @@ extern const QueueBackend *queue_backend(void);
 
 /* define the queue backends' settings; called from _PG_init */
 extern void queue_define_settings(void);
+
+/*
+ * Whether this database's tables record the schema version of each message
+ * (extension 1.1 on); a database still at 1.0 does not, and its messages are
+ * checked against the active schema.  Needs a transaction.
+ */
+extern bool queue_records_schema_version(void);
 
 /*
  * Move dead letters (those with the given ids and/or reason; all when both

@@ -26,6 +26,9 @@
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
 
+/* the message attribute naming the schema version a payment was accepted under */
+#define SCHEMA_VERSION_ATTRIBUTE "PaymentSchemaVersion"
+
 /* AWS's limits per batch request */
 #define SQS_MAX_BATCH 10
 #define SQS_MAX_BATCH_BYTES (256 * 1024)
@@ -49,6 +52,33 @@ sqs_define_settings(void)
 /* ------------------------------------------------------------------ */
 /* operations */
 
+/* ,"MessageAttributes":{...} for a message's schema version, if it has one */
+static void
+append_schema_version(StringInfo req, int schema_version)
+{
+	if (schema_version >= 0)
+		appendStringInfo(req,
+						 ",\"MessageAttributes\":{\"" SCHEMA_VERSION_ATTRIBUTE "\":"
+						 "{\"DataType\":\"Number\",\"StringValue\":\"%d\"}}",
+						 schema_version);
+}
+
+/* the attribute's value, or -1 when absent or not a version number */
+static int
+parse_schema_version(const char *text)
+{
+	char	   *end;
+	long		v;
+
+	if (text == NULL)
+		return -1;
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || v < 0 || v > PG_INT32_MAX)
+		return -1;
+	return (int) v;
+}
+
 static char *
 sqs_send_message(const QueuedPayment *payment)
 {
@@ -67,6 +97,7 @@ sqs_send_message(const QueuedPayment *payment)
 	sqs_start_request(&req);
 	appendStringInfoString(&req, ",\"MessageBody\":");
 	escape_json(&req, body);
+	append_schema_version(&req, payment->schema_version);
 	appendStringInfoChar(&req, '}');
 
 	answer = sqs_call("SendMessage", &req, 0);
@@ -89,11 +120,11 @@ sqs_send_message(const QueuedPayment *payment)
 }
 
 /*
- * Send bodies[first..] until 10 entries or the batch size limit; returns
+ * Send payments[first..] until 10 entries or the batch size limit; returns
  * the index after the last one sent.
  */
 static int
-send_batch_chunk(const char **bodies, int first, int count, char **message_ids)
+send_batch_chunk(const QueuedPayment *payments, int first, int count, char **message_ids)
 {
 	StringInfoData req;
 	JsonbContainer *answer;
@@ -107,7 +138,7 @@ send_batch_chunk(const char **bodies, int first, int count, char **message_ids)
 	appendStringInfoString(&req, ",\"Entries\":[");
 	while (end < count && end - first < SQS_MAX_BATCH)
 	{
-		size_t		len = strlen(bodies[end]);
+		size_t		len = strlen(payments[end].body);
 
 		/* a lone oversized body still goes, for SQS to name the problem */
 		if (end > first && bytes + len > SQS_MAX_BATCH_BYTES)
@@ -115,7 +146,8 @@ send_batch_chunk(const char **bodies, int first, int count, char **message_ids)
 		bytes += len;
 		appendStringInfo(&req, "%s{\"Id\":\"%d\",\"MessageBody\":",
 						 end > first ? "," : "", end);
-		escape_json(&req, bodies[end]);
+		escape_json(&req, payments[end].body);
+		append_schema_version(&req, payments[end].schema_version);
 		appendStringInfoChar(&req, '}');
 		end++;
 	}
@@ -170,7 +202,7 @@ send_batch_chunk(const char **bodies, int first, int count, char **message_ids)
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
 					 errmsg("SQS answered SendMessageBatch with an unknown entry \"%s\"",
 							id ? id : "(none)")));
-		digest_md5_hex(bodies[index], strlen(bodies[index]), expected);
+		digest_md5_hex(payments[index].body, strlen(payments[index].body), expected);
 		if (md5 == NULL || pg_strcasecmp(md5, expected) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -194,19 +226,15 @@ sqs_send_message_batch(const QueuedPayment *payments, int count, char **message_
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS SendMessageBatch",
 											  ALLOCSET_DEFAULT_SIZES);
 	int			next = 0;
-	const char **bodies = palloc(sizeof(char *) * Max(count, 1));
 
 	for (int i = 0; i < count; i++)
-	{
-		bodies[i] = payments[i].body;
 		message_ids[i] = NULL;
-	}
 	while (next < count)
 	{
 		int			first = next;
 
 		MemoryContextSwitchTo(cxt);
-		next = send_batch_chunk(bodies, first, count, message_ids);
+		next = send_batch_chunk(payments, first, count, message_ids);
 		MemoryContextSwitchTo(caller);
 		for (int i = first; i < next; i++)
 			message_ids[i] = pstrdup(message_ids[i]);
@@ -237,7 +265,8 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 	appendStringInfo(&req,
 					 ",\"MaxNumberOfMessages\":%d,\"WaitTimeSeconds\":%d,"
 					 "\"VisibilityTimeout\":%d,"
-					 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\"]}",
+					 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\"],"
+					 "\"MessageAttributeNames\":[\"" SCHEMA_VERSION_ATTRIBUTE "\"]}",
 					 want, payment_wait_time,
 					 Min(payment_visibility_timeout, SQS_MAX_VISIBILITY));
 
@@ -256,6 +285,9 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 		char	   *count = json_get_string(json_get_container(m, "Attributes"),
 											"ApproximateReceiveCount");
 		int			receive_count = count ? atoi(count) : 1;
+		char	   *version = json_get_string(json_get_container(json_get_container(m, "MessageAttributes"),
+															 SCHEMA_VERSION_ATTRIBUTE),
+											  "StringValue");
 		char		expected[33];
 
 		if (message_id == NULL || receipt == NULL || body == NULL)
@@ -287,6 +319,8 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 		out[n].outcome = STORE_PENDING;
 		out[n].retry_delay = 0;
 		out[n].error = NULL;
+		/* another producer's message, or a garbled number: the active schema */
+		out[n].schema_version = parse_schema_version(version);
 		n++;
 	}
 

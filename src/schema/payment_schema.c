@@ -347,9 +347,12 @@ payment_validate(Jsonb *payload, char **problems)
 	return payment_validate_version(payload, -1, problems);
 }
 
-/* Size limit and schema check of a submitted payload; raises class 22. */
+/*
+ * Size limit and schema check of a submitted payload against the given
+ * schema version (from payment_schema_active_version()); raises class 22.
+ */
 void
-payment_check_payload(Jsonb *payload, Size text_length)
+payment_check_payload(Jsonb *payload, Size text_length, int version)
 {
 	char	   *problems;
 
@@ -361,7 +364,7 @@ payment_check_payload(Jsonb *payload, Size text_length)
 						   text_length, payment_max_payload_size),
 				 errhint("See the setting payment.max_payload_size.")));
 
-	if (!payment_validate(payload, &problems))
+	if (!payment_validate_version(payload, version, &problems))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("payment does not match the payment schema"),

@@ -37,7 +37,7 @@ typedef struct PaymentFields
 extern bool payment_validate(Jsonb *payload, char **problems);
 extern bool payment_validate_version(Jsonb *payload, int version, char **problems);
 extern int	payment_schema_active_version(void);
-extern void payment_check_payload(Jsonb *payload, Size text_length);
+extern void payment_check_payload(Jsonb *payload, Size text_length, int version);
 extern void payment_extract_fields(Jsonb *payload, PaymentFields *fields);
 extern char *payment_try_get_string(Jsonb *payload, const char *key);
 extern bool payment_try_get_uuid(Jsonb *payload, const char *key, Datum *uuid);
