@@ -11,7 +11,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(@USER_TABLES @USER_SEQUENCES new_release_node payment_doc
+our @EXPORT = qw(columns @USER_TABLES @USER_SEQUENCES new_release_node payment_doc
   reference_schema query digests set_paused populate);
 
 # Every table holding user data, and the identity sequences behind their ids.
@@ -74,18 +74,35 @@ sub query
 	return $err =~ /\S/ ? $err : "psql failed ($ret)";
 }
 
-# table => "<row count> <md5 of its rows' text, ordered>" for every user
-# table that exists in $db.
-sub digests
+# table => its column list, for every user table that exists in $db
+sub columns
 {
 	my ($node, $db) = @_;
+	my %c;
+	for my $t (@USER_TABLES)
+	{
+		next unless $node->safe_psql($db, "SELECT to_regclass('$t') IS NOT NULL") eq 't';
+		$c{$t} = $node->safe_psql($db, qq{
+SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+ WHERE attrelid = '$t'::regclass AND attnum > 0 AND NOT attisdropped});
+	}
+	return \%c;
+}
+
+# table => "<row count> <md5 of its rows' text, ordered>" for every user
+# table that exists in $db; with $cols (from columns()), of those columns only,
+# so that rows can be compared across an update that adds columns.
+sub digests
+{
+	my ($node, $db, $cols) = @_;
 	my %d;
 	for my $t (@USER_TABLES)
 	{
 		next unless $node->safe_psql($db, "SELECT to_regclass('$t') IS NOT NULL") eq 't';
+		my $list = $cols && $cols->{$t} ? $cols->{$t} : '*';
 		$d{$t} = $node->safe_psql($db, qq{
 SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '-')
-  FROM $t AS t});
+  FROM (SELECT $list FROM $t) AS t});
 	}
 	return \%d;
 }
