@@ -137,6 +137,8 @@ SELECT s AS schema, t.*
          '{"$ref": "#/definitions/missing"}',
          '{"$ref": "http://example.com/remote.json"}',
          '{"definitions": {"a": {"$ref": "#/definitions/b"}, "b": {"$ref": "#/definitions/a"}}, "$ref": "#/definitions/a"}',
+         '{"allOf": [{"$ref": "#"}]}',
+         '{"properties": {"a": {"anyOf": [{"type": "integer"}, {"$ref": "#/properties/a"}]}}}',
          '{"definitions": {"x": {"type": "strin"}}}',
          '[]']) s,
        LATERAL test.try(format('SELECT validate_json(%L, %L)', '{}', s)) t;

@@ -81,3 +81,5 @@ UPDATE payment.schemas SET active = false WHERE active;
 SELECT validate_payment(test.payload('{"currency": "XYZ"}')) ->> 'valid' AS reference_model;
 SELECT count(*) AS dead_letters FROM payment.dead_letters
  WHERE payment_id IN ('4d5a8218-3c6a-436e-b724-8dff12e70104', '5d5a8218-3c6a-436e-b724-8dff12e70105');
+REVOKE USAGE ON SCHEMA test FROM regress_schema_client;
+DROP ROLE regress_schema_client;

@@ -44,7 +44,6 @@ typedef struct CompileState
 {
 	List	   *uris;			/* UriEntry */
 	HTAB	   *nodes;			/* container -> node: each compiled once */
-	List	   *ref_nodes;		/* nodes that are a "$ref", for the cycle check */
 	bool		meta_loaded;
 } CompileState;
 
@@ -829,7 +828,6 @@ compile_node(CompileState *st, JsonbContainer *schema, const char *base, const c
 	{
 		if (v->type != jbvString)
 			schema_error(path_join(path, "$ref", 4), "\"$ref\" must be a string");
-		st->ref_nodes = lappend(st->ref_nodes, node);
 		node->ref = resolve_ref(st, pnstrdup(v->val.string.val, v->val.string.len),
 								base, path_join(path, "$ref", 4));
 		return node;
@@ -855,26 +853,32 @@ compile_node(CompileState *st, JsonbContainer *schema, const char *base, const c
 }
 
 /*
- * A "$ref" chain that comes back to itself without any other keyword
- * would recurse forever on every document: refuse it.
+ * A schema that reaches itself again through keywords applied to the same
+ * value ($ref, allOf, anyOf, oneOf, not, schema dependencies), without
+ * descending into a property or an item, would recurse forever: refuse it.
  */
 static void
-check_ref_cycles(CompileState *st)
+check_cycles(JsonSchemaNode *node)
 {
-	int			limit = list_length(st->ref_nodes);
-	ListCell   *lc;
+	JsonSchemaList *lists[] = {&node->all_of, &node->any_of, &node->one_of};
 
-	foreach(lc, st->ref_nodes)
-	{
-		JsonSchemaNode *n = lfirst(lc);
-
-		for (int steps = 0; n->ref != NULL; steps++)
-		{
-			if (steps > limit)
-				schema_error("#", "\"$ref\" chain refers to itself without any other keyword");
-			n = n->ref;
-		}
-	}
+	check_stack_depth();
+	if (node->mark == 2)
+		return;
+	if (node->mark == 1)
+		schema_error("#", "a schema refers to itself through $ref, allOf, anyOf, oneOf, not or dependencies without applying to a property or item in between");
+	node->mark = 1;
+	if (node->ref)
+		check_cycles(node->ref);
+	for (int i = 0; i < lengthof(lists); i++)
+		for (int j = 0; j < lists[i]->count; j++)
+			check_cycles(lists[i]->nodes[j]);
+	if (node->not_schema)
+		check_cycles(node->not_schema);
+	for (int i = 0; i < node->ndependencies; i++)
+		if (node->dependencies[i].node)
+			check_cycles(node->dependencies[i].node);
+	node->mark = 2;
 }
 
 /*
@@ -913,7 +917,14 @@ json_schema_compile(Jsonb *schema, MemoryContext parent, const char *context_nam
 		uri_register(&st, "", &result->document->root, "");
 		register_ids(&st, &result->document->root, base);
 		result->root = compile_node(&st, &result->document->root, base, "#");
-		check_ref_cycles(&st);
+		{
+			HASH_SEQ_STATUS seq;
+			NodeEntry  *e;
+
+			hash_seq_init(&seq, st.nodes);
+			while ((e = hash_seq_search(&seq)) != NULL)
+				check_cycles(e->node);
+		}
 	}
 	PG_CATCH();
 	{

@@ -107,6 +107,7 @@ struct JsonSchemaNode
 	JsonSchemaList one_of;
 	JsonSchemaNode *not_schema;
 
+	uint8		mark;			/* compile.c's cycle check: 0 new, 1 on path, 2 done */
 	bool		has_object_keywords;	/* any keyword that applies to objects */
 	bool		has_array_keywords;
 };
