@@ -67,6 +67,7 @@ SELECT set_payment_schema('{
 SELECT version, active FROM payment.schemas ORDER BY version;
 -- the keys are uuids whatever the schema says
 SELECT t.* FROM test.try($$SELECT submit_payment('{"paymentId": "not-a-uuid", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4", "total": 5}')$$) t;
+SELECT t.* FROM test.try($$SELECT submit_payment('{"paymentId": 5, "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4", "total": 5}')$$) t;
 SELECT t.* FROM test.try($$SELECT submit_payment('{"paymentId": "5d5a8218-3c6a-436e-b724-8dff12e70105", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4", "total": 5, "currency": 3}')$$) t;
 SELECT test.drain();
 SELECT amount, currency, description, date_timestamp, body ->> 'total' AS total, body ->> 'currency' AS body_currency
@@ -81,5 +82,13 @@ UPDATE payment.schemas SET active = false WHERE active;
 SELECT validate_payment(test.payload('{"currency": "XYZ"}')) ->> 'valid' AS reference_model;
 SELECT count(*) AS dead_letters FROM payment.dead_letters
  WHERE payment_id IN ('4d5a8218-3c6a-436e-b724-8dff12e70104', '5d5a8218-3c6a-436e-b724-8dff12e70105');
+
+-- a schema that says nothing about the keys: they are checked all the same
+SELECT set_payment_schema('{"required": ["paymentId", "userId"]}', 'keys only') AS version;
+SELECT validate_payment('{"paymentId": 5, "userId": {"a": 1}}');
+SELECT validate_payment('{"paymentId": "2d5a8218-3c6a-436e-b724-8dff12e7010D", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e"}');
+SELECT validate_payment('[1]');
+UPDATE payment.schemas SET active = false WHERE active;
+
 REVOKE USAGE ON SCHEMA test FROM regress_schema_client;
 DROP ROLE regress_schema_client;

@@ -272,7 +272,7 @@ check_keys(Jsonb *payload, JsonSchemaResult *result)
 	{
 		if (!json_schema_has_error_at(result, "$"))
 			json_schema_add_error(result, "$", "type", "expected object, got %s",
-								  JB_ROOT_IS_SCALAR(payload) ? "a scalar" : "array");
+								  JB_ROOT_IS_SCALAR(payload) ? "scalar" : "array");
 		return;
 	}
 	for (int i = 0; i < lengthof(keys); i++)
@@ -285,7 +285,11 @@ check_keys(Jsonb *payload, JsonSchemaResult *result)
 		if (v == NULL)
 			json_schema_add_error(result, path, "required", "required property missing");
 		else if (v->type != jbvString)
-			json_schema_add_error(result, path, "type", "expected string");
+			json_schema_add_error(result, path, "type", "expected string, got %s",
+								  v->type == jbvNumeric ? "number" :
+								  v->type == jbvBool ? "boolean" :
+								  v->type == jbvNull ? "null" :
+								  JsonContainerIsObject(v->val.binary.data) ? "object" : "array");
 		else if (!json_is_canonical_uuid(v->val.string.val, v->val.string.len))
 			json_schema_add_error(result, path, "format", "not a valid uuid");
 	}
