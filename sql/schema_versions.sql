@@ -84,11 +84,17 @@ SELECT count(*) AS dead_letters FROM payment.dead_letters
  WHERE payment_id IN ('4d5a8218-3c6a-436e-b724-8dff12e70104', '5d5a8218-3c6a-436e-b724-8dff12e70105');
 
 -- a schema that says nothing about the keys: they are checked all the same
+-- (set by a role granted EXECUTE: created_by is that role, not the definer)
+GRANT EXECUTE ON FUNCTION set_payment_schema(jsonb, text) TO regress_schema_client;
+SET ROLE regress_schema_client;
 SELECT set_payment_schema('{"required": ["paymentId", "userId"]}', 'keys only') AS version;
+RESET ROLE;
+SELECT created_by FROM payment.schemas WHERE comment = 'keys only';
 SELECT validate_payment('{"paymentId": 5, "userId": {"a": 1}}');
 SELECT validate_payment('{"paymentId": "2d5a8218-3c6a-436e-b724-8dff12e7010D", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e"}');
 SELECT validate_payment('[1]');
 UPDATE payment.schemas SET active = false WHERE active;
 
+REVOKE EXECUTE ON FUNCTION set_payment_schema(jsonb, text) FROM regress_schema_client;
 REVOKE USAGE ON SCHEMA test FROM regress_schema_client;
 DROP ROLE regress_schema_client;
