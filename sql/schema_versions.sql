@@ -93,6 +93,9 @@ SELECT created_by FROM payment.schemas WHERE comment = 'keys only';
 SELECT validate_payment('{"paymentId": 5, "userId": {"a": 1}}');
 SELECT validate_payment('{"paymentId": "2d5a8218-3c6a-436e-b724-8dff12e7010D", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e"}');
 SELECT validate_payment('[1]');
+-- a version's row changed by hand is compiled again
+UPDATE payment.schemas SET schema = '{"required": ["paymentId", "userId", "total"]}' WHERE active;
+SELECT validate_payment('{"paymentId": "2d5a8218-3c6a-436e-b724-8dff12e7010d", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4"}');
 UPDATE payment.schemas SET active = false WHERE active;
 
 REVOKE EXECUTE ON FUNCTION set_payment_schema(jsonb, text) FROM regress_schema_client;
