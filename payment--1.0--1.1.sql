@@ -21,6 +21,18 @@ CREATE TABLE payment.schemas (
 CREATE UNIQUE INDEX schemas_one_active ON payment.schemas (active) WHERE active;
 REVOKE ALL ON payment.schemas FROM PUBLIC;
 
+-- Every change to payment.schemas, also one made by hand (re-activating an
+-- older version, or none: the built-in reference model), reaches every
+-- session's and worker's cached active version at commit.
+CREATE FUNCTION payment.schemas_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'payment_schemas_changed'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION payment.schemas_changed() FROM PUBLIC;
+CREATE TRIGGER schemas_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payment.schemas
+    FOR EACH STATEMENT EXECUTE FUNCTION payment.schemas_changed();
+
 -- A team's schema need not have the reference model's fields: the stored
 -- columns are filled when the payload has them, and the whole payload is
 -- always kept in body.

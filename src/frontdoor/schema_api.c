@@ -9,12 +9,15 @@
  */
 #include "postgres.h"
 
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
+#include "utils/rel.h"
 
 #include "schema/json_schema.h"
 #include "schema/payment_schema.h"
@@ -23,6 +26,7 @@ PG_FUNCTION_INFO_V1(payment_validate_json);
 PG_FUNCTION_INFO_V1(payment_set_payment_schema);
 PG_FUNCTION_INFO_V1(payment_validate_payment);
 PG_FUNCTION_INFO_V1(payment_schema_from_openapi);
+PG_FUNCTION_INFO_V1(payment_schemas_changed);
 
 /* a result lists at most this many problems */
 #define MAX_LISTED_ERRORS 1000
@@ -119,4 +123,22 @@ payment_schema_from_openapi(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_JSONB_P(json_schema_from_openapi(PG_GETARG_JSONB_P(0),
 											   text_to_cstring(PG_GETARG_TEXT_PP(1))));
+}
+
+/*
+ * Statement trigger on payment.schemas: a change made by hand (say, an
+ * operator re-activating an older version) reaches every backend's cached
+ * active version at commit, as set_payment_schema's does.
+ */
+Datum
+payment_schemas_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("payment_schemas_changed must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	PG_RETURN_POINTER(NULL);
 }

@@ -5,11 +5,10 @@
  *	  meta-schema allows, and a mistake is raised as 22023 naming its schema
  *	  path ("#/properties/amount/type"), never as an internal error.
  *
- *	  "$ref" is resolved here, once: JSON pointers within the document,
- *	  "id"-based base URIs and location-independent ids ("#foo"), recursive
- *	  references (a node is registered before its keywords are compiled, so
- *	  a reference back to it finds it), and the bundled draft-04
- *	  meta-schema.  Remote documents are not fetched.
+ *	  Each subschema is compiled once (a node is registered before its
+ *	  keywords are compiled, so a recursive "$ref" back to it finds it);
+ *	  refs.c resolves "$ref" itself.  A schema that would recurse forever
+ *	  on every value is refused here too.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -24,38 +23,11 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "schema/compile_internal.h"
 #include "schema/json_schema.h"
 
-/* a document (or an "id"-identified part of one) that "$ref" can name */
-typedef struct UriEntry
-{
-	char	   *uri;			/* absolute or relative, without empty "#" */
-	JsonbContainer *container;
-	char	   *base;
-} UriEntry;
-
-typedef struct NodeEntry
-{
-	JsonbContainer *key;
-	JsonSchemaNode *node;
-} NodeEntry;
-
-typedef struct CompileState
-{
-	List	   *uris;			/* UriEntry */
-	HTAB	   *nodes;			/* container -> node: each compiled once */
-	List	   *ref_nodes;		/* nodes that are a "$ref", for the cycle check */
-	bool		meta_loaded;
-} CompileState;
-
-static JsonSchemaNode *compile_node(CompileState *st, JsonbContainer *schema,
-									const char *base, const char *path);
-
-static void
-schema_error(const char *path, const char *fmt,...) pg_attribute_printf(2, 3);
-
-static void
-schema_error(const char *path, const char *fmt,...)
+void
+jsc_schema_error(const char *path, const char *fmt,...)
 {
 	StringInfoData buf;
 	va_list		args;
@@ -80,8 +52,8 @@ schema_error(const char *path, const char *fmt,...)
 }
 
 /* path + "/" + token, with JSON pointer escaping */
-static char *
-path_join(const char *path, const char *token, int len)
+char *
+jsc_path_join(const char *path, const char *token, int len)
 {
 	StringInfoData buf;
 
@@ -105,8 +77,8 @@ path_index(const char *path, int i)
 	return psprintf("%s/%d", path, i);
 }
 
-static JsonbValue *
-keyword(JsonbContainer *schema, const char *name)
+JsonbValue *
+jsc_keyword(JsonbContainer *schema, const char *name)
 {
 	JsonbValue	key;
 
@@ -116,338 +88,16 @@ keyword(JsonbContainer *schema, const char *name)
 	return findJsonbValueFromContainer(schema, JB_FOBJECT, &key);
 }
 
-static bool
-is_object(JsonbValue *v)
+bool
+jsc_is_object(JsonbValue *v)
 {
 	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
 }
 
-static bool
-is_array(JsonbValue *v)
+bool
+jsc_is_array(JsonbValue *v)
 {
 	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data);
-}
-
-/* ---- URIs (RFC 3986 reference resolution, as much as ids need) ---- */
-
-static int
-scheme_length(const char *s)
-{
-	int			i = 0;
-
-	if (!isalpha((unsigned char) s[0]))
-		return 0;
-	while (isalnum((unsigned char) s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
-		i++;
-	return s[i] == ':' ? i : 0;
-}
-
-/* remove "." and ".." segments from a path */
-static char *
-remove_dot_segments(const char *path)
-{
-	char	   *out = palloc(strlen(path) + 1);
-	int			o = 0;
-	const char *p = path;
-
-	while (*p)
-	{
-		if (strncmp(p, "./", 2) == 0)
-			p += 2;
-		else if (strncmp(p, "../", 3) == 0)
-			p += 3;
-		else if (strncmp(p, "/./", 3) == 0)
-			p += 2;
-		else if (strcmp(p, "/.") == 0)
-			p = "/";
-		else if (strncmp(p, "/../", 4) == 0 || strcmp(p, "/..") == 0)
-		{
-			p = (p[3] == '/') ? p + 3 : "/";
-			while (o > 0 && out[--o] != '/')
-				;
-		}
-		else
-		{
-			do
-				out[o++] = *p++;
-			while (*p && *p != '/');
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
-static char *
-uri_resolve(const char *base, const char *ref)
-{
-	int			blen = scheme_length(base);
-	const char *bauth_end;
-	const char *bq;
-	char	   *bnofrag;
-
-	if (scheme_length(ref) > 0)
-		return pstrdup(ref);
-	bnofrag = pnstrdup(base, strcspn(base, "#"));
-	if (ref[0] == '#')
-		return psprintf("%s%s", bnofrag, ref);
-	if (ref[0] == '\0')
-		return bnofrag;
-	if (ref[0] == '/' && ref[1] == '/')
-		return psprintf("%.*s%s", blen ? blen + 1 : 0, bnofrag, ref);
-
-	/* authority of the base: after "scheme://", up to the next "/" */
-	bauth_end = bnofrag + (blen ? blen + 1 : 0);
-	if (bauth_end[0] == '/' && bauth_end[1] == '/')
-		bauth_end += 2 + strcspn(bauth_end + 2, "/?");
-	if (ref[0] == '/')
-		return psprintf("%.*s%s", (int) (bauth_end - bnofrag), bnofrag,
-						remove_dot_segments(ref));
-
-	/* merge: the base's path up to its last "/", then the reference */
-	bq = bnofrag + strcspn(bnofrag, "?");
-	{
-		const char *last = bq;
-
-		while (last > bauth_end && last[-1] != '/')
-			last--;
-		if (last == bauth_end && bauth_end > bnofrag + blen + 1 && *bauth_end != '/')
-			return psprintf("%s/%s", pnstrdup(bnofrag, bauth_end - bnofrag),
-							remove_dot_segments(ref));
-		return psprintf("%.*s%s", (int) (bauth_end - bnofrag), bnofrag,
-						remove_dot_segments(psprintf("%.*s%s",
-													 (int) (last - bauth_end),
-													 bauth_end, ref)));
-	}
-}
-
-/* "http://x/y#" and "http://x/y" name the same document */
-static char *
-uri_normalize(char *uri)
-{
-	int			len = strlen(uri);
-
-	if (len > 0 && uri[len - 1] == '#')
-		uri[len - 1] = '\0';
-	return uri;
-}
-
-static UriEntry *
-uri_find(CompileState *st, const char *uri)
-{
-	ListCell   *lc;
-
-	foreach(lc, st->uris)
-	{
-		UriEntry   *e = lfirst(lc);
-
-		if (strcmp(e->uri, uri) == 0)
-			return e;
-	}
-	return NULL;
-}
-
-static void
-uri_register(CompileState *st, char *uri, JsonbContainer *container, const char *base)
-{
-	UriEntry   *e;
-
-	if (uri_find(st, uri) != NULL)
-		return;
-	e = palloc(sizeof(UriEntry));
-	e->uri = uri;
-	e->container = container;
-	e->base = pstrdup(base);
-	st->uris = lappend(st->uris, e);
-}
-
-/* Record every subschema's "id", walking only where schemas can be. */
-static void
-register_ids(CompileState *st, JsonbContainer *schema, const char *base)
-{
-	static const char *const schema_maps[] = {"properties", "patternProperties",
-	"definitions", "dependencies"};
-	static const char *const schema_lists[] = {"allOf", "anyOf", "oneOf", "items"};
-	static const char *const single[] = {"items", "additionalItems",
-	"additionalProperties", "not"};
-	JsonbValue *v;
-
-	check_stack_depth();
-	if (!JsonContainerIsObject(schema))
-		return;
-	v = keyword(schema, "id");
-	if (v != NULL && v->type == jbvString)
-	{
-		char	   *id = pnstrdup(v->val.string.val, v->val.string.len);
-
-		base = uri_normalize(uri_resolve(base, id));
-		uri_register(st, pstrdup(base), schema, base);
-	}
-	for (int i = 0; i < lengthof(schema_maps); i++)
-	{
-		JsonbIterator *it;
-		JsonbValue	elem;
-		JsonbIteratorToken tok;
-
-		v = keyword(schema, schema_maps[i]);
-		if (v == NULL || !is_object(v))
-			continue;
-		it = JsonbIteratorInit(v->val.binary.data);
-		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
-			if (tok == WJB_VALUE && is_object(&elem))
-				register_ids(st, elem.val.binary.data, base);
-	}
-	for (int i = 0; i < lengthof(schema_lists); i++)
-	{
-		JsonbIterator *it;
-		JsonbValue	elem;
-		JsonbIteratorToken tok;
-
-		v = keyword(schema, schema_lists[i]);
-		if (v == NULL || !is_array(v))
-			continue;
-		it = JsonbIteratorInit(v->val.binary.data);
-		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
-			if (tok == WJB_ELEM && is_object(&elem))
-				register_ids(st, elem.val.binary.data, base);
-	}
-	for (int i = 0; i < lengthof(single); i++)
-	{
-		v = keyword(schema, single[i]);
-		if (v != NULL && is_object(v))
-			register_ids(st, v->val.binary.data, base);
-	}
-}
-
-static void
-load_meta_schema(CompileState *st)
-{
-	Jsonb	   *meta;
-
-	if (st->meta_loaded)
-		return;
-	st->meta_loaded = true;
-	meta = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(json_schema_draft04_meta)));
-	register_ids(st, &meta->root, "");
-}
-
-static char *
-percent_decode(const char *s)
-{
-	char	   *out = palloc(strlen(s) + 1);
-	int			o = 0;
-
-	for (int i = 0; s[i]; i++)
-	{
-		if (s[i] == '%' && isxdigit((unsigned char) s[i + 1]) &&
-			isxdigit((unsigned char) s[i + 2]))
-		{
-			char		hex[3] = {s[i + 1], s[i + 2], '\0'};
-
-			out[o++] = (char) strtol(hex, NULL, 16);
-			i += 2;
-		}
-		else
-			out[o++] = s[i];
-	}
-	out[o] = '\0';
-	return out;
-}
-
-/* Follow a JSON pointer ("/a/b~1c/0") from a container; NULL if it leads nowhere. */
-static JsonbContainer *
-pointer_walk(JsonbContainer *c, const char *pointer, char **base)
-{
-	const char *p = pointer;
-
-	while (*p == '/')
-	{
-		const char *end = p + 1 + strcspn(p + 1, "/");
-		StringInfoData token;
-		JsonbValue *v;
-
-		CHECK_FOR_INTERRUPTS();
-		initStringInfo(&token);
-		for (const char *t = p + 1; t < end; t++)
-		{
-			if (t[0] == '~' && t[1] == '1')
-				appendStringInfoChar(&token, '/'), t++;
-			else if (t[0] == '~' && t[1] == '0')
-				appendStringInfoChar(&token, '~'), t++;
-			else
-				appendStringInfoChar(&token, *t);
-		}
-		if (JsonContainerIsObject(c))
-		{
-			JsonbValue	key;
-
-			key.type = jbvString;
-			key.val.string.val = token.data;
-			key.val.string.len = token.len;
-			v = findJsonbValueFromContainer(c, JB_FOBJECT, &key);
-		}
-		else
-		{
-			char	   *endptr;
-			long		index = strtol(token.data, &endptr, 10);
-
-			if (token.len == 0 || *endptr != '\0' || index < 0 ||
-				index >= JsonContainerSize(c))
-				return NULL;
-			v = getIthJsonbValueFromContainer(c, (uint32) index);
-		}
-		if (v == NULL || v->type != jbvBinary)
-			return NULL;
-		c = v->val.binary.data;
-		if (JsonContainerIsObject(c))
-		{
-			JsonbValue *id = keyword(c, "id");
-
-			if (id != NULL && id->type == jbvString)
-				*base = uri_normalize(uri_resolve(*base,
-												  pnstrdup(id->val.string.val,
-														   id->val.string.len)));
-		}
-		p = end;
-	}
-	return c;
-}
-
-static JsonSchemaNode *
-resolve_ref(CompileState *st, const char *ref, const char *base, const char *path)
-{
-	char	   *uri = uri_resolve(base, ref);
-	char	   *hash = strchr(uri, '#');
-	char	   *fragment = hash ? percent_decode(hash + 1) : "";
-	char	   *document = hash ? pnstrdup(uri, hash - uri) : uri;
-	UriEntry   *e;
-	JsonbContainer *target = NULL;
-	char	   *target_base;
-
-	if (fragment[0] == '\0' || fragment[0] == '/')
-	{
-		e = uri_find(st, document);
-		if (e == NULL && strcmp(document, json_schema_draft04_uri) == 0)
-		{
-			load_meta_schema(st);
-			e = uri_find(st, document);
-		}
-		if (e != NULL)
-		{
-			target_base = pstrdup(e->base);
-			target = pointer_walk(e->container, fragment, &target_base);
-		}
-	}
-	else if ((e = uri_find(st, uri)) != NULL)
-	{
-		target = e->container;
-		target_base = e->base;
-	}
-	if (target == NULL)
-		schema_error(path, "$ref \"%s\" cannot be resolved", ref);
-	if (!JsonContainerIsObject(target))
-		schema_error(path, "$ref \"%s\" does not point to a schema (an object)", ref);
-	return compile_node(st, target, target_base, psprintf("%s (%s)", path, uri));
 }
 
 /* ---- keyword values ---- */
@@ -471,31 +121,31 @@ type_bit(JsonbValue *v, const char *path)
 			if (strlen(names[i].name) == v->val.string.len &&
 				memcmp(names[i].name, v->val.string.val, v->val.string.len) == 0)
 				return names[i].bits;
-	schema_error(path, "\"type\" must be one of string, number, integer, object, array, boolean, null, or an array of them");
+	jsc_schema_error(path, "\"type\" must be one of string, number, integer, object, array, boolean, null, or an array of them");
 	return 0;
 }
 
 static Numeric
 number_value(JsonbContainer *schema, const char *name, const char *path)
 {
-	JsonbValue *v = keyword(schema, name);
+	JsonbValue *v = jsc_keyword(schema, name);
 
 	if (v == NULL)
 		return NULL;
 	if (v->type != jbvNumeric)
-		schema_error(path_join(path, name, strlen(name)), "\"%s\" must be a number", name);
+		jsc_schema_error(jsc_path_join(path, name, strlen(name)), "\"%s\" must be a number", name);
 	return v->val.numeric;
 }
 
 static bool
 bool_value(JsonbContainer *schema, const char *name, const char *path)
 {
-	JsonbValue *v = keyword(schema, name);
+	JsonbValue *v = jsc_keyword(schema, name);
 
 	if (v == NULL)
 		return false;
 	if (v->type != jbvBool)
-		schema_error(path_join(path, name, strlen(name)), "\"%s\" must be a boolean", name);
+		jsc_schema_error(jsc_path_join(path, name, strlen(name)), "\"%s\" must be a boolean", name);
 	return v->val.boolean;
 }
 
@@ -512,7 +162,7 @@ limit_value(JsonbContainer *schema, const char *name, const char *path)
 	if (!json_number_is_integer(n) ||
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, d,
 										  NumericGetDatum(int64_to_numeric(0)))) < 0)
-		schema_error(path_join(path, name, strlen(name)),
+		jsc_schema_error(jsc_path_join(path, name, strlen(name)),
 					 "\"%s\" must be a non-negative integer", name);
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, d,
 										  NumericGetDatum(int64_to_numeric(PG_INT32_MAX)))) > 0)
@@ -534,7 +184,7 @@ compile_pattern(const char *source, int len, const char *path)
 		char		msg[256];
 
 		pg_regerror(rc, &re, msg, sizeof(msg));
-		schema_error(path, "invalid regular expression: %s", msg);
+		jsc_schema_error(path, "invalid regular expression: %s", msg);
 	}
 	pg_regfree(&re);
 	return cstring_to_text_with_len(source, len);
@@ -543,9 +193,9 @@ compile_pattern(const char *source, int len, const char *path)
 static JsonSchemaNode *
 subschema(CompileState *st, JsonbValue *v, const char *base, const char *path)
 {
-	if (!is_object(v))
-		schema_error(path, "a schema must be a JSON object");
-	return compile_node(st, v->val.binary.data, base, path);
+	if (!jsc_is_object(v))
+		jsc_schema_error(path, "a schema must be a JSON object");
+	return jsc_compile_node(st, v->val.binary.data, base, path);
 }
 
 static void
@@ -556,8 +206,8 @@ schema_list(CompileState *st, JsonbValue *v, const char *base, const char *path,
 	JsonbValue	elem;
 	JsonbIteratorToken tok;
 
-	if (!is_array(v) || JsonContainerSize(v->val.binary.data) == 0)
-		schema_error(path, "must be a non-empty array of schemas");
+	if (!jsc_is_array(v) || JsonContainerSize(v->val.binary.data) == 0)
+		jsc_schema_error(path, "must be a non-empty array of schemas");
 	list->nodes = palloc(sizeof(JsonSchemaNode *) * JsonContainerSize(v->val.binary.data));
 	list->count = 0;
 	it = JsonbIteratorInit(v->val.binary.data);
@@ -579,8 +229,8 @@ string_set(JsonbValue *v, const char *path, int *count)
 	JsonbIteratorToken tok;
 	char	  **names;
 
-	if (!is_array(v) || JsonContainerSize(v->val.binary.data) == 0)
-		schema_error(path, "must be a non-empty array of unique strings");
+	if (!jsc_is_array(v) || JsonContainerSize(v->val.binary.data) == 0)
+		jsc_schema_error(path, "must be a non-empty array of unique strings");
 	names = palloc(sizeof(char *) * JsonContainerSize(v->val.binary.data));
 	*count = 0;
 	it = JsonbIteratorInit(v->val.binary.data);
@@ -589,11 +239,11 @@ string_set(JsonbValue *v, const char *path, int *count)
 		if (tok != WJB_ELEM)
 			continue;
 		if (elem.type != jbvString || memchr(elem.val.string.val, '\0', elem.val.string.len))
-			schema_error(path, "must be a non-empty array of unique strings");
+			jsc_schema_error(path, "must be a non-empty array of unique strings");
 		names[*count] = pnstrdup(elem.val.string.val, elem.val.string.len);
 		for (int i = 0; i < *count; i++)
 			if (strcmp(names[i], names[*count]) == 0)
-				schema_error(path, "must be a non-empty array of unique strings");
+				jsc_schema_error(path, "must be a non-empty array of unique strings");
 		(*count)++;
 	}
 	return names;
@@ -610,8 +260,8 @@ schema_map(CompileState *st, JsonbValue *v, const char *base, const char *path,
 	JsonSchemaNamed *named;
 	JsonSchemaNamed *current = NULL;
 
-	if (!is_object(v))
-		schema_error(path, "must be an object");
+	if (!jsc_is_object(v))
+		jsc_schema_error(path, "must be an object");
 	named = palloc0(sizeof(JsonSchemaNamed) * Max(JsonContainerSize(v->val.binary.data), 1));
 	*count = 0;
 	it = JsonbIteratorInit(v->val.binary.data);
@@ -625,14 +275,14 @@ schema_map(CompileState *st, JsonbValue *v, const char *base, const char *path,
 		}
 		else if (tok == WJB_VALUE)
 		{
-			char	   *sub = path_join(path, current->name, current->name_len);
+			char	   *sub = jsc_path_join(path, current->name, current->name_len);
 
 			if (patterns)
 				current->pattern = compile_pattern(current->name, current->name_len, sub);
-			if (dependencies && is_array(&elem))
+			if (dependencies && jsc_is_array(&elem))
 				current->names = string_set(&elem, sub, &current->nnames);
-			else if (dependencies && !is_object(&elem))
-				schema_error(sub, "a dependency must be a schema or an array of property names");
+			else if (dependencies && !jsc_is_object(&elem))
+				jsc_schema_error(sub, "a dependency must be a schema or an array of property names");
 			else
 				current->node = subschema(st, &elem, base, sub);
 		}
@@ -643,7 +293,7 @@ schema_map(CompileState *st, JsonbValue *v, const char *base, const char *path,
 static void
 compile_type(JsonSchemaNode *node, JsonbValue *v, const char *path)
 {
-	if (is_array(v))
+	if (jsc_is_array(v))
 	{
 		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
 		JsonbValue	elem;
@@ -651,7 +301,7 @@ compile_type(JsonSchemaNode *node, JsonbValue *v, const char *path)
 		int			i = 0;
 
 		if (JsonContainerSize(v->val.binary.data) == 0)
-			schema_error(path, "\"type\" must not be an empty array");
+			jsc_schema_error(path, "\"type\" must not be an empty array");
 		while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 			if (tok == WJB_ELEM)
 			{
@@ -659,7 +309,7 @@ compile_type(JsonSchemaNode *node, JsonbValue *v, const char *path)
 				int			bit = type_bit(&elem, ipath);
 
 				if ((node->types & bit) == bit && bit != JST_INTEGER)
-					schema_error(ipath, "\"type\" names a type twice");
+					jsc_schema_error(ipath, "\"type\" names a type twice");
 				node->types |= bit;
 			}
 	}
@@ -676,8 +326,8 @@ compile_enum(JsonSchemaNode *node, JsonbValue *v, const char *path)
 	JsonbValue	elem;
 	JsonbIteratorToken tok;
 
-	if (!is_array(v) || JsonContainerSize(v->val.binary.data) == 0)
-		schema_error(path, "\"enum\" must be a non-empty array");
+	if (!jsc_is_array(v) || JsonContainerSize(v->val.binary.data) == 0)
+		jsc_schema_error(path, "\"enum\" must be a non-empty array");
 	node->enum_values = palloc(sizeof(Jsonb *) * JsonContainerSize(v->val.binary.data));
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
@@ -695,32 +345,32 @@ compile_scalar_keywords(JsonSchemaNode *node, JsonbContainer *schema, const char
 	if (node->multiple_of != NULL &&
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(node->multiple_of),
 										  NumericGetDatum(int64_to_numeric(0)))) <= 0)
-		schema_error(path_join(path, "multipleOf", 10), "\"multipleOf\" must be greater than 0");
+		jsc_schema_error(jsc_path_join(path, "multipleOf", 10), "\"multipleOf\" must be greater than 0");
 	node->maximum = number_value(schema, "maximum", path);
 	node->exclusive_maximum = bool_value(schema, "exclusiveMaximum", path);
 	if (node->exclusive_maximum && node->maximum == NULL)
-		schema_error(path_join(path, "exclusiveMaximum", 16), "\"exclusiveMaximum\" requires \"maximum\"");
+		jsc_schema_error(jsc_path_join(path, "exclusiveMaximum", 16), "\"exclusiveMaximum\" requires \"maximum\"");
 	node->minimum = number_value(schema, "minimum", path);
 	node->exclusive_minimum = bool_value(schema, "exclusiveMinimum", path);
 	if (node->exclusive_minimum && node->minimum == NULL)
-		schema_error(path_join(path, "exclusiveMinimum", 16), "\"exclusiveMinimum\" requires \"minimum\"");
+		jsc_schema_error(jsc_path_join(path, "exclusiveMinimum", 16), "\"exclusiveMinimum\" requires \"minimum\"");
 
 	node->max_length = limit_value(schema, "maxLength", path);
 	node->min_length = limit_value(schema, "minLength", path);
-	v = keyword(schema, "pattern");
+	v = jsc_keyword(schema, "pattern");
 	if (v != NULL)
 	{
 		if (v->type != jbvString)
-			schema_error(path_join(path, "pattern", 7), "\"pattern\" must be a string");
+			jsc_schema_error(jsc_path_join(path, "pattern", 7), "\"pattern\" must be a string");
 		node->pattern = compile_pattern(v->val.string.val, v->val.string.len,
-										path_join(path, "pattern", 7));
+										jsc_path_join(path, "pattern", 7));
 		node->pattern_source = pnstrdup(v->val.string.val, v->val.string.len);
 	}
-	v = keyword(schema, "format");
+	v = jsc_keyword(schema, "format");
 	if (v != NULL)
 	{
 		if (v->type != jbvString)
-			schema_error(path_join(path, "format", 6), "\"format\" must be a string");
+			jsc_schema_error(jsc_path_join(path, "format", 6), "\"format\" must be a string");
 		node->format = json_schema_format_by_name(v->val.string.val, v->val.string.len);
 		node->format_name = pnstrdup(v->val.string.val, v->val.string.len);
 	}
@@ -732,12 +382,12 @@ compile_array_keywords(CompileState *st, JsonSchemaNode *node, JsonbContainer *s
 {
 	JsonbValue *v;
 
-	v = keyword(schema, "items");
+	v = jsc_keyword(schema, "items");
 	if (v != NULL)
 	{
-		char	   *sub = path_join(path, "items", 5);
+		char	   *sub = jsc_path_join(path, "items", 5);
 
-		if (is_array(v))
+		if (jsc_is_array(v))
 		{
 			node->items_is_list = true;
 			if (JsonContainerSize(v->val.binary.data) > 0)
@@ -746,11 +396,11 @@ compile_array_keywords(CompileState *st, JsonSchemaNode *node, JsonbContainer *s
 		else
 			node->items = subschema(st, v, base, sub);
 	}
-	v = keyword(schema, "additionalItems");
+	v = jsc_keyword(schema, "additionalItems");
 	if (v != NULL && v->type == jbvBool)
 		node->additional_items_allowed = v->val.boolean;
 	else if (v != NULL)
-		node->additional_items = subschema(st, v, base, path_join(path, "additionalItems", 15));
+		node->additional_items = subschema(st, v, base, jsc_path_join(path, "additionalItems", 15));
 	node->max_items = limit_value(schema, "maxItems", path);
 	node->min_items = limit_value(schema, "minItems", path);
 	node->unique_items = bool_value(schema, "uniqueItems", path);
@@ -767,27 +417,27 @@ compile_object_keywords(CompileState *st, JsonSchemaNode *node, JsonbContainer *
 
 	node->max_properties = limit_value(schema, "maxProperties", path);
 	node->min_properties = limit_value(schema, "minProperties", path);
-	if ((v = keyword(schema, "required")) != NULL)
-		node->required = string_set(v, path_join(path, "required", 8), &node->nrequired);
-	if ((v = keyword(schema, "properties")) != NULL)
-		node->properties = schema_map(st, v, base, path_join(path, "properties", 10),
+	if ((v = jsc_keyword(schema, "required")) != NULL)
+		node->required = string_set(v, jsc_path_join(path, "required", 8), &node->nrequired);
+	if ((v = jsc_keyword(schema, "properties")) != NULL)
+		node->properties = schema_map(st, v, base, jsc_path_join(path, "properties", 10),
 									  &node->nproperties, false, false);
-	if ((v = keyword(schema, "patternProperties")) != NULL)
+	if ((v = jsc_keyword(schema, "patternProperties")) != NULL)
 		node->pattern_properties = schema_map(st, v, base,
-											  path_join(path, "patternProperties", 17),
+											  jsc_path_join(path, "patternProperties", 17),
 											  &node->npattern_properties, true, false);
-	if ((v = keyword(schema, "dependencies")) != NULL)
-		node->dependencies = schema_map(st, v, base, path_join(path, "dependencies", 12),
+	if ((v = jsc_keyword(schema, "dependencies")) != NULL)
+		node->dependencies = schema_map(st, v, base, jsc_path_join(path, "dependencies", 12),
 										&node->ndependencies, false, true);
-	v = keyword(schema, "additionalProperties");
+	v = jsc_keyword(schema, "additionalProperties");
 	if (v != NULL && v->type == jbvBool)
 		node->additional_properties_allowed = v->val.boolean;
 	else if (v != NULL)
 		node->additional_properties = subschema(st, v, base,
-												path_join(path, "additionalProperties", 20));
+												jsc_path_join(path, "additionalProperties", 20));
 	/* compiled for their errors; reached through "$ref" */
-	if ((v = keyword(schema, "definitions")) != NULL)
-		schema_map(st, v, base, path_join(path, "definitions", 11), &ndefinitions, false, false);
+	if ((v = jsc_keyword(schema, "definitions")) != NULL)
+		schema_map(st, v, base, jsc_path_join(path, "definitions", 11), &ndefinitions, false, false);
 
 	node->has_object_keywords = node->max_properties >= 0 || node->min_properties >= 0 ||
 		node->nrequired > 0 || node->nproperties > 0 || node->npattern_properties > 0 ||
@@ -795,8 +445,8 @@ compile_object_keywords(CompileState *st, JsonSchemaNode *node, JsonbContainer *
 		node->additional_properties != NULL;
 }
 
-static JsonSchemaNode *
-compile_node(CompileState *st, JsonbContainer *schema, const char *base, const char *path)
+JsonSchemaNode *
+jsc_compile_node(CompileState *st, JsonbContainer *schema, const char *base, const char *path)
 {
 	JsonSchemaNode *node;
 	NodeEntry  *entry;
@@ -806,7 +456,7 @@ compile_node(CompileState *st, JsonbContainer *schema, const char *base, const c
 	check_stack_depth();
 	CHECK_FOR_INTERRUPTS();
 	if (!JsonContainerIsObject(schema))
-		schema_error(path, "a schema must be a JSON object");
+		jsc_schema_error(path, "a schema must be a JSON object");
 
 	entry = hash_search(st->nodes, &schema, HASH_ENTER, &found);
 	if (found)
@@ -817,64 +467,69 @@ compile_node(CompileState *st, JsonbContainer *schema, const char *base, const c
 	node->max_properties = node->min_properties = -1;
 	node->additional_items_allowed = node->additional_properties_allowed = true;
 
-	v = keyword(schema, "id");
+	v = jsc_keyword(schema, "id");
 	if (v != NULL && v->type != jbvString)
-		schema_error(path_join(path, "id", 2), "\"id\" must be a string");
+		jsc_schema_error(jsc_path_join(path, "id", 2), "\"id\" must be a string");
 	if (v != NULL)
-		base = uri_normalize(uri_resolve(base, pnstrdup(v->val.string.val, v->val.string.len)));
+		base = jsc_uri_normalize(jsc_uri_resolve(base, pnstrdup(v->val.string.val, v->val.string.len)));
 
 	/* draft-04: "$ref" replaces the whole schema it appears in */
-	v = keyword(schema, "$ref");
+	v = jsc_keyword(schema, "$ref");
 	if (v != NULL)
 	{
 		if (v->type != jbvString)
-			schema_error(path_join(path, "$ref", 4), "\"$ref\" must be a string");
-		st->ref_nodes = lappend(st->ref_nodes, node);
-		node->ref = resolve_ref(st, pnstrdup(v->val.string.val, v->val.string.len),
-								base, path_join(path, "$ref", 4));
+			jsc_schema_error(jsc_path_join(path, "$ref", 4), "\"$ref\" must be a string");
+		node->ref = jsc_resolve_ref(st, pnstrdup(v->val.string.val, v->val.string.len),
+								base, jsc_path_join(path, "$ref", 4));
 		return node;
 	}
 
-	if ((v = keyword(schema, "type")) != NULL)
-		compile_type(node, v, path_join(path, "type", 4));
-	if ((v = keyword(schema, "enum")) != NULL)
-		compile_enum(node, v, path_join(path, "enum", 4));
+	if ((v = jsc_keyword(schema, "type")) != NULL)
+		compile_type(node, v, jsc_path_join(path, "type", 4));
+	if ((v = jsc_keyword(schema, "enum")) != NULL)
+		compile_enum(node, v, jsc_path_join(path, "enum", 4));
 	compile_scalar_keywords(node, schema, path);
 	compile_array_keywords(st, node, schema, base, path);
 	compile_object_keywords(st, node, schema, base, path);
 
-	if ((v = keyword(schema, "allOf")) != NULL)
-		schema_list(st, v, base, path_join(path, "allOf", 5), &node->all_of);
-	if ((v = keyword(schema, "anyOf")) != NULL)
-		schema_list(st, v, base, path_join(path, "anyOf", 5), &node->any_of);
-	if ((v = keyword(schema, "oneOf")) != NULL)
-		schema_list(st, v, base, path_join(path, "oneOf", 5), &node->one_of);
-	if ((v = keyword(schema, "not")) != NULL)
-		node->not_schema = subschema(st, v, base, path_join(path, "not", 3));
+	if ((v = jsc_keyword(schema, "allOf")) != NULL)
+		schema_list(st, v, base, jsc_path_join(path, "allOf", 5), &node->all_of);
+	if ((v = jsc_keyword(schema, "anyOf")) != NULL)
+		schema_list(st, v, base, jsc_path_join(path, "anyOf", 5), &node->any_of);
+	if ((v = jsc_keyword(schema, "oneOf")) != NULL)
+		schema_list(st, v, base, jsc_path_join(path, "oneOf", 5), &node->one_of);
+	if ((v = jsc_keyword(schema, "not")) != NULL)
+		node->not_schema = subschema(st, v, base, jsc_path_join(path, "not", 3));
 	return node;
 }
 
 /*
- * A "$ref" chain that comes back to itself without any other keyword
- * would recurse forever on every document: refuse it.
+ * A schema that reaches itself again through keywords applied to the same
+ * value ($ref, allOf, anyOf, oneOf, not, schema dependencies), without
+ * descending into a property or an item, would recurse forever: refuse it.
  */
 static void
-check_ref_cycles(CompileState *st)
+check_cycles(JsonSchemaNode *node)
 {
-	int			limit = list_length(st->ref_nodes);
-	ListCell   *lc;
+	JsonSchemaList *lists[] = {&node->all_of, &node->any_of, &node->one_of};
 
-	foreach(lc, st->ref_nodes)
-	{
-		JsonSchemaNode *n = lfirst(lc);
-
-		for (int steps = 0; n->ref != NULL; steps++)
-		{
-			if (steps > limit)
-				schema_error("#", "\"$ref\" chain refers to itself without any other keyword");
-			n = n->ref;
-		}
-	}
+	check_stack_depth();
+	if (node->mark == 2)
+		return;
+	if (node->mark == 1)
+		jsc_schema_error("#", "a schema refers to itself through $ref, allOf, anyOf, oneOf, not or dependencies without applying to a property or item in between");
+	node->mark = 1;
+	if (node->ref)
+		check_cycles(node->ref);
+	for (int i = 0; i < lengthof(lists); i++)
+		for (int j = 0; j < lists[i]->count; j++)
+			check_cycles(lists[i]->nodes[j]);
+	if (node->not_schema)
+		check_cycles(node->not_schema);
+	for (int i = 0; i < node->ndependencies; i++)
+		if (node->dependencies[i].node)
+			check_cycles(node->dependencies[i].node);
+	node->mark = 2;
 }
 
 /*
@@ -909,11 +564,18 @@ json_schema_compile(Jsonb *schema, MemoryContext parent, const char *context_nam
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 		if (!JB_ROOT_IS_OBJECT(result->document) || JB_ROOT_IS_SCALAR(result->document))
-			schema_error("#", "a schema must be a JSON object");
-		uri_register(&st, "", &result->document->root, "");
-		register_ids(&st, &result->document->root, base);
-		result->root = compile_node(&st, &result->document->root, base, "#");
-		check_ref_cycles(&st);
+			jsc_schema_error("#", "a schema must be a JSON object");
+		jsc_uri_register(&st, "", &result->document->root, "");
+		jsc_register_ids(&st, &result->document->root, base);
+		result->root = jsc_compile_node(&st, &result->document->root, base, "#");
+		{
+			HASH_SEQ_STATUS seq;
+			NodeEntry  *e;
+
+			hash_seq_init(&seq, st.nodes);
+			while ((e = hash_seq_search(&seq)) != NULL)
+				check_cycles(e->node);
+		}
 	}
 	PG_CATCH();
 	{

@@ -10,8 +10,6 @@
 #ifndef JSON_SCHEMA_H
 #define JSON_SCHEMA_H
 
-#include "postgres.h"
-
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -107,6 +105,7 @@ struct JsonSchemaNode
 	JsonSchemaList one_of;
 	JsonSchemaNode *not_schema;
 
+	uint8		mark;			/* compile.c's cycle check: 0 new, 1 on path, 2 done */
 	bool		has_object_keywords;	/* any keyword that applies to objects */
 	bool		has_array_keywords;
 };

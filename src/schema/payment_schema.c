@@ -2,7 +2,8 @@
  * payment_schema.c
  *	  The payment schema: the built-in reference Payment model (version 0,
  *	  what ../shared/payment.schema.json accepts) or the active version of
- *	  payment.schemas, compiled at most once per process per version.
+ *	  payment.schemas, compiled at most once per process per version (again
+ *	  only if its row was changed by hand; the last 8 used are kept).
  *
  *	  Which version is active is cached per process and re-read (one SPI
  *	  query, prepared once) only after a relcache invalidation of
@@ -54,6 +55,7 @@ typedef struct CachedVersion
 	int			version;
 	JsonSchema *schema;
 	uint64		last_used;
+	uint64		checked;		/* inval_generation when last compared with its row */
 } CachedVersion;
 
 static MemoryContext schema_context = NULL;
@@ -130,28 +132,53 @@ cache_find(int version)
 	return NULL;
 }
 
-/* Compile a stored version into the cache, evicting the least recently used. */
+/*
+ * The compiled schema of a stored version whose row holds doc: the cached
+ * one if it was compiled from the same document (a row changed by hand is
+ * compiled again), else compiled now, evicting the least recently used.
+ */
 static JsonSchema *
-cache_add(int version, Jsonb *doc)
+cache_put(int version, Jsonb *doc, uint64 generation)
 {
-	int			slot = ncached;
-	JsonSchema *compiled = json_schema_compile(doc, get_schema_context(),
-											   "payment schema version");
+	CachedVersion *c = cache_find(version);
+	int			slot;
 
-	if (ncached == MAX_CACHED_VERSIONS)
+	if (c != NULL && VARSIZE(c->schema->document) == VARSIZE(doc) &&
+		memcmp(c->schema->document, doc, VARSIZE(doc)) == 0)
+	{
+		c->checked = generation;
+		return c->schema;
+	}
+	if (c != NULL)
+		slot = c - cache;
+	else if (ncached < MAX_CACHED_VERSIONS)
+		slot = ncached++;
+	else
 	{
 		slot = 0;
 		for (int i = 1; i < ncached; i++)
 			if (cache[i].last_used < cache[slot].last_used)
 				slot = i;
-		json_schema_free(cache[slot].schema);
 	}
-	else
-		ncached++;
+	if (slot < ncached && cache[slot].schema != NULL)
+	{
+		json_schema_free(cache[slot].schema);
+		cache[slot].schema = NULL;
+	}
 	cache[slot].version = version;
-	cache[slot].schema = compiled;
+	cache[slot].schema = json_schema_compile(doc, get_schema_context(),
+											 "payment schema version");
 	cache[slot].last_used = ++use_clock;
-	return compiled;
+	cache[slot].checked = generation;
+	return cache[slot].schema;
+}
+
+static void
+cache_clear(void)
+{
+	for (int i = 0; i < ncached; i++)
+		json_schema_free(cache[i].schema);
+	ncached = 0;
 }
 
 /* Run a kept read-only plan; the caller is connected to SPI. */
@@ -194,7 +221,14 @@ refresh_active(void)
 	if (loaded_generation == inval_generation)
 		return;
 	generation = inval_generation;
-	schemas_relid = lookup_schemas_relid();
+	{
+		Oid			relid = lookup_schemas_relid();
+
+		/* another payment.schemas (extension dropped and created again) */
+		if (relid != schemas_relid)
+			cache_clear();
+		schemas_relid = relid;
+	}
 	if (OidIsValid(schemas_relid))
 	{
 		SPI_connect();
@@ -208,8 +242,7 @@ refresh_active(void)
 
 			version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 												  SPI_tuptable->tupdesc, 1, &isnull));
-			if (cache_find(version) == NULL)
-				cache_add(version, column_jsonb(2));
+			cache_put(version, column_jsonb(2), generation);
 		}
 		SPI_finish();
 	}
@@ -234,7 +267,8 @@ schema_of_version(int version)
 
 	if (version == 0)
 		return reference_model();
-	if ((c = cache_find(version)) != NULL)
+	/* compared with its row once after each change to payment.schemas */
+	if ((c = cache_find(version)) != NULL && c->checked == loaded_generation)
 		return c->schema;
 	if (!OidIsValid(schemas_relid))
 		return NULL;
@@ -244,7 +278,7 @@ schema_of_version(int version)
 					1, (Oid[]) {INT4OID});
 	run_plan(version_plan, (Datum[]) {Int32GetDatum(version)});
 	if (SPI_processed == 1)
-		result = cache_add(version, column_jsonb(1));
+		result = cache_put(version, column_jsonb(1), loaded_generation);
 	SPI_finish();
 	return result;
 }
@@ -272,7 +306,7 @@ check_keys(Jsonb *payload, JsonSchemaResult *result)
 	{
 		if (!json_schema_has_error_at(result, "$"))
 			json_schema_add_error(result, "$", "type", "expected object, got %s",
-								  JB_ROOT_IS_SCALAR(payload) ? "a scalar" : "array");
+								  JB_ROOT_IS_SCALAR(payload) ? "scalar" : "array");
 		return;
 	}
 	for (int i = 0; i < lengthof(keys); i++)
@@ -285,7 +319,11 @@ check_keys(Jsonb *payload, JsonSchemaResult *result)
 		if (v == NULL)
 			json_schema_add_error(result, path, "required", "required property missing");
 		else if (v->type != jbvString)
-			json_schema_add_error(result, path, "type", "expected string");
+			json_schema_add_error(result, path, "type", "expected string, got %s",
+								  v->type == jbvNumeric ? "number" :
+								  v->type == jbvBool ? "boolean" :
+								  v->type == jbvNull ? "null" :
+								  JsonContainerIsObject(v->val.binary.data) ? "object" : "array");
 		else if (!json_is_canonical_uuid(v->val.string.val, v->val.string.len))
 			json_schema_add_error(result, path, "format", "not a valid uuid");
 	}

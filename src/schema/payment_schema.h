@@ -9,8 +9,6 @@
 #ifndef PAYMENT_SCHEMA_H
 #define PAYMENT_SCHEMA_H
 
-#include "postgres.h"
-
 #include "utils/jsonb.h"
 
 #include "schema/json_schema.h"

@@ -422,6 +422,25 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	return valid;
 }
 
+typedef struct IndexedJsonb
+{
+	int			index;
+	Jsonb	   *value;
+} IndexedJsonb;
+
+static int
+compare_indexed(const void *a, const void *b)
+{
+	const IndexedJsonb *x = a;
+	const IndexedJsonb *y = b;
+	int			cmp;
+
+	CHECK_FOR_INTERRUPTS();
+	cmp = compareJsonbContainers(&x->value->root, &y->value->root);
+	/* ties by position, so that the first equal pair is reported */
+	return cmp != 0 ? cmp : (x->index > y->index) - (x->index < y->index);
+}
+
 static bool
 validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 			   JsonSchemaResult *res)
@@ -429,7 +448,7 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	JsonbContainer *arr = value->val.binary.data;
 	int			size = JsonContainerSize(arr);
 	bool		valid = true;
-	JsonbValue *elems = NULL;
+	Jsonb	  **elems = NULL;		/* uniqueItems: each element as jsonb, once */
 
 	if (node->max_items >= 0 && size > node->max_items)
 		FAIL("maxItems", "more than %d items", node->max_items);
@@ -437,7 +456,7 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 		FAIL("minItems", "fewer than %d items", node->min_items);
 
 	if (node->unique_items)
-		elems = palloc(sizeof(JsonbValue) * Max(size, 1));
+		elems = palloc(sizeof(Jsonb *) * Max(size, 1));
 	if (node->items != NULL || node->items_is_list || node->unique_items)
 	{
 		JsonbIterator *it = JsonbIteratorInit(arr);
@@ -454,7 +473,7 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 				continue;
 			CHECK_FOR_INTERRUPTS();
 			if (elems)
-				elems[i] = v;
+				elems[i] = json_value_to_jsonb(&v);
 			if (node->items != NULL)
 				sub = node->items;
 			else if (node->items_is_list && i < node->items_list.count)
@@ -472,18 +491,24 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 			i++;
 		}
 	}
-	if (node->unique_items)
+	if (node->unique_items && size > 1)
 	{
+		/* jsonb's total order (numbers as numeric): equal items sort together */
+		IndexedJsonb *sorted = palloc(sizeof(IndexedJsonb) * size);
+
+		for (int i = 0; i < size; i++)
+		{
+			sorted[i].index = i;
+			sorted[i].value = elems[i];
+		}
+		qsort(sorted, size, sizeof(IndexedJsonb), compare_indexed);
 		for (int i = 1; i < size; i++)
-			for (int j = 0; j < i; j++)
+			if (compareJsonbContainers(&sorted[i - 1].value->root, &sorted[i].value->root) == 0)
 			{
-				CHECK_FOR_INTERRUPTS();
-				if (json_values_equal(&elems[j], &elems[i]))
-				{
-					FAIL("uniqueItems", "items %d and %d are equal", j, i);
-					i = size;	/* one report is enough */
-					break;
-				}
+				FAIL("uniqueItems", "items %d and %d are equal",
+					 Min(sorted[i - 1].index, sorted[i].index),
+					 Max(sorted[i - 1].index, sorted[i].index));
+				break;			/* one report is enough */
 			}
 	}
 	return valid;

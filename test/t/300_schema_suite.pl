@@ -47,6 +47,9 @@ for my $f (@files)
 {
 	my $text = slurp_file("$dir/$f");
 	die "$f holds the quoting tag" if $text =~ /\$suite\$/;
+	# jsonb cannot hold NUL in a string: such tests would have to be listed
+	# and left out one by one; this version of the suite has none
+	die "$f has a string with NUL: list its tests as excluded" if $text =~ /\\u0000/;
 	$node->safe_psql('postgres', "INSERT INTO files VALUES ('$f', \$suite\$$text\$suite\$)");
 }
 my $out = $node->safe_psql('postgres', q{
