@@ -27,7 +27,7 @@ REVOKE ALL ON payment.schemas FROM PUBLIC;
 CREATE FUNCTION payment.schemas_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'payment_schemas_changed'
-LANGUAGE C;
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION payment.schemas_changed() FROM PUBLIC;
 CREATE TRIGGER schemas_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payment.schemas
