@@ -406,6 +406,7 @@ const QueueBackend sqs_queue = {
 	.enqueue_batch = sqs_send_message_batch,
 	.transactional = false,
 	.claim = sqs_receive_messages,
+	.max_claim = SQS_MAX_BATCH,
 	.settle_with_store = NULL,
 	.settle_after_commit = sqs_settle,
 };
