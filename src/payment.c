@@ -154,7 +154,7 @@ payment_shmem_init(void)
 			pg_atomic_init_u32(&payment_shared->pool.busy[i], 0);
 		}
 		pg_atomic_init_u64(&payment_shared->pool.backlog_since, 0);
-		pg_atomic_init_u64(&payment_shared->pool.last_full_claim, 0);
+		pg_atomic_init_u64(&payment_shared->pool.last_backlog, 0);
 		pg_atomic_init_u32(&payment_shared->pool.launcher_procno, PG_UINT32_MAX);
 		SpinLockInit(&payment_shared->pool.retired_lock);
 		payment_shared->pool.retired_queue_url[0] = '\0';

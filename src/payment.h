@@ -63,8 +63,8 @@ typedef struct PaymentPool
 	pg_atomic_uint32 busy[PAYMENT_MAX_WORKERS]; /* storing a batch */
 	/* TimestampTz of the first of an unbroken run of full claims, or 0 */
 	pg_atomic_uint64 backlog_since;
-	/* TimestampTz of the latest full claim by any worker */
-	pg_atomic_uint64 last_full_claim;
+	/* TimestampTz of the latest sign of a backlog: a full claim, or the depth */
+	pg_atomic_uint64 last_backlog;
 	/* pgprocno of the launcher, or PG_UINT32_MAX */
 	pg_atomic_uint32 launcher_procno;
 	/* an SQS queue no longer configured that may still hold messages */

@@ -9,7 +9,9 @@
  *
  *	  The signal is the workers' own claims, written to shared memory
  *	  (PaymentPool in payment.h), so the launcher needs no database
- *	  connection and works the same for every queue backend.  Dynamic workers
+ *	  connection and works the same for every queue backend.  A backend
+ *	  whose claims may come back short while a backlog waits (SQS) also
+ *	  tells its depth, which the launcher asks for.  Dynamic workers
  *	  are never restarted: after a crash the pool grows again from the
  *	  backlog.  This file also remembers a replaced SQS queue URL, so that
  *	  switching backends strands nothing.
@@ -27,10 +29,12 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "drain/pool.h"
 #include "payment.h"
+#include "queue/queue.h"
 
 int			payment_max_workers = 8;
 int			payment_scale_up_after = 1000;	/* ms */
@@ -41,6 +45,8 @@ int			payment_scale_down_after = 60;	/* s */
 /* how often the launcher looks while a backlog builds, and otherwise */
 #define BUSY_TICK_MS 100
 #define IDLE_TICK_MS 1000
+/* the queue's depth is asked for at most this often */
+#define DEPTH_EVERY_MS 1000
 
 void
 pool_define_settings(void)
@@ -169,7 +175,7 @@ pool_note_claim(int count, int wanted)
 		TimestampTz now = GetCurrentTimestamp();
 		uint64		none = 0;
 
-		pg_atomic_write_u64(&pool->last_full_claim, (uint64) now);
+		pg_atomic_write_u64(&pool->last_backlog, (uint64) now);
 		if (pg_atomic_compare_exchange_u64(&pool->backlog_since, &none, (uint64) now))
 			wake_launcher();
 	}
@@ -180,7 +186,7 @@ pool_note_claim(int count, int wanted)
 bool
 pool_should_retire(void)
 {
-	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&payment_shared->pool.last_full_claim);
+	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&payment_shared->pool.last_backlog);
 
 	return TimestampDifferenceExceeds(last, GetCurrentTimestamp(),
 									  payment_scale_down_after * 1000);
@@ -231,6 +237,8 @@ static bool
 start_dynamic_worker(int slot, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
+	MemoryContext old;
+	bool		registered;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -245,13 +253,69 @@ start_dynamic_worker(int slot, BackgroundWorkerHandle **handle)
 	worker.bgw_notify_pid = MyProcPid;
 
 	pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_STARTING);
-	if (!RegisterDynamicBackgroundWorker(&worker, handle))
+	/* the handle lives as long as the worker, across ticks */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
 	{
 		pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_FREE);
 		*handle = NULL;
-		return false;
 	}
-	return true;
+	return registered;
+}
+
+/* The backend's depth, or -1 when it cannot tell (logged once per change). */
+static int64
+ask_depth(const QueueBackend *backend, char **last_error)
+{
+	MemoryContext context = CurrentMemoryContext;
+	int64		depth = -1;
+
+	PG_TRY();
+	{
+		depth = backend->depth();
+		if (*last_error != NULL)
+		{
+			pfree(*last_error);
+			*last_error = NULL;
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (*last_error == NULL || strcmp(*last_error, edata->message) != 0)
+		{
+			ereport(LOG,
+					(errmsg("payment launcher could not read the queue's depth: %s",
+							edata->message)));
+			if (*last_error != NULL)
+				pfree(*last_error);
+			*last_error = MemoryContextStrdup(TopMemoryContext, edata->message);
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return depth;
+}
+
+/* more messages wait than the running workers take in one claim each */
+static bool
+depth_is_backlog(const QueueBackend *backend, char **last_error)
+{
+	int			running = 0;
+	int			per_claim = backend->max_claim > 0 ?
+		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
+	int64		depth;
+
+	for (int slot = 0; slot < PAYMENT_MAX_WORKERS; slot++)
+		running += pg_atomic_read_u32(&payment_shared->pool.slot_state[slot]) == SLOT_RUNNING;
+	depth = ask_depth(backend, last_error);
+	return running > 0 && depth > (int64) running * per_claim;
 }
 
 static void
@@ -267,7 +331,11 @@ payment_launcher_main(Datum main_arg)
 	BackgroundWorkerHandle *handles[PAYMENT_MAX_WORKERS] = {0};
 	TimestampTz starting_since[PAYMENT_MAX_WORKERS] = {0};
 	TimestampTz last_start = 0;
+	TimestampTz last_depth = 0;
+	TimestampTz depth_backlog_since = 0;
+	char	   *depth_error = NULL;
 	bool		warned_no_slot = false;
+	MemoryContext tick_context;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -277,6 +345,8 @@ payment_launcher_main(Datum main_arg)
 	pool = &payment_shared->pool;
 	pg_atomic_write_u32(&pool->launcher_procno, MyProc->pgprocno);
 	before_shmem_exit(forget_launcher, (Datum) 0);
+	tick_context = AllocSetContextCreate(TopMemoryContext, "payment launcher tick",
+										 ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
@@ -284,6 +354,7 @@ payment_launcher_main(Datum main_arg)
 		TimestampTz backlog_since;
 		int			free_slot = -1;
 		int			step_ms;
+		const QueueBackend *backend;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -292,6 +363,9 @@ payment_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		now = GetCurrentTimestamp();
+		MemoryContextReset(tick_context);
+		MemoryContextSwitchTo(tick_context);
+		backend = queue_backend();
 
 		/*
 		 * Free the slots of workers that stopped before they ran (fork
@@ -343,6 +417,31 @@ payment_launcher_main(Datum main_arg)
 		 */
 		step_ms = Max(payment_scale_up_after / 4, BUSY_TICK_MS);
 		backlog_since = (TimestampTz) pg_atomic_read_u64(&pool->backlog_since);
+
+		/*
+		 * Without full claims, a backend that can tell its depth is asked
+		 * (at most once a second): more waiting than the running workers
+		 * take in a claim each, for scale_up_after, is a backlog too.
+		 */
+		if (payment_paused || backend->depth == NULL || backlog_since != 0)
+			depth_backlog_since = 0;
+		else if (TimestampDifferenceExceeds(last_depth, now,
+											Max(payment_scale_up_after, DEPTH_EVERY_MS)))
+		{
+			last_depth = now;
+			if (!depth_is_backlog(backend, &depth_error))
+				depth_backlog_since = 0;
+			else
+			{
+				/* the workers started for it must not retire meanwhile */
+				pg_atomic_write_u64(&pool->last_backlog, (uint64) now);
+				if (depth_backlog_since == 0)
+					depth_backlog_since = now;
+			}
+		}
+		if (backlog_since == 0)
+			backlog_since = depth_backlog_since;
+
 		if (!payment_paused && backlog_since != 0 && free_slot >= 0 &&
 			TimestampDifferenceExceeds(backlog_since, now, payment_scale_up_after) &&
 			TimestampDifferenceExceeds(last_start, now, step_ms))
@@ -367,6 +466,7 @@ payment_launcher_main(Datum main_arg)
 			}
 		}
 
+		MemoryContextSwitchTo(TopMemoryContext);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 backlog_since != 0 ? BUSY_TICK_MS : IDLE_TICK_MS,
 						 PG_WAIT_EXTENSION);

@@ -312,6 +312,7 @@ const QueueBackend embedded_queue = {
 	.transactional = true,
 	.claim = embedded_claim,
 	.max_claim = 0,
+	.depth = NULL,
 	.settle_with_store = embedded_settle,
 	.settle_after_commit = NULL,
 };

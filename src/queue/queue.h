@@ -79,6 +79,14 @@ typedef struct QueueBackend
 	int			max_claim;
 
 	/*
+	 * Messages waiting to be claimed, approximately, outside any
+	 * transaction; raises when the queue cannot say.  NULL when the
+	 * backend's claims show the backlog well enough (the embedded queue
+	 * always returns full batches while one lasts).
+	 */
+	int64		(*depth) (void);
+
+	/*
 	 * Settle stored messages (delete, or delay the retried ones): either in
 	 * the store's transaction, atomically with the store, or only after the
 	 * store committed durably.  Exactly one of the two is set.

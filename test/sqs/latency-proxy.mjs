@@ -10,8 +10,12 @@
 // after the answer, as a round trip is.  Requests are independent: many in
 // flight at once are each delayed, none queues behind another.
 // Control port (plain HTTP, loopback):
-//   POST /__latency?ms=N    change the latency (0: none)
-//   GET  /__stats           {"requests": n, "in_flight": n, "latency_ms": n}
+//   POST /__latency?ms=N      change the latency (0: none)
+//   POST /__max_receive?n=N   ReceiveMessage asks for at most N messages, as
+//                             real SQS often answers fewer than asked while
+//                             many wait (0: as the client asked)
+//   GET  /__stats             {"requests": n, "in_flight": n, "latency_ms": n,
+//                              "max_receive": n}
 import http from "node:http";
 import { parseArgs } from "node:util";
 
@@ -25,6 +29,7 @@ const { values } = parseArgs({
 });
 const upstream = new URL(values.upstream);
 let latencyMs = Number(values["latency-ms"]);
+let maxReceive = 0;
 const stats = { requests: 0, in_flight: 0 };
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 const later = (ms, f) => (ms > 0 ? setTimeout(f, ms) : f());
@@ -37,18 +42,27 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
     stats.in_flight++;
     const half = latencyMs / 2;
     const done = () => stats.in_flight--;
+    let body = Buffer.concat(chunks);
+    const headers = { ...req.headers };
+    if (maxReceive > 0 && req.headers["x-amz-target"] === "AmazonSQS.ReceiveMessage") {
+      // after the SigV4 proxy checked the signature; fauxqs checks none
+      const r = JSON.parse(body.toString("utf8"));
+      r.MaxNumberOfMessages = Math.min(r.MaxNumberOfMessages ?? 1, maxReceive);
+      body = Buffer.from(JSON.stringify(r));
+      headers["content-length"] = String(body.length);
+    }
     later(half, () => {
       const up = http.request({
         host: upstream.hostname, port: upstream.port, method: req.method,
-        path: req.url, headers: req.headers, agent,
+        path: req.url, headers, agent,
       }, (upRes) => {
-        const body = [];
-        upRes.on("data", (c) => body.push(c));
+        const answer = [];
+        upRes.on("data", (c) => answer.push(c));
         upRes.on("end", () => later(half, () => {
           done();
           if (res.destroyed) return;
           res.writeHead(upRes.statusCode, upRes.headers);
-          res.end(Buffer.concat(body));
+          res.end(Buffer.concat(answer));
         }));
       });
       up.on("error", (e) => {
@@ -57,7 +71,7 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
         res.writeHead(502, { "content-type": "text/plain" });
         res.end(`upstream: ${e.message}`);
       });
-      up.end(Buffer.concat(chunks));
+      up.end(body);
     });
   });
 });
@@ -69,12 +83,14 @@ if (values["control-port"]) {
     const url = new URL(req.url, "http://127.0.0.1");
     if (req.method === "POST" && url.pathname === "/__latency") {
       latencyMs = Math.max(0, Number(url.searchParams.get("ms") ?? 0));
+    } else if (req.method === "POST" && url.pathname === "/__max_receive") {
+      maxReceive = Math.max(0, Number(url.searchParams.get("n") ?? 0));
     } else if (url.pathname !== "/__stats") {
       res.writeHead(404);
       return res.end();
     }
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ ...stats, latency_ms: latencyMs }));
+    res.end(JSON.stringify({ ...stats, latency_ms: latencyMs, max_receive: maxReceive }));
   }).listen(Number(values["control-port"]), "127.0.0.1");
 }
 

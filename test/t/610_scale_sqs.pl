@@ -5,7 +5,10 @@
 #    payment.queue_url is set is still drained, alongside an SQS backlog big
 #    enough to grow the pool to payment.max_workers;
 #  - SQS -> embedded: messages left in the replaced SQS queue when
-#    payment.queue_url is emptied are still drained.
+#    payment.queue_url is emptied are still drained;
+#  - back to SQS, whose receives now answer at most 5 messages (as real SQS
+#    often answers fewer than asked): no claim is full, and the pool grows
+#    on the queue's depth (GetQueueAttributes) instead.
 use strict;
 use warnings;
 
@@ -128,6 +131,40 @@ ok(SqsPeers::wait_until(sub {
 	'the replaced SQS queue is empty');
 ok($node->wait_for_log(qr/found the replaced SQS queue empty/),
 	'the workers stop draining the replaced queue once it is empty');
+
+### back to SQS; receives never full: the depth grows the pool
+$node->append_conf('postgresql.conf', "payment.paused = on\n");
+$node->reload;
+my $short = 4000;
+$peers->set_latency(0);
+$sent = $peers->producer('send', 'queue-url' => $queue_url, valid => $short,
+	'not-json' => 0, invalid => 0, duplicates => 0, conflicts => 0);
+is($sent->{sent}, $short, "$short more sent to SQS");
+$peers->set_latency(20);
+$peers->set_max_receive(5);
+my $events_before = $node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats');
+$node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment.paused = off\n");
+$node->reload;
+($max_seen, $stored) = (0, 0);
+$total += 400 + $short;
+$start = time();
+while (time() - $start < 90)
+{
+	my ($n, $s) = split /\|/, $node->safe_psql('postgres',
+		"SELECT ($workers_sql), (SELECT count(*) FROM payment.payments)");
+	$max_seen = $n if $n > $max_seen;
+	$stored = $s;
+	last if $s == $total;
+	usleep(200_000);
+}
+is($stored, $total, sprintf('all stored with receives of at most 5 (%.1f s)', time() - $start));
+is($max_seen, 8, 'the pool grew to payment.max_workers on the queue depth alone');
+cmp_ok($node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats'), '>',
+	$events_before, 'scale events counted');
+ok($peers->stats->{byOperation}{GetQueueAttributes} > 0,
+	'the launcher asked SQS for the depth (GetQueueAttributes)');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '0',
+	'nothing dead-lettered');
 
 $node->stop;
 $peers->stop;

@@ -161,14 +161,17 @@ sub control
 	return decode_json($r->{content});
 }
 
-# change the injected latency (needs latency_ms at construction)
-sub set_latency
+# the latency proxy's controls (needs latency_ms at construction):
+# set_latency(ms), set_max_receive(n); each returns its stats
+sub _latency_control
 {
-	my ($self, $ms) = @_;
-	my $r = $self->{http}->post("http://127.0.0.1:$self->{latency_control_port}/__latency?ms=$ms");
-	croak "latency control failed: $r->{status}" unless $r->{success};
+	my ($self, $path) = @_;
+	my $r = $self->{http}->post("http://127.0.0.1:$self->{latency_control_port}$path");
+	croak "latency control $path failed: $r->{status}" unless $r->{success};
 	return decode_json($r->{content});
 }
+sub set_latency { return $_[0]->_latency_control("/__latency?ms=$_[1]"); }
+sub set_max_receive { return $_[0]->_latency_control("/__max_receive?n=$_[1]"); }
 
 sub stats
 {
