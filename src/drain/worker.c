@@ -173,18 +173,26 @@ store_claimed(const QueueBackend *backend, QueueMessage *messages, int count)
 }
 
 /*
- * One batch.  Returns the number of messages handled (0 when the queue had
- * none visible).
+ * One batch from backend, the one in use or not.  Returns the number of
+ * messages handled (0 when the queue had none visible).
  */
 static int
-run_batch(const QueueBackend *backend, double *idle_seconds)
+run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
 {
 	QueueMessage *messages;
 	int			count;
+	int			wanted = backend->max_claim > 0 ?
+		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
 
 	count = backend->claim(&messages, payment_batch_size, idle_seconds);
-	pool_note_claim(count, backend->max_claim > 0 ?
-					Min(payment_batch_size, backend->max_claim) : payment_batch_size);
+
+	/*
+	 * A full claim from any queue is a sign of a backlog; a short one ends
+	 * it only from the queue in use: a look at an empty leftover queue says
+	 * nothing about the queue in use.
+	 */
+	if (in_use || count >= wanted)
+		pool_note_claim(count, wanted);
 	if (count == 0)
 		return 0;
 	pool_set_busy(worker_index, true);
@@ -219,10 +227,10 @@ set_commit_durability(const QueueBackend *backend)
 }
 
 static int
-drain_backend(const QueueBackend *backend, double *idle_seconds)
+drain_backend(const QueueBackend *backend, bool in_use, double *idle_seconds)
 {
 	set_commit_durability(backend);
-	return run_batch(backend, idle_seconds);
+	return run_batch(backend, in_use, idle_seconds);
 }
 
 /* A replaced SQS queue, until a receive finds it empty. */
@@ -237,7 +245,7 @@ drain_replaced_sqs_queue(double *idle_seconds)
 	sqs_drain_queue_url(url);
 	PG_TRY();
 	{
-		handled = drain_backend(&sqs_queue, idle_seconds);
+		handled = drain_backend(&sqs_queue, false, idle_seconds);
 	}
 	PG_FINALLY();
 	{
@@ -256,8 +264,8 @@ drain_replaced_sqs_queue(double *idle_seconds)
 }
 
 /*
- * One batch: from the queue that is not in use while it may hold messages
- * (the embedded queue's leftovers after payment.queue_url was set, or the
+ * One batch: from a queue that is not in use while it may hold messages
+ * (the embedded queue's leftovers after payment.queue_url was set, a
  * replaced SQS queue's), else from the backend in use.
  */
 static int
@@ -267,18 +275,20 @@ drain_round(const QueueBackend *backend, double *idle_seconds)
 
 	if (now >= other_queue_due)
 	{
-		double		other_idle = IDLE_WAIT_SECONDS;
-		int			handled;
+		double		embedded_idle = IDLE_WAIT_SECONDS;
+		double		sqs_idle = IDLE_WAIT_SECONDS;
+		int			handled = 0;
 
 		if (backend != &embedded_queue)
-			handled = drain_backend(&embedded_queue, &other_idle);
-		else
-			handled = drain_replaced_sqs_queue(&other_idle);
+			handled = drain_backend(&embedded_queue, false, &embedded_idle);
+		if (handled == 0)
+			handled = drain_replaced_sqs_queue(&sqs_idle);
 		if (handled > 0)
 			return handled;
-		other_queue_due = TimestampTzPlusMilliseconds(now, (int) (other_idle * 1000));
+		other_queue_due = TimestampTzPlusMilliseconds(now,
+													  (int) (Min(embedded_idle, sqs_idle) * 1000));
 	}
-	return drain_backend(backend, idle_seconds);
+	return drain_backend(backend, true, idle_seconds);
 }
 
 /* Reload settings; a replaced payment.queue_url is remembered for draining. */

@@ -166,6 +166,34 @@ ok($peers->stats->{byOperation}{GetQueueAttributes} > 0,
 is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '0',
 	'nothing dead-lettered');
 
+### SQS -> another SQS queue: the first one's leftovers are still drained
+$peers->set_max_receive(0);
+my $second_url = $peers->producer('create', queue => 'payments2', visibility => 30)->{queueUrl};
+$node->append_conf('postgresql.conf', "payment.paused = on\n");
+$node->reload;
+sleep 2;
+is($node->safe_psql('postgres', q{
+SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('xp' || i)::uuid,
+         'userId', md5('xu' || i)::uuid, 'dateTimestamp', '1709553600',
+         'description', 'left in the first queue ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
+  FROM generate_series(1, 200) AS i}), '200', '200 payments left in the first queue');
+$node->append_conf('postgresql.conf', "payment.queue_url = '$second_url'\npayment.paused = off\n");
+$node->reload;
+sleep 1;
+is($node->safe_psql('postgres', q{
+SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('yp' || i)::uuid,
+         'userId', md5('yu' || i)::uuid, 'dateTimestamp', '1709553600',
+         'description', 'in the second queue ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
+  FROM generate_series(1, 50) AS i}), '50', '50 payments sent to the second queue');
+$total += 250;
+ok($node->poll_query_until('postgres', "SELECT count(*) = $total FROM payment.payments"),
+	'both queues drained into payment.payments');
+ok(SqsPeers::wait_until(sub {
+			my $c = $peers->queue_counts;
+			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
+		}, 30),
+	'the first queue is empty');
+
 $node->stop;
 $peers->stop;
 done_testing();
