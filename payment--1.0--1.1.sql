@@ -117,3 +117,52 @@ SELECT pg_catalog.pg_extension_config_dump('payment.schemas', '');
 SELECT pg_catalog.pg_extension_config_dump('payment.dead_letters_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('payment.queue_seq_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('payment.schemas_version_seq', '');
+
+-- == The elastic pool of workers ==
+
+-- workers_busy (workers storing a batch now) and scale_events (dynamic
+-- workers started or retired since server start) join the counters.  The
+-- library fills 7 or 9 columns, whichever the installed version declares.
+DROP VIEW payment.stats;
+DROP FUNCTION payment.counters();
+CREATE FUNCTION payment.counters(
+    OUT submitted bigint, OUT stored bigint, OUT duplicates bigint,
+    OUT conflicts bigint, OUT dead_lettered bigint, OUT retried bigint,
+    OUT redriven bigint, OUT workers_busy bigint, OUT scale_events bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'payment_counters'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION payment.counters() FROM PUBLIC;
+
+-- Every 1.0 column, in its order and meaning, except that workers now counts
+-- only the workers serving this database; the new columns at the end.
+CREATE VIEW payment.stats AS
+SELECT c.submitted,
+       c.stored,
+       c.duplicates,
+       c.conflicts,
+       c.dead_lettered,
+       c.retried,
+       c.redriven,
+       (SELECT count(*) FROM payment.queue) AS queue_depth,
+       (SELECT count(*) FROM payment.queue WHERE receive_count > 0) AS in_flight,
+       (SELECT clock_timestamp() - min(enqueued_at) FROM payment.queue) AS oldest_queued_age,
+       (SELECT count(*) FROM payment.dead_letters) AS dead_letters,
+       (SELECT count(*) FROM pg_catalog.pg_stat_activity
+         WHERE backend_type = 'payment worker'
+           AND datname = pg_catalog.current_database()) AS workers,
+       c.workers_busy,
+       c.scale_events
+FROM payment.counters() AS c;
+REVOKE ALL ON payment.stats FROM PUBLIC;
+
+-- Whether the payment workers serve this database; warns (55000) when they
+-- do not, so that CREATE EXTENSION in such a database does not go unnoticed.
+CREATE FUNCTION payment.check_database()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'payment_check_database'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION payment.check_database() FROM PUBLIC;
+SELECT payment.check_database();

@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 #include "common/http.h"
+#include "drain/pool.h"
 #include "drain/worker.h"
 #include "frontdoor/auth.h"
 #include "payment.h"
@@ -53,6 +54,7 @@ void
 _PG_init(void)
 {
 	payment_define_settings();
+	pool_define_settings();
 	http_define_settings();
 	payment_auth_init();
 	queue_define_settings();

@@ -16,6 +16,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "commands/dbcommands.h"
 #include "utils/guc.h"
 
 #include "payment.h"
@@ -145,8 +146,18 @@ payment_shmem_init(void)
 		pg_atomic_init_u64(&c->dead_lettered, 0);
 		pg_atomic_init_u64(&c->retried, 0);
 		pg_atomic_init_u64(&c->redriven, 0);
+		pg_atomic_init_u64(&c->scale_events, 0);
 		for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
+		{
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);
+			pg_atomic_init_u32(&payment_shared->pool.slot_state[i], SLOT_FREE);
+			pg_atomic_init_u32(&payment_shared->pool.busy[i], 0);
+		}
+		pg_atomic_init_u64(&payment_shared->pool.backlog_since, 0);
+		pg_atomic_init_u64(&payment_shared->pool.last_backlog, 0);
+		pg_atomic_init_u32(&payment_shared->pool.launcher_procno, PG_UINT32_MAX);
+		SpinLockInit(&payment_shared->pool.retired_lock);
+		payment_shared->pool.retired_queue_url[0] = '\0';
 	}
 }
 
@@ -170,6 +181,48 @@ payment_wake_workers(void)
 		if (procno < ProcGlobal->allProcCount)
 			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
 	}
+}
+
+bool
+payment_serves_this_database(void)
+{
+	static int	serves = -1;	/* a backend never changes database */
+
+	if (serves < 0)
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		serves = name != NULL && payment_database != NULL &&
+			strcmp(name, payment_database) == 0;
+	}
+	return serves == 1;
+}
+
+void
+payment_warn_if_unserved(void)
+{
+	if (!payment_preloaded || payment_serves_this_database())
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("no payment worker serves database \"%s\"",
+					get_database_name(MyDatabaseId)),
+			 errdetail("The payment workers serve database \"%s\": payments queued here stay queued, and with SQS they are stored there.",
+					   payment_database),
+			 errhint("Use the payment extension in database \"%s\", or set payment.database to this database and restart the server.",
+					 payment_database)));
+}
+
+int
+payment_workers_busy(void)
+{
+	int			busy = 0;
+
+	if (payment_shared == NULL)
+		return 0;
+	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
+		busy += pg_atomic_read_u32(&payment_shared->pool.busy[i]) != 0;
+	return busy;
 }
 
 /* Only a committed enqueue wakes workers or counts; a rollback does nothing. */

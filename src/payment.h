@@ -11,6 +11,7 @@
 
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
+#include "storage/spin.h"
 #include "utils/jsonb.h"
 
 #define PAYMENT_MAX_WORKERS 32
@@ -39,13 +40,44 @@ typedef struct PaymentCounters
 	pg_atomic_uint64 dead_lettered;
 	pg_atomic_uint64 retried;
 	pg_atomic_uint64 redriven;
+	pg_atomic_uint64 scale_events;	/* dynamic workers started or retired */
 } PaymentCounters;
+
+/*
+ * The elastic pool (drain/pool.c): slot i runs worker i + 1.  Slots below
+ * payment.workers are the static workers; the launcher starts dynamic
+ * workers in the others while the backlog lasts.
+ */
+typedef enum PaymentSlotState
+{
+	SLOT_FREE = 0,
+	SLOT_STARTING,				/* registered by the launcher, not yet running */
+	SLOT_RUNNING
+} PaymentSlotState;
+
+#define PAYMENT_QUEUE_URL_LEN 1024
+
+typedef struct PaymentPool
+{
+	pg_atomic_uint32 slot_state[PAYMENT_MAX_WORKERS];
+	pg_atomic_uint32 busy[PAYMENT_MAX_WORKERS]; /* storing a batch */
+	/* TimestampTz of the first of an unbroken run of full claims, or 0 */
+	pg_atomic_uint64 backlog_since;
+	/* TimestampTz of the latest sign of a backlog: a full claim, or the depth */
+	pg_atomic_uint64 last_backlog;
+	/* pgprocno of the launcher, or PG_UINT32_MAX */
+	pg_atomic_uint32 launcher_procno;
+	/* an SQS queue no longer configured that may still hold messages */
+	slock_t		retired_lock;
+	char		retired_queue_url[PAYMENT_QUEUE_URL_LEN];
+} PaymentPool;
 
 typedef struct PaymentShared
 {
 	PaymentCounters counters;
 	/* pgprocno of each running worker, or -1; a latch is found through it */
 	pg_atomic_uint32 worker_procno[PAYMENT_MAX_WORKERS];
+	PaymentPool pool;
 } PaymentShared;
 
 extern PaymentShared *payment_shared;
@@ -57,6 +89,16 @@ extern void payment_shmem_init(void);
 extern void payment_count(pg_atomic_uint64 *counter, uint64 n);
 extern void payment_wake_workers(void);
 extern void payment_note_enqueued(uint64 n);
+
+/*
+ * Whether the workers serve the current database (payment.database), and a
+ * WARNING (55000) when they do not: what is queued here would wait forever.
+ */
+extern bool payment_serves_this_database(void);
+extern void payment_warn_if_unserved(void);
+
+/* workers storing a batch right now (payment.stats.workers_busy) */
+extern int	payment_workers_busy(void);
 
 
 /* SPI_prepare + SPI_keepplan of sql into *plan, once per process */

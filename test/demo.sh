@@ -25,6 +25,8 @@ listen_addresses = ''
 unix_socket_directories = '$SOCK'
 shared_preload_libraries = 'payment'
 payment.database = 'postgres'
+# the pool grows to payment.max_workers (8), plus its launcher
+max_worker_processes = 16
 CONF
 fi
 su postgres -c "$PGBIN/pg_ctl -D '$DATA' -l '$DATA/server.log' -w status" >/dev/null 2>&1 ||

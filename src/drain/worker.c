@@ -1,10 +1,14 @@
 /*-------------------------------------------------------------------------
  * worker.c
  *	  The payment background workers: registration, and the loop that
- *	  claims a batch from the queue backend in use (queue/queue.h), stores
- *	  it (store.c) and has the backend settle it.  Woken by a latch at the commit of a submission; sleeps otherwise.
+ *	  claims a batch from a queue backend (queue/queue.h), stores it
+ *	  (store.c) and has the backend settle it.  Woken by a latch at the
+ *	  commit of a submission; sleeps otherwise.  Besides the backend in use,
+ *	  a worker drains the one it replaced (the embedded queue while SQS is in
+ *	  use, a replaced SQS queue), so switching backends strands nothing.
  *	  SIGTERM stops a worker between statements, SIGHUP reloads settings,
- *	  and the postmaster restarts a worker that crashed.
+ *	  and the postmaster restarts a static worker that crashed; the dynamic
+ *	  workers of the elastic pool (pool.c) exit when the backlog is gone.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -24,8 +28,10 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "common/backoff.h"
+#include "drain/pool.h"
 #include "drain/store.h"
 #include "drain/worker.h"
 #include "payment.h"
@@ -35,7 +41,13 @@
 #define FIRST_BACKOFF_MS 100
 #define MAX_BACKOFF_MS 30000
 
+/* a dynamic worker looks at least this often whether it should exit */
+#define DYNAMIC_MAX_WAIT_MS 1000
+
 static int	worker_index = -1;
+
+/* when to look again at the queue that is not in use */
+static TimestampTz other_queue_due = 0;
 
 void
 payment_register_workers(void)
@@ -55,12 +67,14 @@ payment_register_workers(void)
 		worker.bgw_main_arg = Int32GetDatum(i);
 		RegisterBackgroundWorker(&worker);
 	}
+	pool_register_launcher();
 }
 
 static void
 forget_worker_latch(int code, Datum arg)
 {
 	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], PG_UINT32_MAX);
+	pool_worker_exiting(worker_index);
 }
 
 /* The worker serves its database once CREATE EXTENSION payment ran there. */
@@ -159,23 +173,35 @@ store_claimed(const QueueBackend *backend, QueueMessage *messages, int count)
 }
 
 /*
- * One batch.  Returns the number of messages handled (0 when the queue had
- * none visible).
+ * One batch from backend, the one in use or not.  Returns the number of
+ * messages handled (0 when the queue had none visible).
  */
 static int
-run_batch(const QueueBackend *backend, double *idle_seconds)
+run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
 {
 	QueueMessage *messages;
 	int			count;
+	int			wanted = backend->max_claim > 0 ?
+		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
 
 	count = backend->claim(&messages, payment_batch_size, idle_seconds);
+
+	/*
+	 * A full claim from any queue is a sign of a backlog; a short one ends
+	 * it only from the queue in use: a look at an empty leftover queue says
+	 * nothing about the queue in use.
+	 */
+	if (in_use || count >= wanted)
+		pool_note_claim(count, wanted);
 	if (count == 0)
 		return 0;
+	pool_set_busy(worker_index, true);
 	pgstat_report_activity(STATE_RUNNING, "storing a batch");
 	store_claimed(backend, messages, count);
 	if (backend->settle_after_commit)
 		backend->settle_after_commit(messages, count);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	pool_set_busy(worker_index, false);
 	return count;
 }
 
@@ -200,6 +226,93 @@ set_commit_durability(const QueueBackend *backend)
 	}
 }
 
+static int
+drain_backend(const QueueBackend *backend, bool in_use, double *idle_seconds)
+{
+	set_commit_durability(backend);
+	return run_batch(backend, in_use, idle_seconds);
+}
+
+/* A replaced SQS queue, until a receive finds it empty. */
+static int
+drain_replaced_sqs_queue(double *idle_seconds)
+{
+	char	   *url = pool_retired_queue_url();
+	int			handled = 0;
+
+	if (url == NULL)
+		return 0;
+	sqs_drain_queue_url(url);
+	PG_TRY();
+	{
+		handled = drain_backend(&sqs_queue, false, idle_seconds);
+	}
+	PG_FINALLY();
+	{
+		sqs_drain_queue_url(NULL);
+	}
+	PG_END_TRY();
+	if (handled == 0)
+	{
+		pool_forget_retired_queue_url(url);
+		ereport(LOG,
+				(errmsg("payment worker %d found the replaced SQS queue empty", worker_index + 1),
+				 errdetail("Queue %s is no longer drained.", url)));
+		*idle_seconds = IDLE_WAIT_SECONDS;
+	}
+	return handled;
+}
+
+/*
+ * One batch: from a queue that is not in use while it may hold messages
+ * (the embedded queue's leftovers after payment.queue_url was set, a
+ * replaced SQS queue's), else from the backend in use.
+ */
+static int
+drain_round(const QueueBackend *backend, double *idle_seconds)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now >= other_queue_due)
+	{
+		double		embedded_idle = IDLE_WAIT_SECONDS;
+		double		sqs_idle = IDLE_WAIT_SECONDS;
+		int			handled = 0;
+
+		if (backend != &embedded_queue)
+			handled = drain_backend(&embedded_queue, false, &embedded_idle);
+		if (handled == 0)
+			handled = drain_replaced_sqs_queue(&sqs_idle);
+		if (handled > 0)
+			return handled;
+		other_queue_due = TimestampTzPlusMilliseconds(now,
+													  (int) (Min(embedded_idle, sqs_idle) * 1000));
+	}
+	return drain_backend(backend, true, idle_seconds);
+}
+
+/* Reload settings; a replaced payment.queue_url is remembered for draining. */
+static void
+reload_settings(void)
+{
+	const char *setting = GetConfigOption("payment.queue_url", true, false);
+	char	   *old_url = pstrdup(setting ? setting : "");
+	const char *new_url;
+
+	ProcessConfigFile(PGC_SIGHUP);
+	setting = GetConfigOption("payment.queue_url", true, false);
+	new_url = setting ? setting : "";
+	if (strcmp(old_url, new_url) != 0)
+	{
+		if (old_url[0] != '\0')
+			pool_retire_queue_url(old_url);
+		if (new_url[0] != '\0')
+			pool_forget_retired_queue_url(new_url);
+		other_queue_due = 0;
+	}
+	pfree(old_url);
+}
+
 void
 payment_worker_main(Datum main_arg)
 {
@@ -217,12 +330,16 @@ payment_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(payment_database, NULL, 0);
 
 	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
+	pool_worker_started(worker_index);
+	/* tells the workers apart in pg_stat_activity */
+	pgstat_report_appname(MyBgworkerEntry->bgw_name);
 	before_shmem_exit(forget_worker_latch, (Datum) 0);
 
 	batch_context = AllocSetContextCreate(TopMemoryContext, "payment worker batch",
 										  ALLOCSET_DEFAULT_SIZES);
-	ereport(LOG, (errmsg("payment worker %d started for database \"%s\"",
-						 worker_index + 1, payment_database)));
+	ereport(LOG, (errmsg("payment worker %d started for database \"%s\"%s",
+						 worker_index + 1, payment_database,
+						 pool_slot_is_dynamic(worker_index) ? " (for a backlog)" : "")));
 
 	for (;;)
 	{
@@ -234,13 +351,22 @@ payment_worker_main(Datum main_arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
+			reload_settings();
+		}
+
+		/* a dynamic worker leaves once the backlog it was started for is gone */
+		if (pool_slot_is_dynamic(worker_index) && pool_should_retire())
+		{
+			ereport(LOG,
+					(errmsg("payment worker %d exits: no backlog for %d s",
+							worker_index + 1, payment_scale_down_after)));
+			payment_count(&payment_shared->counters.scale_events, 1);
+			proc_exit(0);
 		}
 
 		MemoryContextReset(batch_context);
 		MemoryContextSwitchTo(batch_context);
 		backend = queue_backend();
-		set_commit_durability(backend);
 
 		PG_TRY();
 		{
@@ -253,7 +379,7 @@ payment_worker_main(Datum main_arg)
 			{
 				double		idle_seconds = IDLE_WAIT_SECONDS;
 
-				handled = run_batch(backend, &idle_seconds);
+				handled = drain_round(backend, &idle_seconds);
 				if (handled == 0)
 					wait_ms = (long) (idle_seconds * 1000);
 			}
@@ -277,6 +403,7 @@ payment_worker_main(Datum main_arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			pgstat_report_activity(STATE_IDLE, NULL);
+			pool_set_busy(worker_index, false);
 			extension_ready = false;
 
 			/* log once per change of state, not once per attempt */
@@ -302,6 +429,8 @@ payment_worker_main(Datum main_arg)
 		 * queue slows every claim.  Rate-limited while busy, forced when idle.
 		 */
 		pgstat_report_stat(handled == 0);
+		if (pool_slot_is_dynamic(worker_index))
+			wait_ms = Min(wait_ms, DYNAMIC_MAX_WAIT_MS);
 		if (handled == 0 && wait_ms > 0)
 			wait_on_latch(wait_ms);
 	}

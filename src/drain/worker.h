@@ -8,7 +8,10 @@
 
 #include "fmgr.h"
 
-/* register payment.workers workers; from _PG_init while preloading */
+/*
+ * Register the payment.workers static workers and the pool's launcher (which
+ * starts the dynamic ones, pool.c); from _PG_init while preloading.
+ */
 extern void payment_register_workers(void);
 
 extern PGDLLEXPORT void payment_worker_main(Datum main_arg);

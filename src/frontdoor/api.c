@@ -37,6 +37,7 @@ PG_FUNCTION_INFO_V1(payment_status);
 PG_FUNCTION_INFO_V1(redrive_dead_letters);
 PG_FUNCTION_INFO_V1(payment_counters);
 PG_FUNCTION_INFO_V1(payment_wake_workers_at_commit);
+PG_FUNCTION_INFO_V1(payment_check_database);
 
 static char *
 optional_text(FunctionCallInfo fcinfo, int argno)
@@ -51,6 +52,7 @@ optional_text(FunctionCallInfo fcinfo, int argno)
 static void
 count_submitted(const QueueBackend *backend, int count)
 {
+	payment_warn_if_unserved();
 	if (backend->transactional)
 		payment_note_enqueued(count);
 	else if (payment_shared != NULL)
@@ -293,11 +295,15 @@ Datum
 payment_counters(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[7];
-	bool		nulls[7];
+	Datum		values[9];
+	bool		nulls[9];
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	/* 1.0 declares the first 7 columns; 1.1 adds workers_busy, scale_events */
+	if (tupdesc->natts != 7 && tupdesc->natts != 9)
+		elog(ERROR, "payment.counters() declares %d columns, expected 7 or 9",
+			 tupdesc->natts);
 
 	memset(nulls, payment_shared == NULL, sizeof(nulls));
 	if (payment_shared != NULL)
@@ -311,8 +317,23 @@ payment_counters(PG_FUNCTION_ARGS)
 		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&c->dead_lettered));
 		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&c->retried));
 		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&c->redriven));
+		/* the workers of another database are not this one's */
+		values[7] = Int64GetDatum(payment_serves_this_database() ?
+								  payment_workers_busy() : 0);
+		values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&c->scale_events));
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * payment.check_database(): called by the extension script, so that
+ * CREATE EXTENSION in a database no worker serves warns.
+ */
+Datum
+payment_check_database(PG_FUNCTION_ARGS)
+{
+	payment_warn_if_unserved();
+	PG_RETURN_BOOL(payment_preloaded && payment_serves_this_database());
 }
 
 /* Statement trigger on payment.queue: wake the workers when the inserting transaction commits. */

@@ -328,6 +328,8 @@ const QueueBackend embedded_queue = {
 	.enqueue_batch = embedded_enqueue_batch,
 	.transactional = true,
 	.claim = embedded_claim,
+	.max_claim = 0,
+	.depth = NULL,
 	.settle_with_store = embedded_settle,
 	.settle_after_commit = NULL,
 };

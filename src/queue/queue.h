@@ -77,6 +77,17 @@ typedef struct QueueBackend
 	int			(*claim) (QueueMessage **messages, int max_messages,
 						  double *idle_seconds);
 
+	/* most messages one claim returns whatever is asked (0: no limit) */
+	int			max_claim;
+
+	/*
+	 * Messages waiting to be claimed, approximately, outside any
+	 * transaction; raises when the queue cannot say.  NULL when the
+	 * backend's claims show the backlog well enough (the embedded queue
+	 * always returns full batches while one lasts).
+	 */
+	int64		(*depth) (void);
+
 	/*
 	 * Settle stored messages (delete, or delay the retried ones): either in
 	 * the store's transaction, atomically with the store, or only after the
@@ -91,6 +102,12 @@ extern const QueueBackend sqs_queue;
 
 /* the backend in use: SQS when payment.queue_url is set */
 extern const QueueBackend *queue_backend(void);
+
+/*
+ * Make the SQS backend's requests go to url instead of payment.queue_url
+ * (NULL: back to the setting), to drain a queue that was replaced.
+ */
+extern void sqs_drain_queue_url(const char *url);
 
 /* define the queue backends' settings; called from _PG_init */
 extern void queue_define_settings(void);

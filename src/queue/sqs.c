@@ -4,7 +4,7 @@
  *
  * Owns: the payment.wait_time setting and the operations (SendMessage,
  * SendMessageBatch, ReceiveMessage, DeleteMessageBatch,
- * ChangeMessageVisibilityBatch) built on one signed request of
+ * ChangeMessageVisibilityBatch, GetQueueAttributes) built on one signed request of
  * sqs_client.c, behind the QueueBackend interface.  Every operation raises
  * an ERROR when it fails; the workers catch it and back off, and the entry
  * points let it reach the client.
@@ -434,12 +434,46 @@ sqs_settle(QueueMessage *messages, int count)
 	MemoryContextDelete(cxt);
 }
 
+/*
+ * GetQueueAttributes ApproximateNumberOfMessages: the visible messages.  A
+ * receive may answer fewer than 10 messages while many wait (SQS samples
+ * its servers), so the pool asks this too.
+ */
+static int64
+sqs_depth(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext cxt = AllocSetContextCreate(caller, "SQS GetQueueAttributes",
+											  ALLOCSET_DEFAULT_SIZES);
+	StringInfoData req;
+	JsonbContainer *answer;
+	char	   *visible;
+	int64		depth;
+
+	MemoryContextSwitchTo(cxt);
+	sqs_start_request(&req);
+	appendStringInfoString(&req, ",\"AttributeNames\":[\"ApproximateNumberOfMessages\"]}");
+	answer = sqs_call("GetQueueAttributes", &req, 0);
+	visible = json_get_string(json_get_container(answer, "Attributes"),
+							  "ApproximateNumberOfMessages");
+	if (visible == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("SQS GetQueueAttributes answered without ApproximateNumberOfMessages")));
+	depth = strtoi64(visible, NULL, 10);
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(cxt);
+	return depth;
+}
+
 const QueueBackend sqs_queue = {
 	.name = "sqs",
 	.enqueue = sqs_send_message,
 	.enqueue_batch = sqs_send_message_batch,
 	.transactional = false,
 	.claim = sqs_receive_messages,
+	.max_claim = SQS_MAX_BATCH,
+	.depth = sqs_depth,
 	.settle_with_store = NULL,
 	.settle_after_commit = sqs_settle,
 };

@@ -16,10 +16,12 @@
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "common/http.h"
 #include "common/json_util.h"
 #include "queue/aws_credentials.h"
+#include "queue/queue.h"
 #include "queue/sigv4.h"
 #include "queue/sqs_client.h"
 
@@ -28,6 +30,23 @@
 
 char	   *payment_queue_url = "";
 char	   *payment_sqs_endpoint = "";
+
+/* a replaced queue the workers are draining, instead of payment.queue_url */
+static char *drain_queue_url = NULL;
+
+void
+sqs_drain_queue_url(const char *url)
+{
+	if (drain_queue_url != NULL)
+		pfree(drain_queue_url);
+	drain_queue_url = url != NULL ? MemoryContextStrdup(TopMemoryContext, url) : NULL;
+}
+
+static const char *
+current_queue_url(void)
+{
+	return drain_queue_url != NULL ? drain_queue_url : payment_queue_url;
+}
 
 /* ------------------------------------------------------------------ */
 /* settings */
@@ -260,7 +279,7 @@ static char *
 region_from_queue_url(void)
 {
 	static const char prefix[] = "://sqs.";
-	const char *p = strstr(payment_queue_url, prefix);
+	const char *p = strstr(current_queue_url(), prefix);
 	const char *end;
 
 	if (p == NULL)
@@ -275,7 +294,7 @@ region_from_queue_url(void)
 static void
 require_queue(void)
 {
-	if (!sqs_configured())
+	if (!sqs_configured() && drain_queue_url == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("payment.queue_url is not set")));
@@ -390,5 +409,5 @@ sqs_start_request(StringInfo req)
 {
 	initStringInfo(req);
 	appendStringInfoString(req, "{\"QueueUrl\":");
-	escape_json(req, payment_queue_url);
+	escape_json(req, current_queue_url());
 }

@@ -33,7 +33,7 @@ json() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const 
 QUEUE=$(producer create --queue bench | json o.queueUrl)
 
 bench_start_cluster $PG_PORT \
-	"payment.workers = $WORKERS" "payment.batch_size = 10" "payment.paused = on" \
+	"payment.workers = $WORKERS" "payment.max_workers = $WORKERS" "payment.batch_size = 10" "payment.paused = on" \
 	"payment.queue_url = '$QUEUE'" "payment.sqs_endpoint = '$ENDPOINT'" \
 	"payment.aws_region = 'us-east-1'" "payment.wait_time = 1"
 trap 'bench_stop_cluster; kill $FAUXQS_PID 2>/dev/null' EXIT

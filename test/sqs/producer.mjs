@@ -14,8 +14,9 @@
 //            duplicates of valid ones, and same-key-different-body conflicts;
 //            prints the paymentIds of each kind
 //   count    --queue-url U                      visible / in flight / delayed
-//   drain    --queue-url U [--expect N]         serial receive+delete until
-//            empty (or N deleted); prints count and rate
+//   drain    --queue-url U [--expect N] [--loops L]
+//            receive+delete until empty (or N deleted), in L concurrent
+//            loops (default 1: serial); prints count and rate
 //   badsig   --queue-url U                      one request signed with a
 //            wrong secret; prints the error name
 import { parseArgs } from "node:util";
@@ -34,6 +35,7 @@ const { positionals, values } = parseArgs({
     valid: { type: "string", default: "0" }, "not-json": { type: "string", default: "0" },
     invalid: { type: "string", default: "0" }, duplicates: { type: "string", default: "0" },
     conflicts: { type: "string", default: "0" }, expect: { type: "string" },
+    loops: { type: "string", default: "1" },
   },
 });
 const command = positionals[0];
@@ -124,20 +126,23 @@ switch (command) {
     const expect = values.expect ? Number(values.expect) : Infinity;
     let deleted = 0;
     const started = process.hrtime.bigint();
-    while (deleted < expect) {
-      const r = await sqs.send(new ReceiveMessageCommand({
-        QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: expect === Infinity ? 0 : 1,
-      }));
-      if (!r.Messages?.length) {
-        if (expect === Infinity) break;
-        continue;
+    const loop = async () => {
+      while (deleted < expect) {
+        const r = await sqs.send(new ReceiveMessageCommand({
+          QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: expect === Infinity ? 0 : 1,
+        }));
+        if (!r.Messages?.length) {
+          if (expect === Infinity) break;
+          continue;
+        }
+        await sqs.send(new DeleteMessageBatchCommand({
+          QueueUrl: queueUrl,
+          Entries: r.Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+        }));
+        deleted += r.Messages.length;
       }
-      await sqs.send(new DeleteMessageBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: r.Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-      }));
-      deleted += r.Messages.length;
-    }
+    };
+    await Promise.all(Array.from({ length: Number(values.loops) }, loop));
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     out({ deleted, seconds, per_second: deleted / seconds });
     break;

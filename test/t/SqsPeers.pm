@@ -91,6 +91,21 @@ sub new
 	wait_until(sub { $self->_get("http://127.0.0.1:$self->{fauxqs_port}/health") }, 30)
 	  or croak "fauxqs did not start";
 
+	# latency_ms => N: a latency proxy between the SigV4 proxy and fauxqs
+	my $upstream = "http://127.0.0.1:$self->{fauxqs_port}";
+	if (defined $args{latency_ms})
+	{
+		$self->{latency_port} = free_port();
+		$self->{latency_control_port} = free_port();
+		$self->{latency} = $self->_spawn('latency', 'test/sqs/latency-proxy.mjs',
+			'--port', $self->{latency_port},
+			'--control-port', $self->{latency_control_port},
+			'--upstream', $upstream, '--latency-ms', $args{latency_ms});
+		wait_until(sub { $self->_get("http://127.0.0.1:$self->{latency_control_port}/__stats") }, 30)
+		  or croak "latency proxy did not start";
+		$upstream = "http://127.0.0.1:$self->{latency_port}";
+	}
+
 	# a self-signed certificate for the proxy's HTTPS port: no client may trust it
 	$self->{tls_port} = free_port();
 	my $cert = "$self->{logdir}/proxy_cert.pem";
@@ -107,7 +122,7 @@ sub new
 		'--tls-port', $self->{tls_port}, '--tls-cert', $cert, '--tls-key', $certkey,
 		'--port', $self->{proxy_port},
 		'--control-port', $self->{control_port},
-		'--upstream', "http://127.0.0.1:$self->{fauxqs_port}",
+		'--upstream', $upstream,
 		'--region', $self->{region},
 		'--keys', encode_json(\%proxy_keys));
 	wait_until(sub { $self->_get("http://127.0.0.1:$self->{control_port}/__stats") }, 30)
@@ -145,6 +160,18 @@ sub control
 	croak "control $path failed: $r->{status}" unless $r->{success};
 	return decode_json($r->{content});
 }
+
+# the latency proxy's controls (needs latency_ms at construction):
+# set_latency(ms), set_max_receive(n); each returns its stats
+sub _latency_control
+{
+	my ($self, $path) = @_;
+	my $r = $self->{http}->post("http://127.0.0.1:$self->{latency_control_port}$path");
+	croak "latency control $path failed: $r->{status}" unless $r->{success};
+	return decode_json($r->{content});
+}
+sub set_latency { return $_[0]->_latency_control("/__latency?ms=$_[1]"); }
+sub set_max_receive { return $_[0]->_latency_control("/__max_receive?n=$_[1]"); }
 
 sub stats
 {
@@ -227,11 +254,11 @@ sub start_node
 sub stop
 {
 	my ($self) = @_;
-	for my $h (grep { defined } @{$self}{qw(proxy fauxqs)})
+	for my $h (grep { defined } @{$self}{qw(proxy latency fauxqs)})
 	{
 		eval { $h->signal('TERM'); $h->finish; 1 } or eval { $h->kill_kill };
 	}
-	delete @{$self}{qw(proxy fauxqs)};
+	delete @{$self}{qw(proxy latency fauxqs)};
 }
 
 END

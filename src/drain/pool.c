@@ -1,0 +1,475 @@
+/*-------------------------------------------------------------------------
+ * pool.c
+ *	  The elastic pool of payment workers, as Lambda scales its consumers
+ *	  with an SQS queue.  payment.workers static workers run from server
+ *	  start (and are restarted when they die); a launcher background worker
+ *	  starts dynamic workers, up to payment.max_workers in all, while the
+ *	  workers keep claiming full batches; a dynamic worker exits once no
+ *	  full batch was claimed for payment.scale_down_after.
+ *
+ *	  The signal is the workers' own claims, written to shared memory
+ *	  (PaymentPool in payment.h), so the launcher needs no database
+ *	  connection and works the same for every queue backend.  A backend
+ *	  whose claims may come back short while a backlog waits (SQS) also
+ *	  tells its depth, which the launcher asks for.  Dynamic workers
+ *	  are never restarted: after a crash the pool grows again from the
+ *	  backlog.  This file also remembers a replaced SQS queue URL, so that
+ *	  switching backends strands nothing.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "drain/pool.h"
+#include "payment.h"
+#include "queue/queue.h"
+
+int			payment_max_workers = 8;
+int			payment_scale_up_after = 1000;	/* ms */
+int			payment_scale_down_after = 60;	/* s */
+
+/* a registered worker that has not run after this long never will */
+#define STARTING_GRACE_MS 30000
+/* how often the launcher looks while a backlog builds, and otherwise */
+#define BUSY_TICK_MS 100
+#define IDLE_TICK_MS 1000
+/* the queue's depth is asked for at most this often */
+#define DEPTH_EVERY_MS 1000
+
+void
+pool_define_settings(void)
+{
+	GucContext	restart_only = process_shared_preload_libraries_in_progress ?
+		PGC_POSTMASTER : PGC_SIGHUP;
+
+	DefineCustomIntVariable("payment.max_workers",
+							gettext_noop("Most payment workers running at once; payment.workers run always, the others while a backlog lasts."),
+							gettext_noop("Each worker takes a max_worker_processes slot, as does the pool's launcher."),
+							&payment_max_workers,
+							8, 0, PAYMENT_MAX_WORKERS,
+							restart_only,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payment.scale_up_after",
+							gettext_noop("How long the workers must claim only full batches before another worker starts."),
+							NULL,
+							&payment_scale_up_after,
+							1000, 10, 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payment.scale_down_after",
+							gettext_noop("How long without a full batch before the workers started for a backlog exit."),
+							NULL,
+							&payment_scale_down_after,
+							60, 1, 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+/* the pool's size limit: never below the static workers */
+static int
+pool_max_size(void)
+{
+	return Min(Max(payment_workers, payment_max_workers), PAYMENT_MAX_WORKERS);
+}
+
+bool
+pool_slot_is_dynamic(int slot)
+{
+	return slot >= payment_workers;
+}
+
+void
+pool_register_launcher(void)
+{
+	BackgroundWorker worker;
+
+	if (pool_max_size() <= payment_workers)
+		return;
+
+	/* each worker and the launcher need a slot; parallel queries need more */
+	if (max_worker_processes < pool_max_size() + 1)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("max_worker_processes (%d) is too low for payment.max_workers (%d)",
+						max_worker_processes, pool_max_size()),
+				 errdetail("The payment workers and their launcher need %d background worker slots.",
+						   pool_max_size() + 1),
+				 errhint("Raise max_worker_processes to at least %d, plus what parallel queries and other extensions use.",
+						 pool_max_size() + 1)));
+
+	memset(&worker, 0, sizeof(worker));
+	/*
+	 * Connected to no database, as the logical replication launcher is: so
+	 * that it shows in pg_stat_activity.
+	 */
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "payment");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "payment_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "payment launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "payment launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/* ------------------------------------------------------------------ */
+/* what the workers report */
+
+void
+pool_worker_started(int slot)
+{
+	pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_RUNNING);
+}
+
+void
+pool_worker_exiting(int slot)
+{
+	pg_atomic_write_u32(&payment_shared->pool.busy[slot], 0);
+	pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_FREE);
+}
+
+void
+pool_set_busy(int slot, bool busy)
+{
+	pg_atomic_write_u32(&payment_shared->pool.busy[slot], busy ? 1 : 0);
+}
+
+static void
+wake_launcher(void)
+{
+	uint32		procno = pg_atomic_read_u32(&payment_shared->pool.launcher_procno);
+
+	if (procno < ProcGlobal->allProcCount)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/*
+ * A full claim means more messages were waiting than one worker takes; an
+ * unbroken run of them, from every worker, is a backlog.  One partial claim
+ * means the queue was drained, and ends the run.
+ */
+void
+pool_note_claim(int count, int wanted)
+{
+	PaymentPool *pool = &payment_shared->pool;
+
+	if (wanted > 0 && count >= wanted)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		uint64		none = 0;
+
+		pg_atomic_write_u64(&pool->last_backlog, (uint64) now);
+		if (pg_atomic_compare_exchange_u64(&pool->backlog_since, &none, (uint64) now))
+			wake_launcher();
+	}
+	else if (pg_atomic_read_u64(&pool->backlog_since) != 0)
+		pg_atomic_write_u64(&pool->backlog_since, 0);
+}
+
+bool
+pool_should_retire(void)
+{
+	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&payment_shared->pool.last_backlog);
+
+	return TimestampDifferenceExceeds(last, GetCurrentTimestamp(),
+									  payment_scale_down_after * 1000);
+}
+
+/* ------------------------------------------------------------------ */
+/* the replaced SQS queue */
+
+void
+pool_retire_queue_url(const char *url)
+{
+	PaymentPool *pool = &payment_shared->pool;
+
+	if (url == NULL || url[0] == '\0' || strlen(url) >= PAYMENT_QUEUE_URL_LEN)
+		return;
+	SpinLockAcquire(&pool->retired_lock);
+	strlcpy(pool->retired_queue_url, url, PAYMENT_QUEUE_URL_LEN);
+	SpinLockRelease(&pool->retired_lock);
+}
+
+char *
+pool_retired_queue_url(void)
+{
+	PaymentPool *pool = &payment_shared->pool;
+	char		url[PAYMENT_QUEUE_URL_LEN];
+
+	SpinLockAcquire(&pool->retired_lock);
+	strlcpy(url, pool->retired_queue_url, PAYMENT_QUEUE_URL_LEN);
+	SpinLockRelease(&pool->retired_lock);
+	return url[0] != '\0' ? pstrdup(url) : NULL;
+}
+
+void
+pool_forget_retired_queue_url(const char *url)
+{
+	PaymentPool *pool = &payment_shared->pool;
+
+	SpinLockAcquire(&pool->retired_lock);
+	if (strcmp(pool->retired_queue_url, url) == 0)
+		pool->retired_queue_url[0] = '\0';
+	SpinLockRelease(&pool->retired_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* the launcher */
+
+static bool
+start_dynamic_worker(int slot, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker;
+	MemoryContext old;
+	bool		registered;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "payment");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "payment_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "payment worker %d", slot + 1);
+	snprintf(worker.bgw_type, BGW_MAXLEN, PAYMENT_WORKER_TYPE);
+	worker.bgw_main_arg = Int32GetDatum(slot);
+	/* the postmaster sets our latch when it starts or stops */
+	worker.bgw_notify_pid = MyProcPid;
+
+	pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_STARTING);
+	/* the handle lives as long as the worker, across ticks */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
+	{
+		pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_FREE);
+		*handle = NULL;
+	}
+	return registered;
+}
+
+/* The backend's depth, or -1 when it cannot tell (logged once per change). */
+static int64
+ask_depth(const QueueBackend *backend, char **last_error)
+{
+	MemoryContext context = CurrentMemoryContext;
+	int64		depth = -1;
+
+	PG_TRY();
+	{
+		depth = backend->depth();
+		if (*last_error != NULL)
+		{
+			pfree(*last_error);
+			*last_error = NULL;
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (*last_error == NULL || strcmp(*last_error, edata->message) != 0)
+		{
+			ereport(LOG,
+					(errmsg("payment launcher could not read the queue's depth: %s",
+							edata->message)));
+			if (*last_error != NULL)
+				pfree(*last_error);
+			*last_error = MemoryContextStrdup(TopMemoryContext, edata->message);
+		}
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return depth;
+}
+
+/* more messages wait than the running workers take in one claim each */
+static bool
+depth_is_backlog(const QueueBackend *backend, char **last_error)
+{
+	int			running = 0;
+	int			per_claim = backend->max_claim > 0 ?
+		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
+	int64		depth;
+
+	for (int slot = 0; slot < PAYMENT_MAX_WORKERS; slot++)
+		running += pg_atomic_read_u32(&payment_shared->pool.slot_state[slot]) == SLOT_RUNNING;
+	depth = ask_depth(backend, last_error);
+	return running > 0 && depth > (int64) running * per_claim;
+}
+
+static void
+forget_launcher(int code, Datum arg)
+{
+	pg_atomic_write_u32(&payment_shared->pool.launcher_procno, PG_UINT32_MAX);
+}
+
+void
+payment_launcher_main(Datum main_arg)
+{
+	PaymentPool *pool;
+	BackgroundWorkerHandle *handles[PAYMENT_MAX_WORKERS] = {0};
+	TimestampTz starting_since[PAYMENT_MAX_WORKERS] = {0};
+	TimestampTz last_start = 0;
+	TimestampTz last_depth = 0;
+	TimestampTz depth_backlog_since = 0;
+	char	   *depth_error = NULL;
+	bool		warned_no_slot = false;
+	MemoryContext tick_context;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	pool = &payment_shared->pool;
+	pg_atomic_write_u32(&pool->launcher_procno, MyProc->pgprocno);
+	before_shmem_exit(forget_launcher, (Datum) 0);
+	tick_context = AllocSetContextCreate(TopMemoryContext, "payment launcher tick",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		TimestampTz now;
+		TimestampTz backlog_since;
+		int			free_slot = -1;
+		int			step_ms;
+		const QueueBackend *backend;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		now = GetCurrentTimestamp();
+		MemoryContextReset(tick_context);
+		MemoryContextSwitchTo(tick_context);
+		backend = queue_backend();
+
+		/*
+		 * Free the slots of workers that stopped before they ran (fork
+		 * failed, or started by a launcher before this one).
+		 */
+		for (int slot = payment_workers; slot < pool_max_size(); slot++)
+		{
+			pid_t		pid;
+
+			if (pg_atomic_read_u32(&pool->slot_state[slot]) == SLOT_STARTING)
+			{
+				bool		stopped;
+
+				if (handles[slot] != NULL)
+					stopped = GetBackgroundWorkerPid(handles[slot], &pid) == BGWH_STOPPED;
+				else
+				{
+					if (starting_since[slot] == 0)
+						starting_since[slot] = now;
+					stopped = TimestampDifferenceExceeds(starting_since[slot], now,
+														 STARTING_GRACE_MS);
+				}
+				if (stopped)
+				{
+					uint32		starting = SLOT_STARTING;
+
+					pg_atomic_compare_exchange_u32(&pool->slot_state[slot], &starting,
+												   SLOT_FREE);
+				}
+			}
+			else
+				starting_since[slot] = 0;
+
+			if (handles[slot] != NULL &&
+				pg_atomic_read_u32(&pool->slot_state[slot]) == SLOT_FREE &&
+				GetBackgroundWorkerPid(handles[slot], &pid) == BGWH_STOPPED)
+			{
+				pfree(handles[slot]);
+				handles[slot] = NULL;
+			}
+			if (free_slot < 0 && handles[slot] == NULL &&
+				pg_atomic_read_u32(&pool->slot_state[slot]) == SLOT_FREE)
+				free_slot = slot;
+		}
+
+		/*
+		 * Grow while the backlog lasts: once every claim was full for
+		 * scale_up_after, one more worker every quarter of it.
+		 */
+		step_ms = Max(payment_scale_up_after / 4, BUSY_TICK_MS);
+		backlog_since = (TimestampTz) pg_atomic_read_u64(&pool->backlog_since);
+
+		/*
+		 * Without full claims, a backend that can tell its depth is asked
+		 * (at most once a second): more waiting than the running workers
+		 * take in a claim each, for scale_up_after, is a backlog too.
+		 */
+		if (payment_paused || backend->depth == NULL || backlog_since != 0)
+			depth_backlog_since = 0;
+		else if (TimestampDifferenceExceeds(last_depth, now,
+											Max(payment_scale_up_after, DEPTH_EVERY_MS)))
+		{
+			last_depth = now;
+			if (!depth_is_backlog(backend, &depth_error))
+				depth_backlog_since = 0;
+			else
+			{
+				/* the workers started for it must not retire meanwhile */
+				pg_atomic_write_u64(&pool->last_backlog, (uint64) now);
+				if (depth_backlog_since == 0)
+					depth_backlog_since = now;
+			}
+		}
+		if (backlog_since == 0)
+			backlog_since = depth_backlog_since;
+
+		if (!payment_paused && backlog_since != 0 && free_slot >= 0 &&
+			TimestampDifferenceExceeds(backlog_since, now, payment_scale_up_after) &&
+			TimestampDifferenceExceeds(last_start, now, step_ms))
+		{
+			if (start_dynamic_worker(free_slot, &handles[free_slot]))
+			{
+				last_start = now;
+				warned_no_slot = false;
+				payment_count(&payment_shared->counters.scale_events, 1);
+				ereport(DEBUG1,
+						(errmsg("payment launcher started payment worker %d for a backlog",
+								free_slot + 1)));
+			}
+			else if (!warned_no_slot)
+			{
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("payment launcher could not start another payment worker"),
+						 errdetail("Every background worker slot is in use."),
+						 errhint("Raise max_worker_processes, or lower payment.max_workers.")));
+				warned_no_slot = true;
+			}
+		}
+
+		MemoryContextSwitchTo(TopMemoryContext);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 backlog_since != 0 ? BUSY_TICK_MS : IDLE_TICK_MS,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

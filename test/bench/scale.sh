@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Benchmark of the elastic pool against SQS at real-world latency: fauxqs on
+# 127.0.0.1 behind test/sqs/latency-proxy.mjs ($LATENCY ms a request, default
+# 20, as in-region SQS calls take), in one run:
+#  (a) time from a backlog appearing to the pool reaching payment.max_workers
+#      (from payment.workers = 2 to 8);
+#  (b) drain rate of the elastic pool once grown, vs a fixed pool of 8
+#      (payment.workers = payment.max_workers = 8), each storing every payment;
+#  (c) vs the AWS SDK consuming with 8 concurrent receive+delete loops, which
+#      stores nothing.
+# Medians of several runs.  Usage (as the postgres OS user, after npm ci):
+#   scale.sh [--short]
+source "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+
+RUNS=3; BACKLOG=20000
+if [ "${1:-}" = "--short" ]; then
+	RUNS=1; BACKLOG=12000
+fi
+LATENCY=${LATENCY:-20}
+MAX=8
+PG_PORT=56510
+FAUXQS_PORT=56511
+LATENCY_PORT=56512
+CONTROL_PORT=56513
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+
+node --no-warnings "$ROOT/test/sqs/fauxqs-server.mjs" --port $FAUXQS_PORT >/dev/null &
+FAUXQS_PID=$!
+node --no-warnings "$ROOT/test/sqs/latency-proxy.mjs" --port $LATENCY_PORT \
+	--control-port $CONTROL_PORT --upstream "http://127.0.0.1:$FAUXQS_PORT" \
+	--latency-ms "$LATENCY" >/dev/null &
+PROXY_PID=$!
+for _ in $(seq 100); do
+	curl -sf "http://127.0.0.1:$FAUXQS_PORT/health" >/dev/null &&
+		curl -sf "http://127.0.0.1:$CONTROL_PORT/__stats" >/dev/null && break
+	sleep 0.1
+done
+ENDPOINT=http://127.0.0.1:$LATENCY_PORT
+producer() { node --no-warnings "$ROOT/test/sqs/producer.mjs" "$@" --endpoint $ENDPOINT; }
+json() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const o=JSON.parse(s);console.log($1)})"; }
+latency() { curl -sf -X POST "http://127.0.0.1:$CONTROL_PORT/__latency?ms=$1" >/dev/null; }
+QUEUE=$(producer create --queue bench | json o.queueUrl)
+
+bench_start_cluster $PG_PORT \
+	"payment.workers = 2" "payment.max_workers = $MAX" "max_worker_processes = 16" \
+	"payment.batch_size = 10" "payment.paused = on" \
+	"payment.scale_up_after = '1s'" "payment.scale_down_after = '3s'" \
+	"payment.queue_url = '$QUEUE'" "payment.sqs_endpoint = '$ENDPOINT'" \
+	"payment.aws_region = 'us-east-1'" "payment.wait_time = 1"
+trap 'bench_stop_cluster; kill $FAUXQS_PID $PROXY_PID 2>/dev/null' EXIT
+
+pause()
+{
+	q "ALTER SYSTEM SET payment.paused = $1" && q "SELECT pg_reload_conf()" >/dev/null
+	[ "$1" = on ] && sleep 1.5
+	return 0
+}
+now() { date +%s.%N; }
+workers() { q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'"; }
+
+# a backlog sent without latency (the producer is not what is measured)
+fill()
+{
+	q "TRUNCATE payment.payments"
+	latency 0
+	producer send --queue-url "$QUEUE" --valid $BACKLOG >/dev/null
+	latency "$LATENCY"
+	[ "$(q 'SELECT count(*) FROM payment.payments')" = 0 ] || { echo "workers not paused" >&2; exit 1; }
+}
+
+# wait until the queue is empty and the pool is back at payment.workers
+settle()
+{
+	local want=$1
+	for _ in $(seq 300); do
+		[ "$(producer count --queue-url "$QUEUE" | json 'o.visible+o.in_flight')" = 0 ] &&
+			[ "$(workers)" = "$want" ] && return 0
+		sleep 0.1
+	done
+	echo "queue not empty or pool not back at $want workers" >&2; exit 1
+}
+
+# drain the backlog; sets START END FULL_AT STORED_AT_FULL
+drain()
+{
+	START=$(now); FULL_AT=""; STORED_AT_FULL=0
+	pause off
+	while :; do
+		local row n stored
+		row=$(q "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'),
+		                (SELECT count(*) FROM payment.payments)")
+		n=${row%%|*}; stored=${row##*|}
+		if [ -z "$FULL_AT" ] && [ "$n" -ge $MAX ]; then FULL_AT=$(now); STORED_AT_FULL=$stored; fi
+		[ "$stored" -ge $BACKLOG ] && break
+		sleep 0.05
+	done
+	END=$(now)
+	pause on
+}
+rate() { awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%.0f", (e > s ? n / (e - s) : 0)}'; }
+
+# (a), (b) the elastic pool
+grow=(); elastic=(); elastic_all=()
+for i in $(seq $RUNS); do
+	settle 2
+	fill
+	drain
+	[ -n "$FULL_AT" ] || { echo "the pool never reached $MAX workers" >&2; exit 1; }
+	grow+=("$(awk -v s="$START" -v e="$FULL_AT" 'BEGIN {printf "%.1f", e - s}')")
+	elastic+=("$(rate $((BACKLOG - STORED_AT_FULL)) "$FULL_AT" "$END")")
+	elastic_all+=("$(rate $BACKLOG "$START" "$END")")
+done
+settle 2
+
+# (b) a fixed pool of 8
+q "ALTER SYSTEM SET payment.workers = $MAX" >/dev/null
+pg_ctl -D "$BENCH_DIR/data" -l "$BENCH_DIR/log" -w restart >/dev/null
+fixed=()
+for i in $(seq $RUNS); do
+	settle $MAX
+	fill
+	drain
+	fixed+=("$(rate $BACKLOG "$START" "$END")")
+done
+stored=$(q "SELECT count(*) FROM payment.payments")
+[ "$stored" = "$BACKLOG" ] || { echo "expected $BACKLOG stored, found $stored" >&2; exit 1; }
+settle $MAX
+
+# (c) the SDK, 8 concurrent receive+delete loops through the same latency
+sdk=()
+for i in $(seq $RUNS); do
+	latency 0
+	producer send --queue-url "$QUEUE" --valid $BACKLOG >/dev/null
+	latency "$LATENCY"
+	drained=$(producer drain --queue-url "$QUEUE" --loops $MAX)
+	[ "$(echo "$drained" | json o.deleted)" = "$BACKLOG" ] ||
+		{ echo "SDK drained $(echo "$drained" | json o.deleted), not $BACKLOG" >&2; exit 1; }
+	sdk+=("$(echo "$drained" | json 'o.per_second.toFixed(0)')")
+done
+
+g=$(median "${grow[@]}"); e=$(median "${elastic[@]}"); ea=$(median "${elastic_all[@]}")
+f=$(median "${fixed[@]}"); s=$(median "${sdk[@]}")
+echo
+echo "Elastic pool against fauxqs 1.9.2 behind a ${LATENCY} ms latency proxy ($(machine))"
+echo "backlog $BACKLOG messages, $RUNS run(s) each, medians; batch 10, payment.workers 2, payment.max_workers $MAX"
+printf '%-66s %10s\n' "measure" "value"
+printf '%-66s %10s\n' "(a) seconds from the backlog to $MAX workers (target < 10)" "$g"
+printf '%-66s %10s\n' "(b) elastic pool once grown, payments stored/s" "$e"
+printf '%-66s %10s\n' "    elastic pool over the whole drain, stored/s" "$ea"
+printf '%-66s %10s\n' "    fixed pool of $MAX, stored/s" "$f"
+printf '%-66s %10s\n' "    ratio elastic once grown / fixed (target >= 0.9)" "$(ratio "$e" "$f")"
+printf '%-66s %10s\n' "(c) SDK, $MAX concurrent receive+delete loops (stores nothing), /s" "$s"
+printf '%-66s %10s\n' "    ratio elastic once grown / SDK (target >= 1.5)" "$(ratio "$e" "$s")"
+echo "runs: grow ${grow[*]}; elastic ${elastic[*]}; elastic whole ${elastic_all[*]}; fixed ${fixed[*]}; SDK ${sdk[*]}"

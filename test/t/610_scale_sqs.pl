@@ -1,0 +1,199 @@
+# The elastic pool with SQS at real-world latency (20 ms per request, added
+# by test/sqs/latency-proxy.mjs between the SigV4-verifying proxy and
+# fauxqs), and switching backends without stranding anything:
+#  - embedded -> SQS: a backlog left in the embedded queue when
+#    payment.queue_url is set is still drained, alongside an SQS backlog big
+#    enough to grow the pool to payment.max_workers;
+#  - SQS -> embedded: messages left in the replaced SQS queue when
+#    payment.queue_url is emptied are still drained;
+#  - back to SQS, whose receives now answer at most 5 messages (as real SQS
+#    often answers fewer than asked): no claim is full, and the pool grows
+#    on the queue's depth (GetQueueAttributes) instead.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+use SqsPeers;
+
+my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
+my $secret = 'sqs-secret-' . SqsPeers::random_word(32);
+my $peers = SqsPeers->new(
+	keys => {
+		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
+		$key => { secret => $secret },
+	},
+	latency_ms => 0);
+my $queue_url = $peers->create_queue('payments', 30);
+
+# configured for SQS, but starting on the embedded queue, paused
+my $node = PostgreSQL::Test::Cluster->new('scale_sqs');
+$node->init;
+$node->append_conf('postgresql.conf', $peers->node_conf($key,
+	'payment.workers' => 2,
+	'payment.max_workers' => 8,
+	'max_worker_processes' => 16,
+	'payment.scale_up_after' => "'500ms'",
+	'payment.scale_down_after' => "'3s'",
+	'payment.wait_time' => 1,
+	'payment.visibility_timeout' => 10,
+	'payment.paused' => 'on'));
+$node->append_conf('postgresql.conf', "payment.queue_url = ''\n");
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+
+my $embedded = 2000;
+my $sqs_backlog = 8000;
+$node->safe_psql('postgres', qq{
+INSERT INTO payment.queue (payment_id, user_id, body)
+SELECT p, u, jsonb_build_object('paymentId', p, 'userId', u,
+         'dateTimestamp', '1709553600', 'description', 'embedded ' || i,
+         'currency', 'GBP', 'amount', i)::text
+  FROM generate_series(1, $embedded) AS i,
+       LATERAL (SELECT md5('ep' || i)::uuid AS p, md5('eu' || i)::uuid AS u) k;
+});
+my $sent = $peers->producer('send', 'queue-url' => $queue_url, valid => $sqs_backlog,
+	'not-json' => 0, invalid => 0, duplicates => 0, conflicts => 0);
+is($sent->{sent}, $sqs_backlog, "an SQS backlog of $sqs_backlog sent by the AWS SDK");
+
+### embedded -> SQS, at 20 ms a request
+$peers->set_latency(20);
+$node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment.paused = off\n");
+$node->reload;
+
+my $workers_sql = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'};
+my $total = $embedded + $sqs_backlog;
+my ($max_seen, $stored) = (0, 0);
+my $start = time();
+while (time() - $start < 90)
+{
+	my ($n, $s) = split /\|/, $node->safe_psql('postgres',
+		"SELECT ($workers_sql), (SELECT count(*) FROM payment.payments)");
+	$max_seen = $n if $n > $max_seen;
+	$stored = $s;
+	last if $s == $total;
+	usleep(200_000);
+}
+my $seconds = time() - $start;
+is($stored, $total, sprintf('embedded leftovers and the SQS backlog all stored (%.1f s)', $seconds));
+is($max_seen, 8, 'the pool grew to payment.max_workers on the SQS backlog');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.queue'), '0',
+	'the embedded queue was drained although SQS is in use');
+is($node->safe_psql('postgres', 'SELECT count(DISTINCT payment_id) FROM payment.payments'),
+	$total, 'each stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '0',
+	'nothing dead-lettered');
+ok(SqsPeers::wait_until(sub {
+			my $c = $peers->queue_counts;
+			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
+		}, 30),
+	'the SQS queue is empty');
+is($peers->stats->{rejected}, 0, 'every request carried a valid signature');
+my $latency = $peers->set_latency(20);
+cmp_ok($latency->{requests}, '>', 1600,
+	"the workers' requests went through the 20 ms latency proxy ($latency->{requests})");
+
+ok($node->poll_query_until('postgres', "SELECT ($workers_sql) = 2"),
+	'the pool shrinks back to payment.workers when idle');
+
+### SQS -> embedded: leftovers in SQS when payment.queue_url is emptied
+$node->append_conf('postgresql.conf', "payment.paused = on\n");
+$node->reload;
+sleep 2;
+my $left = $node->safe_psql('postgres', q{
+SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('sp' || i)::uuid,
+         'userId', md5('su' || i)::uuid, 'dateTimestamp', '1709553600',
+         'description', 'left in SQS ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
+  FROM generate_series(1, 300) AS i});
+is($left, '300', '300 payments submitted to SQS while paused');
+
+$node->append_conf('postgresql.conf', "payment.queue_url = ''\npayment.paused = off\n");
+$node->reload;
+sleep 1;
+is($node->safe_psql('postgres', q{
+SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('np' || i)::uuid,
+         'userId', md5('nu' || i)::uuid, 'dateTimestamp', '1709553600',
+         'description', 'embedded again ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
+  FROM generate_series(1, 100) AS i}), '100', '100 more on the embedded queue');
+ok($node->poll_query_until('postgres',
+	"SELECT count(*) = $total + 400 FROM payment.payments"),
+	'the replaced SQS queue\'s leftovers and the new embedded payments are all stored');
+ok(SqsPeers::wait_until(sub {
+			my $c = $peers->queue_counts;
+			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
+		}, 30),
+	'the replaced SQS queue is empty');
+ok($node->wait_for_log(qr/found the replaced SQS queue empty/),
+	'the workers stop draining the replaced queue once it is empty');
+
+### back to SQS; receives never full: the depth grows the pool
+$node->append_conf('postgresql.conf', "payment.paused = on\n");
+$node->reload;
+my $short = 4000;
+$peers->set_latency(0);
+$sent = $peers->producer('send', 'queue-url' => $queue_url, valid => $short,
+	'not-json' => 0, invalid => 0, duplicates => 0, conflicts => 0);
+is($sent->{sent}, $short, "$short more sent to SQS");
+$peers->set_latency(20);
+$peers->set_max_receive(5);
+my $events_before = $node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats');
+$node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment.paused = off\n");
+$node->reload;
+($max_seen, $stored) = (0, 0);
+$total += 400 + $short;
+$start = time();
+while (time() - $start < 90)
+{
+	my ($n, $s) = split /\|/, $node->safe_psql('postgres',
+		"SELECT ($workers_sql), (SELECT count(*) FROM payment.payments)");
+	$max_seen = $n if $n > $max_seen;
+	$stored = $s;
+	last if $s == $total;
+	usleep(200_000);
+}
+is($stored, $total, sprintf('all stored with receives of at most 5 (%.1f s)', time() - $start));
+is($max_seen, 8, 'the pool grew to payment.max_workers on the queue depth alone');
+cmp_ok($node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats'), '>',
+	$events_before, 'scale events counted');
+ok($peers->stats->{byOperation}{GetQueueAttributes} > 0,
+	'the launcher asked SQS for the depth (GetQueueAttributes)');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '0',
+	'nothing dead-lettered');
+
+### SQS -> another SQS queue: the first one's leftovers are still drained
+$peers->set_max_receive(0);
+my $second_url = $peers->producer('create', queue => 'payments2', visibility => 30)->{queueUrl};
+$node->append_conf('postgresql.conf', "payment.paused = on\n");
+$node->reload;
+sleep 2;
+is($node->safe_psql('postgres', q{
+SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('xp' || i)::uuid,
+         'userId', md5('xu' || i)::uuid, 'dateTimestamp', '1709553600',
+         'description', 'left in the first queue ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
+  FROM generate_series(1, 200) AS i}), '200', '200 payments left in the first queue');
+$node->append_conf('postgresql.conf', "payment.queue_url = '$second_url'\npayment.paused = off\n");
+$node->reload;
+sleep 1;
+is($node->safe_psql('postgres', q{
+SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('yp' || i)::uuid,
+         'userId', md5('yu' || i)::uuid, 'dateTimestamp', '1709553600',
+         'description', 'in the second queue ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
+  FROM generate_series(1, 50) AS i}), '50', '50 payments sent to the second queue');
+$total += 250;
+ok($node->poll_query_until('postgres', "SELECT count(*) = $total FROM payment.payments"),
+	'both queues drained into payment.payments');
+ok(SqsPeers::wait_until(sub {
+			my $c = $peers->queue_counts;
+			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
+		}, 30),
+	'the first queue is empty');
+
+$node->stop;
+$peers->stop;
+done_testing();
