@@ -107,6 +107,7 @@ extern char *embedded_enqueue(const char *body, PaymentFields *fields);
 extern int	embedded_claim(QueueMessage **messages, int max_messages,
 						   double *idle_seconds);
 extern void embedded_settle(QueueMessage *messages, int count);
+extern void embedded_release(QueueMessage *messages, int count);
 
 /* store.c: idempotent writes of a claimed batch (caller holds SPI + xact) */
 extern void store_batch(QueueMessage *messages, int count, bool isolate);
