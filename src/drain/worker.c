@@ -125,19 +125,18 @@ store_in_transaction(QueueMessage *messages, int count, bool isolate, bool embed
 
 /*
  * Errors of the database rather than of a message: a lock timeout, a
- * cancel, read-only, a serialization failure or deadlock.  Storing the
- * batch message by message would only fail each message in turn, count the
- * failure against it and log it, so that a long lock would dead-letter the
- * whole backlog as max_receives.
+ * cancel, read-only.  Storing the batch message by message would only fail
+ * each message in turn, count the failure against it and log it, so that a
+ * long lock would dead-letter the whole backlog as max_receives.  Other
+ * transient errors (serialization failure, deadlock, ...) may follow one
+ * message, and stay counted against it.
  */
 static bool
 is_environmental(int sqlerrcode)
 {
 	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
 		sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		sqlerrcode == ERRCODE_READ_ONLY_SQL_TRANSACTION ||
-		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED;
+		sqlerrcode == ERRCODE_READ_ONLY_SQL_TRANSACTION;
 }
 
 /*

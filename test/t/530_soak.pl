@@ -82,6 +82,10 @@ FROM generate_series(1, $k) i});
 		}
 		if ($r == $warmup)
 		{
+			# warmed up once the workers have stored what was submitted so far
+			$node->poll_query_until('postgres', 'SELECT count(*) >= ' . $r * $round
+				  . " FROM payment.payments WHERE description LIKE 'soak $label %'")
+			  or die 'warm-up not stored';
 			$warm = worker_memory($node);
 		}
 	}
