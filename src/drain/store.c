@@ -44,6 +44,38 @@ retry_delay(int receive_count)
 									  MAX_RETRY_DELAY));
 }
 
+/*
+ * The payment's keys where the body has them.  A dead letter is written
+ * outside the message's subtransaction, so a body the parser cannot take
+ * (nested past the stack depth limit) must not raise here: that would fail
+ * the whole batch, and the message would come back forever.
+ */
+static void
+find_keys_safely(const char *body, Datum *payment_id, Datum *user_id)
+{
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		payment_find_keys(body, payment_id, user_id);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		*payment_id = (Datum) 0;
+		*user_id = (Datum) 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
+}
+
 static void
 insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *error)
 {
@@ -56,7 +88,7 @@ insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *e
 	bool		versioned = queue_records_schema_version();
 
 	/* keep the payment's keys where the body has them, for payment_status */
-	payment_find_keys(body, &values[1], &values[2]);
+	find_keys_safely(body, &values[1], &values[2]);
 	if (values[1] != (Datum) 0)
 		nulls[1] = ' ';
 	if (values[2] != (Datum) 0)
@@ -209,14 +241,18 @@ store_one(QueueMessage *m, bool isolated)
 	}
 }
 
-/* Data errors are permanent; anything else may pass (locks, read-only, ...). */
+/*
+ * Data errors, and limits a body exceeds (nested too deep to parse), are
+ * permanent; anything else may pass (locks, read-only, ...).
+ */
 static bool
 is_permanent(int sqlerrcode)
 {
 	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
 
 	return category == ERRCODE_DATA_EXCEPTION ||
-		category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+		category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION ||
+		category == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 }
 
 static void

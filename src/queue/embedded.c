@@ -32,6 +32,7 @@ static SPIPlanPtr enqueue_plans[2] = {NULL, NULL};
 static SPIPlanPtr claim_plans[2] = {NULL, NULL};
 static SPIPlanPtr delete_plan = NULL;
 static SPIPlanPtr delay_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
 
 static void
 warn_if_no_worker(void)
@@ -322,6 +323,40 @@ embedded_settle(QueueMessage *messages, int count)
 	}
 }
 
+/*
+ * Give a batch back after a failure of the database, not of its messages
+ * (see is_environmental in worker.c): visible again at once, and this
+ * receive not counted, so that an outage does not use up the messages'
+ * receives.  Its own transaction: the store's was aborted.
+ */
+static void
+embedded_release(QueueMessage *messages, int count)
+{
+	int64	   *seqs = palloc(sizeof(int64) * count);
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		values[1];
+
+	for (int i = 0; i < count; i++)
+		seqs[i] = messages[i].seq;
+	values[0] = int8_array(seqs, count);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	payment_prepare(&release_plan,
+					"UPDATE payment.queue"
+					"   SET visible_at = clock_timestamp(),"
+					"       receive_count = greatest(receive_count - 1, 0)"
+					" WHERE seq = ANY ($1)",
+					1, argtypes);
+	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "releasing a claimed batch failed");
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
 const QueueBackend embedded_queue = {
 	.name = "embedded",
 	.enqueue = embedded_enqueue,
@@ -332,4 +367,5 @@ const QueueBackend embedded_queue = {
 	.depth = NULL,
 	.settle_with_store = embedded_settle,
 	.settle_after_commit = NULL,
+	.release = embedded_release,
 };

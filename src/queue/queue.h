@@ -95,6 +95,14 @@ typedef struct QueueBackend
 	 */
 	void		(*settle_with_store) (QueueMessage *messages, int count);
 	void		(*settle_after_commit) (QueueMessage *messages, int count);
+
+	/*
+	 * Give a claimed batch back at once, this receive not counted, after the
+	 * database (not the messages) failed; in a transaction of its own.  NULL
+	 * where the queue cannot: the batch then returns after the visibility
+	 * timeout.
+	 */
+	void		(*release) (QueueMessage *messages, int count);
 } QueueBackend;
 
 extern const QueueBackend embedded_queue;
