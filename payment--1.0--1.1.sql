@@ -65,3 +65,17 @@ REVOKE ALL ON FUNCTION validate_json(jsonb, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION set_payment_schema(jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION validate_payment(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION payment_schema_from_openapi(jsonb, text) FROM PUBLIC;
+
+-- == The embedded queue ==
+
+-- The workers' claim, in the caller's transaction: for diagnostics and for the
+-- isolation tests of concurrent claims.  Claimed messages come back after
+-- payment.visibility_timeout with one more receive counted, as a crashed
+-- worker's batch does, so this is for operators only.
+CREATE FUNCTION payment.claim_messages(max_messages integer DEFAULT 10,
+    OUT seq bigint, OUT message_id text, OUT body text, OUT receive_count integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'payment_claim_messages'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION payment.claim_messages(integer) FROM PUBLIC;

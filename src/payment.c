@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  * payment.c
- *	  Module start-up: the core settings (payment.*), shared memory, the
- *	  background workers' registration, and waking workers at commit.
+ *	  The extension's core, below every layer: the core settings (payment.*),
+ *	  the shared-memory counters behind payment.stats, waking the workers at
+ *	  the commit of an enqueue, and preparing SPI plans once.  Module
+ *	  start-up, which calls into every layer, is module.c.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -16,11 +18,7 @@
 #include "storage/shmem.h"
 #include "utils/guc.h"
 
-#include "frontdoor/auth.h"
 #include "payment.h"
-#include "queue/sqs.h"
-
-PG_MODULE_MAGIC;
 
 char	   *payment_database = NULL;
 int			payment_workers = 2;
@@ -34,18 +32,13 @@ int			payment_batch_window = 5;
 bool		payment_preloaded = false;
 PaymentShared *payment_shared = NULL;
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
 /* set when this transaction enqueued something; workers are woken at commit */
 static bool wake_at_commit = false;
 static uint64 submitted_in_xact = 0;
 static bool xact_callback_registered = false;
 
-void		_PG_init(void);
-
-static void
-define_core_settings(void)
+void
+payment_define_settings(void)
 {
 	/*
 	 * Restart-only settings can be defined only while preloading; a backend
@@ -128,30 +121,18 @@ define_core_settings(void)
 							NULL, NULL, NULL);
 }
 
-static Size
+Size
 payment_shmem_size(void)
 {
 	return MAXALIGN(sizeof(PaymentShared));
 }
 
-static void
-payment_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(payment_shmem_size(),
-									payment_auth_shmem_size()));
-}
-
-static void
-payment_shmem_startup(void)
+/* At shared-memory start-up, AddinShmemInitLock held. */
+void
+payment_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	payment_shared = ShmemInitStruct("payment", payment_shmem_size(), &found);
 	if (!found)
 	{
@@ -167,35 +148,6 @@ payment_shmem_startup(void)
 		for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);
 	}
-	LWLockRelease(AddinShmemInitLock);
-
-	payment_auth_shmem_startup();
-}
-
-void
-_PG_init(void)
-{
-	define_core_settings();
-	payment_auth_init();
-	payment_sqs_init();
-
-	/*
-	 * Only after every payment.* setting is defined: reserving the prefix
-	 * removes the placeholders that postgresql.conf created for settings not
-	 * yet defined, and their values with them.
-	 */
-	MarkGUCPrefixReserved("payment");
-
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-
-	payment_preloaded = true;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = payment_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = payment_shmem_startup;
-
-	payment_register_workers();
 }
 
 void

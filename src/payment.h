@@ -1,14 +1,13 @@
 /*-------------------------------------------------------------------------
  * payment.h
- *	  Declarations shared by the payment extension's source files: settings,
- *	  shared-memory state, and the interfaces between intake, queue
- *	  backends, the store and the workers.
+ *	  The extension's core (payment.c), below every layer: the core
+ *	  settings, the shared-memory state every layer counts in, waking the
+ *	  workers, and preparing SPI plans.  Each layer's own interface is in
+ *	  its folder; module start-up is module.c.
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_H
 #define PAYMENT_H
-
-#include "postgres.h"
 
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
@@ -51,35 +50,13 @@ typedef struct PaymentShared
 
 extern PaymentShared *payment_shared;
 
+extern void payment_define_settings(void);
+extern Size payment_shmem_size(void);
+extern void payment_shmem_init(void);
+
 extern void payment_count(pg_atomic_uint64 *counter, uint64 n);
 extern void payment_wake_workers(void);
 extern void payment_note_enqueued(uint64 n);
-
-/*
- * A message as a queue backend hands it to the store.  The store fills in
- * the outcome; the backend then acknowledges, retries or drops it.
- */
-typedef enum StoreOutcome
-{
-	STORE_PENDING = 0,
-	STORE_STORED,				/* written to payment.payments */
-	STORE_DUPLICATE,			/* identical payment already stored */
-	STORE_DEAD_LETTERED,		/* written to payment.dead_letters */
-	STORE_RETRY					/* transient failure: deliver again later */
-} StoreOutcome;
-
-typedef struct QueueMessage
-{
-	int64		seq;			/* embedded queue row; 0 for SQS */
-	char	   *message_id;
-	char	   *receipt_handle; /* SQS only */
-	char	   *body;			/* as received */
-	int			receive_count;	/* including this delivery */
-	StoreOutcome outcome;
-	int			retry_delay;	/* seconds, for STORE_RETRY */
-	const char *reason;			/* dead letter reason */
-	char	   *error;			/* what went wrong, for dead letters / logs */
-} QueueMessage;
 
 /* validate.c: the payment schema engine */
 typedef struct PaymentFields
@@ -99,25 +76,9 @@ extern char *payment_try_get_string(Jsonb *payload, const char *key);
 extern bool payment_try_get_uuid(Jsonb *payload, const char *key, Datum *uuid);
 extern void payment_find_keys(const char *body, Datum *payment_id, Datum *user_id);
 
-/* queue_embedded.c: the durable queue table */
+/* SPI_prepare + SPI_keepplan of sql into *plan, once per process */
 struct _SPI_plan;
 extern struct _SPI_plan *payment_prepare(struct _SPI_plan **plan, const char *sql,
 										 int nargs, Oid *argtypes);
-extern char *embedded_enqueue(const char *body, PaymentFields *fields);
-extern int	embedded_claim(QueueMessage **messages, int max_messages,
-						   double *idle_seconds);
-extern void embedded_settle(QueueMessage *messages, int count);
-
-/* store.c: idempotent writes of a claimed batch (caller holds SPI + xact) */
-extern void store_batch(QueueMessage *messages, int count, bool isolate);
-extern void store_count_outcomes(QueueMessage *messages, int count);
-extern void store_dead_letter(const char *message_id, const char *body,
-							  const char *reason, const char *error,
-							  int receive_count);
-extern int	store_retry_delay(int receive_count);
-
-/* worker.c */
-extern void payment_register_workers(void);
-extern PGDLLEXPORT void payment_worker_main(Datum main_arg);
 
 #endif							/* PAYMENT_H */

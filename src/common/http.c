@@ -1,11 +1,12 @@
 /*-------------------------------------------------------------------------
  * http.c
- *	  HTTP transport for the SQS backend, on libcurl.
+ *	  The extension's one HTTP client (SQS requests, JWKS fetches), on
+ *	  libcurl.
  *
  * Owns: the per-process curl handle (kept, so connections are reused),
- * timeouts (payment.http_timeout), TLS verification, cancellation, and
- * turning transport failures into ERRORs with a SQLSTATE.  It knows
- * nothing about SQS.
+ * the payment.http_timeout setting, TLS verification, cancellation, and
+ * turning transport failures into ERRORs with a SQLSTATE.  It knows no
+ * protocol above HTTP: messages name the peer the caller says it asks.
  *
  * No ereport may happen while libcurl is on the stack (a longjmp would
  * leave the handle inconsistent), so the callbacks only record state and
@@ -18,15 +19,27 @@
 
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "common/http.h"
 
-/* a response larger than this is refused: SQS answers are far smaller */
-#define HTTP_MAX_RESPONSE	(64 * 1024 * 1024)
 #define HTTP_USER_AGENT		"payment-postgresql-extension/1.0"
 
 int			payment_http_timeout = 10000;
+
+void
+http_define_settings(void)
+{
+	DefineCustomIntVariable("payment.http_timeout",
+							gettext_noop("Time an SQS request may take, beyond the long poll."),
+							NULL,
+							&payment_http_timeout,
+							10000, 100, 10 * 60 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
 
 static CURL *curl_handle = NULL;
 
@@ -36,9 +49,11 @@ typedef struct ResponseBuffer
 	char	   *data;
 	size_t		len;
 	size_t		cap;
+	size_t		max;			/* larger responses are refused */
 	bool		too_large;
 	bool		out_of_memory;
-	char	   *query_error;
+	const char *capture;		/* header name to keep, or NULL */
+	char	   *captured;
 } ResponseBuffer;
 
 static bool
@@ -50,7 +65,7 @@ buffer_reserve(ResponseBuffer *buf, size_t extra)
 
 	if (need <= buf->cap)
 		return true;
-	if (need > HTTP_MAX_RESPONSE)
+	if (need > buf->max)
 	{
 		buf->too_large = true;
 		return false;
@@ -87,18 +102,18 @@ write_callback(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-/* Keeps x-amzn-query-error, the legacy error code of a JSON-protocol error. */
+/* Keeps the value of the one response header the caller asked for. */
 static size_t
 header_callback(char *ptr, size_t size, size_t nitems, void *userdata)
 {
 	ResponseBuffer *buf = (ResponseBuffer *) userdata;
 	size_t		n = size * nitems;
-	static const char name[] = "x-amzn-query-error:";
-	size_t		namelen = sizeof(name) - 1;
+	size_t		namelen = buf->capture ? strlen(buf->capture) : 0;
 
-	if (n > namelen && n < 1024 && pg_strncasecmp(ptr, name, namelen) == 0)
+	if (namelen > 0 && n > namelen + 1 && n < 1024 &&
+		pg_strncasecmp(ptr, buf->capture, namelen) == 0 && ptr[namelen] == ':')
 	{
-		size_t		start = namelen;
+		size_t		start = namelen + 1;
 		size_t		end = n;
 		char	   *value;
 
@@ -113,7 +128,7 @@ header_callback(char *ptr, size_t size, size_t nitems, void *userdata)
 		{
 			memcpy(value, ptr + start, end - start);
 			value[end - start] = '\0';
-			buf->query_error = value;
+			buf->captured = value;
 		}
 	}
 	return n;
@@ -189,6 +204,7 @@ http_parse_url(const char *url, HttpUrl *parsed, char **problem)
 		{
 			parsed->scheme = pstrdup(scheme);
 			parsed->host = port ? psprintf("%s:%s", host, port) : pstrdup(host);
+			parsed->hostname = pstrdup(host);
 			parsed->path = pstrdup(path && path[0] ? path : "/");
 		}
 		ok = true;
@@ -203,10 +219,12 @@ http_parse_url(const char *url, HttpUrl *parsed, char **problem)
 
 /* Raise the ERROR for a failed transfer; never returns. */
 static void
-report_transfer_error(CURLcode rc, const char *errbuf, const char *url,
-					  long timeout_ms, ResponseBuffer *buf)
+report_transfer_error(CURLcode rc, const char *errbuf, const HttpRequest *req,
+					  ResponseBuffer *buf)
 {
 	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+	const char *url = req->url;
+	const char *peer = req->peer;
 
 	switch (rc)
 	{
@@ -216,13 +234,13 @@ report_transfer_error(CURLcode rc, const char *errbuf, const char *url,
 			/* still here: a worker's shutdown request, or interrupts held off */
 			ereport(ERROR,
 					(errcode(ShutdownRequestPending ? ERRCODE_ADMIN_SHUTDOWN : ERRCODE_QUERY_CANCELED),
-					 errmsg("SQS request to \"%s\" was interrupted", url)));
+					 errmsg("%s request to \"%s\" was interrupted", peer, url)));
 			break;
 		case CURLE_OPERATION_TIMEDOUT:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("SQS request to \"%s\" timed out", url),
-					 errdetail("No complete response within %ld ms.", timeout_ms),
+					 errmsg("%s request to \"%s\" timed out", peer, url),
+					 errdetail("No complete response within %ld ms.", req->timeout_ms),
 					 errhint("Check the endpoint, or raise payment.http_timeout.")));
 			break;
 		case CURLE_COULDNT_RESOLVE_HOST:
@@ -230,7 +248,7 @@ report_transfer_error(CURLcode rc, const char *errbuf, const char *url,
 		case CURLE_COULDNT_CONNECT:
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					 errmsg("could not connect to SQS endpoint \"%s\"", url),
+					 errmsg("could not connect to %s endpoint \"%s\"", peer, url),
 					 errdetail_internal("%s", detail)));
 			break;
 		case CURLE_PEER_FAILED_VERIFICATION:
@@ -239,7 +257,7 @@ report_transfer_error(CURLcode rc, const char *errbuf, const char *url,
 		case CURLE_SSL_CACERT_BADFILE:
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					 errmsg("TLS handshake with SQS endpoint \"%s\" failed", url),
+					 errmsg("TLS handshake with %s endpoint \"%s\" failed", peer, url),
 					 errdetail_internal("%s", detail),
 					 errhint("The server's certificate must verify against the system's trusted CAs.")));
 			break;
@@ -247,47 +265,50 @@ report_transfer_error(CURLcode rc, const char *errbuf, const char *url,
 			if (buf->too_large)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("response from SQS endpoint \"%s\" is too large", url),
-						 errdetail("The limit is %d bytes.", HTTP_MAX_RESPONSE)));
+						 errmsg("response from %s endpoint \"%s\" is too large", peer, url),
+						 errdetail("The limit is %zu bytes.", buf->max)));
 			if (buf->out_of_memory)
 				ereport(ERROR,
 						(errcode(ERRCODE_OUT_OF_MEMORY),
-						 errmsg("out of memory reading a response from SQS endpoint \"%s\"",
-								url)));
+						 errmsg("out of memory reading a response from %s endpoint \"%s\"",
+								peer, url)));
 			/* FALLTHROUGH */
 		default:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
-					 errmsg("SQS request to \"%s\" failed", url),
+					 errmsg("%s request to \"%s\" failed", peer, url),
 					 errdetail_internal("%s", detail)));
 	}
 }
 
-void
-http_post(const char *url, const HttpHeader *headers, int nheaders,
-		  const char *body, size_t body_len, int extra_wait_ms,
-		  HttpResponse *response)
+/*
+ * Run the request on the kept handle.  Returns libcurl's result; errbuf
+ * holds its message.  Nothing here may raise once libcurl runs.
+ */
+static CURLcode
+perform(const HttpRequest *req, HttpResponse *response, char *errbuf,
+		ResponseBuffer *buf)
 {
 	CURL	   *h = get_handle();
 	struct curl_slist *list = NULL;
 	char	  **lines;
-	char		errbuf[CURL_ERROR_SIZE];
-	ResponseBuffer buf;
-	long		timeout_ms = (long) payment_http_timeout + extra_wait_ms;
 	bool		list_ok = true;
+	bool		post = strcmp(req->method, "POST") == 0;
 	CURLcode	rc;
 
 	/* everything that can ereport happens before libcurl runs */
-	lines = palloc((nheaders + 1) * sizeof(char *));
-	for (int i = 0; i < nheaders; i++)
-		lines[i] = psprintf("%s: %s", headers[i].name, headers[i].value);
+	lines = palloc((req->nheaders + 1) * sizeof(char *));
+	for (int i = 0; i < req->nheaders; i++)
+		lines[i] = psprintf("%s: %s", req->headers[i].name, req->headers[i].value);
 	/* no "Expect: 100-continue" round trip before larger bodies */
-	lines[nheaders] = "Expect:";
-	memset(&buf, 0, sizeof(buf));
-	buf.cxt = CurrentMemoryContext;
+	lines[req->nheaders] = "Expect:";
+	memset(buf, 0, sizeof(*buf));
+	buf->cxt = CurrentMemoryContext;
+	buf->max = req->max_response;
+	buf->capture = req->capture_header;
 	errbuf[0] = '\0';
 
-	for (int i = 0; i <= nheaders && list_ok; i++)
+	for (int i = 0; i <= req->nheaders && list_ok; i++)
 	{
 		struct curl_slist *next = curl_slist_append(list, lines[i]);
 
@@ -301,19 +322,26 @@ http_post(const char *url, const HttpHeader *headers, int nheaders,
 		curl_slist_free_all(list);
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory building an SQS request")));
+				 errmsg("out of memory building a %s request", req->peer)));
 	}
 
-	curl_easy_setopt(h, CURLOPT_URL, url);
+	/* back to defaults; the connection cache survives a reset */
+	curl_easy_reset(h);
+	curl_easy_setopt(h, CURLOPT_URL, req->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_POST, 1L);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+	if (post)
+	{
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+	}
+	else
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, HTTP_USER_AGENT);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -321,13 +349,13 @@ http_post(const char *url, const HttpHeader *headers, int nheaders,
 	/* libcurl must not use signals (SIGALRM is PostgreSQL's) */
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long) payment_http_timeout);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_callback);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &buf);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, buf);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_callback);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &buf);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, buf);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_callback);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
@@ -339,21 +367,47 @@ http_post(const char *url, const HttpHeader *headers, int nheaders,
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 	curl_slist_free_all(list);
-	for (int i = 0; i < nheaders; i++)
+	for (int i = 0; i < req->nheaders; i++)
 		pfree(lines[i]);
 	pfree(lines);
 
 	if (rc != CURLE_OK)
 	{
-		if (buf.data)
-			pfree(buf.data);
-		report_transfer_error(rc, errbuf, url, timeout_ms, &buf);
+		if (buf->data)
+			pfree(buf->data);
+		return rc;
 	}
-
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response->status);
-	if (buf.data == NULL)
-		buf.data = pstrdup("");
-	response->body = buf.data;
-	response->body_len = buf.len;
-	response->query_error = buf.query_error;
+	if (buf->data == NULL)
+		buf->data = pstrdup("");
+	response->body = buf->data;
+	response->body_len = buf->len;
+	response->captured_header = buf->captured;
+	return CURLE_OK;
+}
+
+void
+http_perform(const HttpRequest *req, HttpResponse *response)
+{
+	char		errbuf[CURL_ERROR_SIZE];
+	ResponseBuffer buf;
+	CURLcode	rc = perform(req, response, errbuf, &buf);
+
+	if (rc != CURLE_OK)
+		report_transfer_error(rc, errbuf, req, &buf);
+}
+
+bool
+http_try(const HttpRequest *req, HttpResponse *response, char **error)
+{
+	char		errbuf[CURL_ERROR_SIZE];
+	ResponseBuffer buf;
+	CURLcode	rc = perform(req, response, errbuf, &buf);
+
+	if (rc == CURLE_OK)
+		return true;
+	/* a cancel or shutdown is still the backend's to report */
+	CHECK_FOR_INTERRUPTS();
+	*error = pstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	return false;
 }

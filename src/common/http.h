@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * http.h
- *	  A small HTTP client for the SQS backend, on libcurl: one keep-alive
- *	  handle per process, TLS verification on, cancellable.
+ *	  The extension's HTTP client, on libcurl: one keep-alive handle per
+ *	  process, TLS verification on, cancellable.
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_HTTP_H
@@ -11,6 +11,8 @@
 
 /* set by payment.http_timeout (milliseconds) */
 extern int	payment_http_timeout;
+
+extern void http_define_settings(void);
 
 typedef struct HttpHeader
 {
@@ -23,7 +25,7 @@ typedef struct HttpResponse
 	long		status;			/* HTTP status code */
 	char	   *body;			/* NUL-terminated, palloc'd */
 	size_t		body_len;
-	char	   *query_error;	/* x-amzn-query-error header, or NULL */
+	char	   *captured_header;	/* value of req->capture_header, or NULL */
 } HttpResponse;
 
 /* The parts of a URL a request needs; palloc'd strings. */
@@ -31,18 +33,38 @@ typedef struct HttpUrl
 {
 	char	   *scheme;			/* "http" or "https" */
 	char	   *host;			/* host[:port] as the Host header says it */
+	char	   *hostname;		/* host alone */
 	char	   *path;			/* at least "/" */
 } HttpUrl;
 
 extern bool http_parse_url(const char *url, HttpUrl *parsed, char **problem);
 
+typedef struct HttpRequest
+{
+	const char *peer;			/* whom it asks, for messages: "SQS", "JWKS" */
+	const char *method;			/* "GET" or "POST" */
+	const char *url;
+	const HttpHeader *headers;
+	int			nheaders;
+	const char *body;			/* POST only */
+	size_t		body_len;
+	long		connect_timeout_ms;
+	long		timeout_ms;		/* the whole exchange */
+	size_t		max_response;	/* longer answers are refused */
+	const char *capture_header; /* a response header to keep, or NULL */
+} HttpRequest;
+
 /*
- * POST body to url with the given headers.  Waits at most extra_wait_ms plus
- * payment.http_timeout.  Raises an ERROR on transport failures (08xxx),
- * cancellation (57014) and shutdown; any HTTP status is returned.
+ * Send the request; any HTTP status is returned.  Transport failures raise
+ * an ERROR (08xxx, 54000 for a too large answer), as do cancellation (57014)
+ * and shutdown.
  */
-extern void http_post(const char *url, const HttpHeader *headers, int nheaders,
-					  const char *body, size_t body_len, int extra_wait_ms,
-					  HttpResponse *response);
+extern void http_perform(const HttpRequest *req, HttpResponse *response);
+
+/*
+ * The same, but a transport failure returns false with its description in
+ * *error instead of raising; cancellation and shutdown still raise.
+ */
+extern bool http_try(const HttpRequest *req, HttpResponse *response, char **error);
 
 #endif							/* PAYMENT_HTTP_H */

@@ -17,7 +17,6 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -26,27 +25,28 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "common/backoff.h"
+#include "drain/store.h"
 #include "payment.h"
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr same_body_plan = NULL;
 static SPIPlanPtr dead_letter_plan = NULL;
 
+/* retries come back after about 1, 2, 4 ... seconds, at most a minute */
+#define FIRST_RETRY_DELAY 1
 #define MAX_RETRY_DELAY 60
 
-/* Backoff with jitter: about 1, 2, 4 ... seconds, at most a minute. */
-int
-store_retry_delay(int receive_count)
+static int
+retry_delay(int receive_count)
 {
-	int			base = Min(1 << Min(Max(receive_count - 1, 0), 6), MAX_RETRY_DELAY);
-	int			delay = base / 2 + (int) pg_prng_uint64_range(&pg_global_prng_state, 0, base / 2 + 1);
-
-	return Max(1, delay);
+	return (int) Max(1, backoff_delay(receive_count - 1, FIRST_RETRY_DELAY,
+									  MAX_RETRY_DELAY));
 }
 
-void
-store_dead_letter(const char *message_id, const char *body, const char *reason,
-				  const char *error, int receive_count)
+static void
+insert_dead_letter(const char *message_id, const char *body,
+				   DeadLetterReason reason, const char *error, int receive_count)
 {
 	Oid			argtypes[7] = {TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	Datum		values[7];
@@ -61,7 +61,7 @@ store_dead_letter(const char *message_id, const char *body, const char *reason,
 
 	values[0] = CStringGetTextDatum(message_id ? message_id : "");
 	values[3] = CStringGetTextDatum(body);
-	values[4] = CStringGetTextDatum(reason);
+	values[4] = CStringGetTextDatum(dead_letter_reason_name(reason));
 	values[5] = CStringGetTextDatum(error ? error : "");
 	values[6] = Int32GetDatum(receive_count);
 
@@ -75,9 +75,9 @@ store_dead_letter(const char *message_id, const char *body, const char *reason,
 }
 
 static void
-dead_letter(QueueMessage *m, const char *reason, const char *error)
+dead_letter(QueueMessage *m, DeadLetterReason reason, const char *error)
 {
-	store_dead_letter(m->message_id, m->body, reason, error, m->receive_count);
+	insert_dead_letter(m->message_id, m->body, reason, error, m->receive_count);
 	m->outcome = STORE_DEAD_LETTERED;
 	m->reason = reason;
 	m->error = pstrdup(error);
@@ -120,14 +120,14 @@ store_one(QueueMessage *m, bool isolated)
 
 	if (m->receive_count > payment_max_receive_count)
 	{
-		dead_letter(m, "max_receives",
+		dead_letter(m, DEAD_LETTER_MAX_RECEIVES,
 					psprintf("received %d times, more than payment.max_receive_count (%d)",
 							 m->receive_count, payment_max_receive_count));
 		return;
 	}
 	if (length > (size_t) payment_max_payload_size)
 	{
-		dead_letter(m, "invalid",
+		dead_letter(m, DEAD_LETTER_INVALID,
 					psprintf("body is %zu bytes, more than payment.max_payload_size (%d)",
 							 length, payment_max_payload_size));
 		return;
@@ -135,12 +135,12 @@ store_one(QueueMessage *m, bool isolated)
 	doc = parse_body(m->body, isolated, &why);
 	if (doc == NULL)
 	{
-		dead_letter(m, "invalid", why);
+		dead_letter(m, DEAD_LETTER_INVALID, why);
 		return;
 	}
 	if (!payment_validate(doc, &why))
 	{
-		dead_letter(m, "invalid", psprintf("payment does not match the payment schema: %s", why));
+		dead_letter(m, DEAD_LETTER_INVALID, psprintf("payment does not match the payment schema: %s", why));
 		return;
 	}
 
@@ -185,7 +185,7 @@ store_one(QueueMessage *m, bool isolated)
 		if (same)
 			m->outcome = STORE_DUPLICATE;
 		else
-			dead_letter(m, "conflict",
+			dead_letter(m, DEAD_LETTER_CONFLICT,
 						"a different payment with the same paymentId and userId is already stored");
 	}
 }
@@ -204,15 +204,15 @@ static void
 store_failed(QueueMessage *m, ErrorData *edata)
 {
 	if (is_permanent(edata->sqlerrcode))
-		dead_letter(m, "invalid", edata->message);
+		dead_letter(m, DEAD_LETTER_INVALID, edata->message);
 	else if (m->receive_count >= payment_max_receive_count)
-		dead_letter(m, "max_receives",
+		dead_letter(m, DEAD_LETTER_MAX_RECEIVES,
 					psprintf("received %d times; last error: %s",
 							 m->receive_count, edata->message));
 	else
 	{
 		m->outcome = STORE_RETRY;
-		m->retry_delay = store_retry_delay(m->receive_count);
+		m->retry_delay = retry_delay(m->receive_count);
 		m->error = pstrdup(edata->message);
 		ereport(LOG,
 				(errmsg("payment worker will retry message %s in %d s",
@@ -261,6 +261,7 @@ store_batch(QueueMessage *messages, int count, bool isolate)
 	for (int i = 0; i < count; i++)
 	{
 		messages[i].outcome = STORE_PENDING;
+		messages[i].reason = DEAD_LETTER_NONE;
 		messages[i].error = NULL;
 		if (isolate)
 			store_isolated(&messages[i]);
@@ -290,7 +291,7 @@ store_count_outcomes(QueueMessage *messages, int count)
 				break;
 			case STORE_DEAD_LETTERED:
 				payment_count(&c->dead_lettered, 1);
-				if (strcmp(messages[i].reason, "conflict") == 0)
+				if (messages[i].reason == DEAD_LETTER_CONFLICT)
 					payment_count(&c->conflicts, 1);
 				break;
 			case STORE_RETRY:

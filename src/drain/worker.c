@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  * worker.c
  *	  The payment background workers: registration, and the loop that
- *	  claims a batch from the queue backend, stores it (store.c) and settles
- *	  it.  Woken by a latch at the commit of a submission; sleeps otherwise.
+ *	  claims a batch from the queue backend in use (queue/queue.h), stores
+ *	  it (store.c) and has the backend settle it.  Woken by a latch at the commit of a submission; sleeps otherwise.
  *	  SIGTERM stops a worker between statements, SIGHUP reloads settings,
  *	  and the postmaster restarts a worker that crashed.
  *-------------------------------------------------------------------------
@@ -12,7 +12,6 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/extension.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -26,10 +25,14 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "common/backoff.h"
+#include "drain/store.h"
+#include "drain/worker.h"
 #include "payment.h"
-#include "queue/sqs.h"
+#include "queue/queue.h"
 
 #define IDLE_WAIT_SECONDS 10.0
+#define FIRST_BACKOFF_MS 100
 #define MAX_BACKOFF_MS 30000
 
 static int	worker_index = -1;
@@ -103,9 +106,10 @@ wait_on_latch(long timeout_ms)
 	CHECK_FOR_INTERRUPTS();
 }
 
-/* Store and settle a claimed batch; the embedded queue settles in the same transaction. */
+/* Store a claimed batch, and settle it there if the backend settles with the store. */
 static void
-store_in_transaction(QueueMessage *messages, int count, bool isolate, bool embedded)
+store_in_transaction(const QueueBackend *backend, QueueMessage *messages,
+					 int count, bool isolate)
 {
 	MemoryContext context = CurrentMemoryContext;
 
@@ -114,8 +118,8 @@ store_in_transaction(QueueMessage *messages, int count, bool isolate, bool embed
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	store_batch(messages, count, isolate);
-	if (embedded)
-		embedded_settle(messages, count);
+	if (backend->settle_with_store)
+		backend->settle_with_store(messages, count);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
@@ -128,13 +132,13 @@ store_in_transaction(QueueMessage *messages, int count, bool isolate, bool embed
  * one bad message cannot hold back the others.
  */
 static void
-store_claimed(QueueMessage *messages, int count, bool embedded)
+store_claimed(const QueueBackend *backend, QueueMessage *messages, int count)
 {
 	MemoryContext context = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		store_in_transaction(messages, count, false, embedded);
+		store_in_transaction(backend, messages, count, false);
 	}
 	PG_CATCH();
 	{
@@ -148,7 +152,7 @@ store_claimed(QueueMessage *messages, int count, bool embedded)
 				(errmsg("payment worker isolates the messages of a failed batch"),
 				 errdetail_internal("%s", edata->message)));
 		FreeErrorData(edata);
-		store_in_transaction(messages, count, true, embedded);
+		store_in_transaction(backend, messages, count, true);
 	}
 	PG_END_TRY();
 	store_count_outcomes(messages, count);
@@ -159,48 +163,40 @@ store_claimed(QueueMessage *messages, int count, bool embedded)
  * none visible).
  */
 static int
-run_batch(bool use_sqs, double *idle_seconds)
+run_batch(const QueueBackend *backend, double *idle_seconds)
 {
 	QueueMessage *messages;
 	int			count;
 
-	if (use_sqs)
-	{
-		count = sqs_receive_messages(&messages, Min(payment_batch_size, 10));
-		if (count == 0)
-			return 0;
-		pgstat_report_activity(STATE_RUNNING, "storing a batch from SQS");
-		store_claimed(messages, count, false);
-		sqs_settle(messages, count);
-	}
-	else
-	{
-		count = embedded_claim(&messages, payment_batch_size, idle_seconds);
-		if (count == 0)
-			return 0;
-		pgstat_report_activity(STATE_RUNNING, "storing a batch");
-		store_claimed(messages, count, true);
-	}
+	count = backend->claim(&messages, payment_batch_size, idle_seconds);
+	if (count == 0)
+		return 0;
+	pgstat_report_activity(STATE_RUNNING, "storing a batch");
+	store_claimed(backend, messages, count);
+	if (backend->settle_after_commit)
+		backend->settle_after_commit(messages, count);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return count;
 }
 
 /*
- * With the embedded queue a payment and the deletion of its message commit
- * atomically, so a commit lost in a crash only means the message is delivered
- * again: the worker need not wait for the WAL flush.  With SQS the store must
- * be durable before SQS forgets the messages.
+ * When the backend settles in the store's transaction (the embedded queue),
+ * a payment and the deletion of its message commit atomically, so a commit
+ * lost in a crash only means the message is delivered again: the worker need
+ * not wait for the WAL flush.  When it settles after the commit (SQS), the
+ * store must be durable before the queue forgets the messages.
  */
 static void
-set_commit_durability(bool use_sqs)
+set_commit_durability(const QueueBackend *backend)
 {
 	static int	current = -1;
+	bool		durable = backend->settle_after_commit != NULL;
 
-	if (current != (int) use_sqs)
+	if (current != (int) durable)
 	{
-		SetConfigOption("synchronous_commit", use_sqs ? "on" : "off",
+		SetConfigOption("synchronous_commit", durable ? "on" : "off",
 						PGC_SUSET, PGC_S_SESSION);
-		current = (int) use_sqs;
+		current = (int) durable;
 	}
 }
 
@@ -230,7 +226,7 @@ payment_worker_main(Datum main_arg)
 
 	for (;;)
 	{
-		bool		use_sqs;
+		const QueueBackend *backend;
 		int			handled = 0;
 		long		wait_ms = 0;
 
@@ -243,8 +239,8 @@ payment_worker_main(Datum main_arg)
 
 		MemoryContextReset(batch_context);
 		MemoryContextSwitchTo(batch_context);
-		use_sqs = payment_use_sqs();
-		set_commit_durability(use_sqs);
+		backend = queue_backend();
+		set_commit_durability(backend);
 
 		PG_TRY();
 		{
@@ -255,9 +251,9 @@ payment_worker_main(Datum main_arg)
 				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
 			else
 			{
-				double		idle_seconds = use_sqs ? 0 : IDLE_WAIT_SECONDS;
+				double		idle_seconds = IDLE_WAIT_SECONDS;
 
-				handled = run_batch(use_sqs, &idle_seconds);
+				handled = run_batch(backend, &idle_seconds);
 				if (handled == 0)
 					wait_ms = (long) (idle_seconds * 1000);
 			}
@@ -265,11 +261,16 @@ payment_worker_main(Datum main_arg)
 				ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
 									 worker_index + 1, failures)));
 			failures = 0;
+			/* a later repeat of the same error is news again */
+			if (last_error != NULL)
+			{
+				pfree(last_error);
+				last_error = NULL;
+			}
 		}
 		PG_CATCH();
 		{
 			ErrorData  *edata;
-			long		backoff;
 
 			MemoryContextSwitchTo(batch_context);
 			edata = CopyErrorData();
@@ -289,9 +290,7 @@ payment_worker_main(Datum main_arg)
 				last_error = MemoryContextStrdup(TopMemoryContext, edata->message);
 			}
 			failures++;
-			/* exponential backoff with full jitter */
-			backoff = Min(MAX_BACKOFF_MS, 100L << Min(failures, 9));
-			wait_ms = backoff / 2 + (long) pg_prng_uint64_range(&pg_global_prng_state, 0, backoff / 2);
+			wait_ms = (long) backoff_delay(failures, FIRST_BACKOFF_MS, MAX_BACKOFF_MS);
 		}
 		PG_END_TRY();
 
@@ -305,10 +304,5 @@ payment_worker_main(Datum main_arg)
 		pgstat_report_stat(handled == 0);
 		if (handled == 0 && wait_ms > 0)
 			wait_on_latch(wait_ms);
-		else if (failures == 0 && last_error != NULL)
-		{
-			pfree(last_error);
-			last_error = NULL;
-		}
 	}
 }

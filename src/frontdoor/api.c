@@ -28,7 +28,7 @@
 
 #include "frontdoor/auth.h"
 #include "payment.h"
-#include "queue/sqs.h"
+#include "queue/queue.h"
 
 PG_FUNCTION_INFO_V1(submit_payment);
 PG_FUNCTION_INFO_V1(submit_payments);
@@ -43,20 +43,23 @@ optional_text(FunctionCallInfo fcinfo, int argno)
 	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
+/*
+ * Count accepted submissions for payment.stats: a transactional queue's at
+ * commit (a rollback submitted nothing), another's at once.
+ */
 static void
-warn_if_not_preloaded(void)
+count_submitted(const QueueBackend *backend, int count)
 {
-	if (!payment_preloaded)
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payment is queued but no payment worker is running"),
-				 errdetail("The payment library was not loaded at server start."),
-				 errhint("Add payment to shared_preload_libraries in postgresql.conf and restart the server.")));
+	if (backend->transactional)
+		payment_note_enqueued(count);
+	else if (payment_shared != NULL)
+		payment_count(&payment_shared->counters.submitted, count);
 }
 
 /*
  * Validate one payload for the caller and return its JSON text; fills
- * *fields.  Raises class 22 on a bad payload, 42501 for another user's.
+ * *fields.  Raises 54000 for a payload nested too deep, class 22 for one the
+ * schema refuses, and 42501 for another user's.
  */
 static char *
 accept_payload(Jsonb *payload, const PaymentCaller *caller, PaymentFields *fields)
@@ -84,6 +87,8 @@ submit_payment(PG_FUNCTION_ARGS)
 	Jsonb	   *payload = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
 	PaymentCaller caller;
 	PaymentFields fields;
+	const QueueBackend *backend = queue_backend();
+	QueuedPayment queued;
 	char	   *body;
 	char	   *message_id;
 	StringInfoData result;
@@ -97,19 +102,11 @@ submit_payment(PG_FUNCTION_ARGS)
 				 errmsg("payment payload must not be null")));
 
 	body = accept_payload(payload, &caller, &fields);
-
-	if (payment_use_sqs())
-	{
-		message_id = sqs_send_message(body);
-		if (payment_shared)
-			payment_count(&payment_shared->counters.submitted, 1);
-	}
-	else
-	{
-		warn_if_not_preloaded();
-		message_id = embedded_enqueue(body, &fields);
-		payment_note_enqueued(1);
-	}
+	queued.body = body;
+	queued.payment_id = fields.payment_id;
+	queued.user_id = fields.user_id;
+	message_id = backend->enqueue(&queued);
+	count_submitted(backend, 1);
 
 	initStringInfo(&result);
 	appendStringInfoString(&result, "{\"message\": \"OK\", \"messageId\": ");
@@ -136,8 +133,8 @@ submit_payments(PG_FUNCTION_ARGS)
 	ErrorContextCallback errcallback;
 	int			index = 0;
 	int			count;
-	char	  **bodies;
-	PaymentFields *fields;
+	const QueueBackend *backend = queue_backend();
+	QueuedPayment *queued;
 	char	  **message_ids;
 	StringInfoData result;
 
@@ -153,8 +150,7 @@ submit_payments(PG_FUNCTION_ARGS)
 				 errmsg("payments must be a JSON array of payment objects")));
 
 	count = JB_ROOT_COUNT(payloads);
-	bodies = palloc(sizeof(char *) * Max(count, 1));
-	fields = palloc(sizeof(PaymentFields) * Max(count, 1));
+	queued = palloc(sizeof(QueuedPayment) * Max(count, 1));
 	message_ids = palloc0(sizeof(char *) * Max(count, 1));
 
 	/* validate every element before enqueueing any: all or nothing */
@@ -165,27 +161,20 @@ submit_payments(PG_FUNCTION_ARGS)
 	it = JsonbIteratorInit(&payloads->root);
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 	{
+		PaymentFields fields;
+
 		if (tok != WJB_ELEM)
 			continue;
-		bodies[index] = accept_payload(JsonbValueToJsonb(&elem), &caller, &fields[index]);
+		queued[index].body = accept_payload(JsonbValueToJsonb(&elem), &caller, &fields);
+		queued[index].payment_id = fields.payment_id;
+		queued[index].user_id = fields.user_id;
 		index++;
 	}
 	error_context_stack = errcallback.previous;
 
-	if (payment_use_sqs())
-	{
-		if (count > 0)
-			sqs_send_message_batch(bodies, count, message_ids);
-		if (payment_shared)
-			payment_count(&payment_shared->counters.submitted, count);
-	}
-	else
-	{
-		warn_if_not_preloaded();
-		for (int i = 0; i < count; i++)
-			message_ids[i] = embedded_enqueue(bodies[i], &fields[i]);
-		payment_note_enqueued(count);
-	}
+	if (count > 0)
+		backend->enqueue_batch(queued, count, message_ids);
+	count_submitted(backend, count);
 
 	initStringInfo(&result);
 	appendStringInfo(&result, "{\"message\": \"OK\", \"count\": %d, \"messageIds\": [", count);
@@ -292,58 +281,10 @@ payment_status(PG_FUNCTION_ARGS)
 Datum
 redrive_dead_letters(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr move_plan = NULL;
-	static SPIPlanPtr take_plan = NULL;
-	Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2];
 	uint64		moved;
 
-	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
-	values[1] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
-	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
-	nulls[1] = PG_ARGISNULL(1) ? 'n' : ' ';
-
-	SPI_connect();
-	if (!payment_use_sqs())
-	{
-		payment_prepare(&move_plan,
-						"WITH moved AS ("
-						"  DELETE FROM payment.dead_letters"
-						"   WHERE ($1 IS NULL OR id = ANY ($1))"
-						"     AND ($2 IS NULL OR reason = $2)"
-						"  RETURNING id, payment_id, user_id, body)"
-						" INSERT INTO payment.queue (payment_id, user_id, body)"
-						" SELECT payment_id, user_id, body FROM moved ORDER BY id",
-						2, argtypes);
-		if (SPI_execute_plan(move_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "redriving dead letters failed");
-		moved = SPI_processed;
-	}
-	else
-	{
-		char	  **bodies;
-		char	  **ids;
-
-		payment_prepare(&take_plan,
-						"DELETE FROM payment.dead_letters"
-						" WHERE ($1 IS NULL OR id = ANY ($1))"
-						"   AND ($2 IS NULL OR reason = $2)"
-						" RETURNING body",
-						2, argtypes);
-		if (SPI_execute_plan(take_plan, values, nulls, false, 0) != SPI_OK_DELETE_RETURNING)
-			elog(ERROR, "redriving dead letters failed");
-		moved = SPI_processed;
-		bodies = palloc(sizeof(char *) * Max(moved, 1));
-		ids = palloc0(sizeof(char *) * Max(moved, 1));
-		for (uint64 i = 0; i < moved; i++)
-			bodies[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		/* if SQS refuses, the error rolls the deletion back: nothing is lost */
-		if (moved > 0)
-			sqs_send_message_batch(bodies, (int) moved, ids);
-	}
-	SPI_finish();
-
+	moved = queue_redrive(PG_GETARG_DATUM(0), PG_ARGISNULL(0),
+						  PG_GETARG_DATUM(1), PG_ARGISNULL(1));
 	if (payment_shared)
 		payment_count(&payment_shared->counters.redriven, moved);
 	PG_RETURN_INT64((int64) moved);

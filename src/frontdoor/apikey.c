@@ -14,7 +14,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include "catalog/pg_type.h"
 #include "common/base64.h"
@@ -23,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "common/digest.h"
 #include "frontdoor/apikey.h"
 
 #define APIKEY_PREFIX "pay_"
@@ -61,11 +61,10 @@ apikey_result_text(ApiKeyResult result)
 static bytea *
 key_hash(const char *key)
 {
-	bytea	   *hash = palloc(VARHDRSZ + SHA256_DIGEST_LENGTH);
+	bytea	   *hash = palloc(VARHDRSZ + SHA256_BYTES);
 
-	SET_VARSIZE(hash, VARHDRSZ + SHA256_DIGEST_LENGTH);
-	SHA256((const unsigned char *) key, strlen(key),
-		   (unsigned char *) VARDATA(hash));
+	SET_VARSIZE(hash, VARHDRSZ + SHA256_BYTES);
+	digest_sha256(key, strlen(key), (unsigned char *) VARDATA(hash));
 	return hash;
 }
 
@@ -90,8 +89,7 @@ generate_key(char *key_id)
 
 	random_bytes(id, sizeof(id));
 	random_bytes(secret, sizeof(secret));
-	for (int i = 0; i < (int) sizeof(id); i++)
-		sprintf(key_id + 2 * i, "%02x", id[i]);
+	hex_encode_lower(id, sizeof(id), key_id);
 
 	len = pg_b64_encode((const char *) secret, sizeof(secret), b64, sizeof(b64));
 	if (len < 0)
@@ -279,8 +277,8 @@ apikey_check(const char *presented, ApiKey *key)
 	row = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	stored = DatumGetByteaPP(SPI_getbinval(row, desc, 2, &isnull));
-	if (isnull || VARSIZE_ANY_EXHDR(stored) != SHA256_DIGEST_LENGTH ||
-		CRYPTO_memcmp(VARDATA_ANY(stored), VARDATA(hash), SHA256_DIGEST_LENGTH) != 0)
+	if (isnull || VARSIZE_ANY_EXHDR(stored) != SHA256_BYTES ||
+		CRYPTO_memcmp(VARDATA_ANY(stored), VARDATA(hash), SHA256_BYTES) != 0)
 		result = APIKEY_WRONG_SECRET;
 	else if (DatumGetBool(SPI_getbinval(row, desc, 3, &isnull)))
 		result = APIKEY_REVOKED;

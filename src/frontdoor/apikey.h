@@ -6,9 +6,13 @@
 #ifndef PAYMENT_APIKEY_H
 #define PAYMENT_APIKEY_H
 
-#include "postgres.h"
-
 #include "frontdoor/throttle.h"
+
+/* length of an API key's public identifier (hex), see apikey.c */
+#define APIKEY_ID_LEN 16
+
+StaticAssertDecl(APIKEY_ID_LEN <= THROTTLE_KEY_LEN,
+				 "an API key's id must fit a throttle slot's key");
 
 typedef struct ApiKey
 {

@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 
+#include "common/json_util.h"
 #include "frontdoor/apikey.h"
 #include "frontdoor/auth.h"
 #include "frontdoor/jwks.h"
@@ -192,8 +193,8 @@ credential_from_headers(const char *header)
 
 	if (headers == NULL || headers[0] == '\0')
 		return NULL;
-	obj = jwt_parse_json_object(headers, strlen(headers));
-	return obj ? jwt_json_string(obj, header) : NULL;
+	obj = json_parse_object(headers, strlen(headers));
+	return obj ? json_get_string(&obj->root, header) : NULL;
 }
 
 static void refuse_throttled(const char *operation, ThrottleResult result,
@@ -431,7 +432,7 @@ payment_defence_check(Jsonb *payload)
 		char	   *payment_id = NULL;
 
 		if (JB_ROOT_IS_OBJECT(payload) && !JB_ROOT_IS_SCALAR(payload))
-			payment_id = jwt_json_string(payload, "paymentId");
+			payment_id = json_get_string(&payload->root, "paymentId");
 		audit_refusal(current_operation, "payload nested too deeply", NULL, NULL, payment_id);
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

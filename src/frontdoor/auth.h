@@ -7,8 +7,6 @@
 #ifndef PAYMENT_AUTH_H
 #define PAYMENT_AUTH_H
 
-#include "postgres.h"
-
 #include "utils/jsonb.h"
 
 typedef struct PaymentCaller
@@ -53,7 +51,7 @@ extern void payment_authorize_user(const PaymentCaller *caller,
 
 /*
  * Defence in depth in place of a WAF: refuse a payload nested deeper than
- * payment.max_json_depth (54000), with an audit line.  Call it after
+ * payment.max_json_depth with SQLSTATE 54000 and an audit line.  Call it after
  * payment_authenticate and before validating the payload.
  */
 extern void payment_defence_check(Jsonb *payload);

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * jwks.c
- *	  The JSON Web Key Set at payment.jwks_url: fetched with libcurl (TLS
- *	  verified; plain http only to loopback, for tests), parsed with
+ *	  The JSON Web Key Set at payment.jwks_url: fetched with common/http.c
+ *	  (TLS verified; plain http only to loopback, for tests), parsed with
  *	  PostgreSQL's JSON parser, its RSA keys built from n and e with
  *	  OpenSSL, and cached per backend.  A token naming an unknown kid causes
  *	  a refetch, at most once per payment.jwks_refetch_interval, so keys can
@@ -11,22 +11,23 @@
  */
 #include "postgres.h"
 
-#include <curl/curl.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/param_build.h>
 
-#include "lib/stringinfo.h"
-#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "common/base64url.h"
+#include "common/http.h"
+#include "common/json_util.h"
 #include "frontdoor/jwks.h"
-#include "frontdoor/jwt.h"
 
 #define JWKS_MAX_SIZE (1024 * 1024)
+#define JWKS_CONNECT_TIMEOUT_MS 5000
+#define JWKS_TIMEOUT_MS 10000
 #define JWKS_MAX_AGE_SECS 3600
 #define JWKS_MIN_RSA_BITS 2048
 
@@ -46,7 +47,6 @@ static int	jwks_nkeys = 0;
 static char *jwks_from_url = NULL;	/* URL the cache came from */
 static TimestampTz jwks_fetched_at = 0;
 static TimestampTz jwks_attempted_at = 0;
-static bool curl_initialized = false;
 
 /*
  * https anywhere; plain http only to the loopback host (tests, local
@@ -56,35 +56,36 @@ static bool curl_initialized = false;
 static bool
 check_jwks_url(char **newval, void **extra, GucSource source)
 {
-	CURLU	   *u;
-	char	   *scheme = NULL;
-	char	   *host = NULL;
+	HttpUrl		url;
+	char	   *problem;
 	bool		ok;
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
-	u = curl_url();
-	ok = u != NULL &&
-		curl_url_set(u, CURLUPART_URL, *newval, 0) == CURLUE_OK &&
-		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-		(strcmp(scheme, "https") == 0 ||
-		 (strcmp(scheme, "http") == 0 &&
-		  (strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 ||
-		   strcmp(host, "[::1]") == 0)));
-	curl_free(scheme);
-	curl_free(host);
-	curl_url_cleanup(u);
+	ok = http_parse_url(*newval, &url, &problem) &&
+		(strcmp(url.scheme, "https") == 0 ||
+		 (strcmp(url.scheme, "http") == 0 &&
+		  (strcmp(url.hostname, "127.0.0.1") == 0 ||
+		   strcmp(url.hostname, "localhost") == 0 ||
+		   strcmp(url.hostname, "[::1]") == 0)));
 	if (!ok)
 		GUC_check_errdetail("The JWKS must be fetched over https (plain http only from the loopback host).");
 	return ok;
 }
 
-/* tokens verified against another key set are not to be trusted from cache */
+/* bumped when payment.jwks_url changes; see jwks_url_generation() */
+static uint64 url_generation = 0;
+
 static void
 jwks_url_changed(const char *newval, void *extra)
 {
-	jwt_forget_verified_tokens();
+	url_generation++;
+}
+
+uint64
+jwks_url_generation(void)
+{
+	return url_generation;
 }
 
 void
@@ -109,89 +110,11 @@ jwks_define_settings(void)
 							NULL, NULL, NULL);
 }
 
-static size_t
-collect_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	StringInfo	body = (StringInfo) arg;
-	size_t		n = size * nmemb;
-
-	if (body->len + n > JWKS_MAX_SIZE)
-		return 0;				/* makes curl fail with a write error */
-	appendBinaryStringInfo(body, data, n);
-	return n;
-}
-
-/* lets a query cancel or shutdown interrupt a slow fetch */
-static int
-check_interrupts(void *arg, curl_off_t dltotal, curl_off_t dlnow,
-				 curl_off_t ultotal, curl_off_t ulnow)
-{
-	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
-}
-
-/* GET the URL; false with *error set on any failure */
-static bool
-http_get(const char *url, StringInfo body, char **error)
-{
-	CURL	   *curl;
-	CURLcode	rc;
-	long		status = 0;
-	char		errbuf[CURL_ERROR_SIZE] = "";
-
-	if (!curl_initialized)
-	{
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		{
-			*error = "could not initialize libcurl";
-			return false;
-		}
-		curl_initialized = true;
-	}
-	curl = curl_easy_init();
-	if (curl == NULL)
-	{
-		*error = "could not create a libcurl handle";
-		return false;
-	}
-
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, body);
-	curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, check_interrupts);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-
-	rc = curl_easy_perform(curl);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(curl);
-
-	CHECK_FOR_INTERRUPTS();
-	if (rc != CURLE_OK)
-	{
-		*error = psprintf("%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		return false;
-	}
-	if (status != 200)
-	{
-		*error = psprintf("HTTP status %ld", status);
-		return false;
-	}
-	return true;
-}
-
 static BIGNUM *
 base64url_bignum(const char *b64)
 {
 	int			len;
-	char	   *bytes = b64 ? jwt_base64url_decode(b64, strlen(b64), &len) : NULL;
+	char	   *bytes = b64 ? base64url_decode(b64, strlen(b64), &len) : NULL;
 
 	if (bytes == NULL || len == 0)
 		return NULL;
@@ -202,9 +125,9 @@ base64url_bignum(const char *b64)
 static EVP_PKEY *
 rsa_key_from_jwk(Jsonb *jwk)
 {
-	char	   *kty = jwt_json_string(jwk, "kty");
-	char	   *use = jwt_json_string(jwk, "use");
-	char	   *alg = jwt_json_string(jwk, "alg");
+	char	   *kty = json_get_string(&jwk->root, "kty");
+	char	   *use = json_get_string(&jwk->root, "use");
+	char	   *alg = json_get_string(&jwk->root, "alg");
 	BIGNUM	   *n = NULL;
 	BIGNUM	   *e = NULL;
 	OSSL_PARAM_BLD *bld = NULL;
@@ -218,8 +141,8 @@ rsa_key_from_jwk(Jsonb *jwk)
 		(alg != NULL && strcmp(alg, "RS256") != 0))
 		return NULL;
 
-	n = base64url_bignum(jwt_json_string(jwk, "n"));
-	e = base64url_bignum(jwt_json_string(jwk, "e"));
+	n = base64url_bignum(json_get_string(&jwk->root, "n"));
+	e = base64url_bignum(json_get_string(&jwk->root, "e"));
 	if (n == NULL || e == NULL || BN_num_bits(n) < JWKS_MIN_RSA_BITS)
 		goto done;
 
@@ -260,7 +183,15 @@ free_keys(void)
 static bool
 fetch_jwks(void)
 {
-	StringInfoData body;
+	HttpRequest req = {
+		.peer = "JWKS",
+		.method = "GET",
+		.url = payment_jwks_url,
+		.connect_timeout_ms = JWKS_CONNECT_TIMEOUT_MS,
+		.timeout_ms = JWKS_TIMEOUT_MS,
+		.max_response = JWKS_MAX_SIZE,
+	};
+	HttpResponse resp;
 	char	   *error = NULL;
 	Jsonb	   *doc;
 	JsonbValue	keys;
@@ -272,8 +203,9 @@ fetch_jwks(void)
 	int			capacity = 8;
 
 	jwks_attempted_at = GetCurrentTimestamp();
-	initStringInfo(&body);
-	if (!http_get(payment_jwks_url, &body, &error))
+	if (http_try(&req, &resp, &error) && resp.status != 200)
+		error = psprintf("HTTP status %ld", resp.status);
+	if (error != NULL)
 	{
 		ereport(LOG,
 				(errmsg("payment: could not fetch the JWKS from \"%s\": %s",
@@ -281,7 +213,7 @@ fetch_jwks(void)
 				 errhidestmt(true)));
 		return false;
 	}
-	doc = jwt_parse_json_object(body.data, body.len);
+	doc = json_parse_object(resp.body, resp.body_len);
 	if (doc == NULL ||
 		getKeyJsonValueFromContainer(&doc->root, "keys", 4, &keys) == NULL ||
 		keys.type != jbvBinary || !JsonContainerIsArray(keys.val.binary.data))
@@ -305,7 +237,7 @@ fetch_jwks(void)
 			!JsonContainerIsObject(elem.val.binary.data))
 			continue;
 		jwk = JsonbValueToJsonb(&elem);
-		kid = jwt_json_string(jwk, "kid");
+		kid = json_get_string(&jwk->root, "kid");
 		if (kid == NULL || (pkey = rsa_key_from_jwk(jwk)) == NULL)
 			continue;
 		if (nfound == capacity)

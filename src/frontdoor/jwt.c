@@ -7,8 +7,7 @@
  *	  the user claim, and a bounded per-backend cache of verified tokens
  *	  keyed by the token's SHA-256 and expiring with it.
  *
- *	  JSON is parsed by PostgreSQL's own parser into jsonb; base64url is
- *	  translated to base64 and decoded by PostgreSQL's common code.
+ *	  JSON is parsed by PostgreSQL's own parser into jsonb (common/json_util.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -16,17 +15,16 @@
 #include <math.h>
 
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 
-#include "common/base64.h"
-#include "common/jsonapi.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "common/base64url.h"
+#include "common/digest.h"
+#include "common/json_util.h"
 #include "frontdoor/jwks.h"
 #include "frontdoor/jwt.h"
 
@@ -44,7 +42,7 @@ static int	payment_jwt_cache_size = 1024;
 
 typedef struct TokenCacheEntry
 {
-	uint8		hash[SHA256_DIGEST_LENGTH];	/* key: SHA-256 of the token */
+	uint8		hash[SHA256_BYTES];	/* key: SHA-256 of the token */
 	double		exp;			/* the token's exp, Unix seconds */
 	char	   *user_id;		/* in token_cache_cxt */
 } TokenCacheEntry;
@@ -56,16 +54,17 @@ static HTAB *token_cache = NULL;
 static uint64 settings_generation = 0;
 static uint64 cache_generation = 0;
 
-void
-jwt_forget_verified_tokens(void)
+static void
+settings_changed(const char *newval, void *extra)
 {
 	settings_generation++;
 }
 
-static void
-settings_changed(const char *newval, void *extra)
+/* changes with any setting deciding validity, the JWKS URL included */
+static uint64
+current_generation(void)
 {
-	jwt_forget_verified_tokens();
+	return settings_generation + jwks_url_generation();
 }
 
 void
@@ -148,95 +147,6 @@ jwt_result_text(JwtResult result)
 	return "unknown";
 }
 
-/*
- * base64url (RFC 4648 section 5, unpadded) to bytes, NUL-terminated for
- * convenience.  NULL when the input is not base64url.
- */
-char *
-jwt_base64url_decode(const char *src, int srclen, int *dstlen)
-{
-	int			padded = srclen + (4 - srclen % 4) % 4;
-	char	   *b64 = palloc(padded + 1);
-	char	   *dst;
-	int			len;
-
-	if (srclen % 4 == 1)
-		return NULL;
-	for (int i = 0; i < srclen; i++)
-	{
-		char		c = src[i];
-
-		if (c == '-')
-			c = '+';
-		else if (c == '_')
-			c = '/';
-		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-				   (c >= '0' && c <= '9')))
-			return NULL;
-		b64[i] = c;
-	}
-	for (int i = srclen; i < padded; i++)
-		b64[i] = '=';
-	b64[padded] = '\0';
-
-	dst = palloc(pg_b64_dec_len(padded) + 1);
-	len = pg_b64_decode(b64, padded, dst, pg_b64_dec_len(padded));
-	pfree(b64);
-	if (len < 0)
-		return NULL;
-	dst[len] = '\0';
-	*dstlen = len;
-	return dst;
-}
-
-/*
- * Text to a jsonb object, or NULL if it is not one.  The text is checked
- * with the non-throwing parser first, so untrusted input never raises.
- */
-Jsonb *
-jwt_parse_json_object(const char *text, int len)
-{
-	char	   *copy;
-	JsonLexContext *lex;
-	Jsonb	   *jb;
-
-	if (memchr(text, '\0', len) != NULL || !pg_verifymbstr(text, len, true))
-		return NULL;
-	copy = pnstrdup(text, len);
-	lex = makeJsonLexContextCstringLen(copy, len, GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
-	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
-		return NULL;
-	return jb;
-}
-
-char *
-jwt_json_string(Jsonb *obj, const char *key)
-{
-	JsonbValue	v;
-
-	if (getKeyJsonValueFromContainer(&obj->root, key, strlen(key), &v) == NULL ||
-		v.type != jbvString)
-		return NULL;
-	return pnstrdup(v.val.string.val, v.val.string.len);
-}
-
-bool
-jwt_json_number(Jsonb *obj, const char *key, double *value)
-{
-	JsonbValue	v;
-
-	if (getKeyJsonValueFromContainer(&obj->root, key, strlen(key), &v) == NULL ||
-		v.type != jbvNumeric)
-		return false;
-	/* huge values become infinity rather than an error */
-	*value = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-												NumericGetDatum(v.val.numeric)));
-	return !isnan(*value);
-}
-
 /* ID tokens: aud is a string, or (RFC 7519) an array of strings */
 static bool
 audience_matches(Jsonb *payload, const char *audience)
@@ -288,7 +198,7 @@ cache_lookup(const uint8 *hash, double now)
 {
 	TokenCacheEntry *entry;
 
-	if (token_cache == NULL || cache_generation != settings_generation ||
+	if (token_cache == NULL || cache_generation != current_generation() ||
 		payment_jwt_cache_size == 0)
 		return NULL;
 	entry = hash_search(token_cache, hash, HASH_FIND, NULL);
@@ -314,7 +224,7 @@ cache_store(const uint8 *hash, double exp, const char *user_id)
 												ALLOCSET_SMALL_SIZES);
 	/* empty it when full or when the settings changed */
 	if (token_cache != NULL &&
-		(cache_generation != settings_generation ||
+		(cache_generation != current_generation() ||
 		 hash_get_num_entries(token_cache) >= payment_jwt_cache_size))
 	{
 		token_cache = NULL;
@@ -324,12 +234,12 @@ cache_store(const uint8 *hash, double exp, const char *user_id)
 	{
 		HASHCTL		ctl;
 
-		ctl.keysize = SHA256_DIGEST_LENGTH;
+		ctl.keysize = SHA256_BYTES;
 		ctl.entrysize = sizeof(TokenCacheEntry);
 		ctl.hcxt = token_cache_cxt;
 		token_cache = hash_create("payment token cache", Min(payment_jwt_cache_size, 1024), &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		cache_generation = settings_generation;
+		cache_generation = current_generation();
 	}
 	entry = hash_search(token_cache, hash, HASH_ENTER, &found);
 	entry->exp = exp;
@@ -360,7 +270,7 @@ jwt_verify(const char *token, char **user_id)
 	size_t		token_len = strlen(token);
 	const char *dot1;
 	const char *dot2;
-	uint8		hash[SHA256_DIGEST_LENGTH];
+	uint8		hash[SHA256_BYTES];
 	double		now = unix_now();
 	TokenCacheEntry *cached;
 	char	   *text;
@@ -393,7 +303,7 @@ jwt_verify(const char *token, char **user_id)
 		dot1 - token > JWT_MAX_HEADER_LENGTH)
 		return JWT_MALFORMED;
 
-	SHA256((const unsigned char *) token, token_len, hash);
+	digest_sha256(token, token_len, hash);
 	cached = cache_lookup(hash, now);
 	if (cached != NULL)
 	{
@@ -402,20 +312,20 @@ jwt_verify(const char *token, char **user_id)
 	}
 
 	/* header: only RS256 with a kid; "crit" extensions are not understood */
-	text = jwt_base64url_decode(token, dot1 - token, &len);
-	header = text ? jwt_parse_json_object(text, len) : NULL;
+	text = base64url_decode(token, dot1 - token, &len);
+	header = text ? json_parse_object(text, len) : NULL;
 	if (header == NULL)
 		return JWT_MALFORMED;
-	alg = jwt_json_string(header, "alg");
+	alg = json_get_string(&header->root, "alg");
 	if (alg == NULL || strcmp(alg, "RS256") != 0)
 		return JWT_BAD_ALG;
-	kid = jwt_json_string(header, "kid");
+	kid = json_get_string(&header->root, "kid");
 	if (kid == NULL ||
 		getKeyJsonValueFromContainer(&header->root, "crit", 4, &crit) != NULL)
 		return JWT_MALFORMED;
 
 	/* signature before anything in the payload is believed */
-	sig = jwt_base64url_decode(dot2 + 1, token + token_len - (dot2 + 1), &sig_len);
+	sig = base64url_decode(dot2 + 1, token + token_len - (dot2 + 1), &sig_len);
 	if (sig == NULL || sig_len == 0)
 		return JWT_BAD_SIGNATURE;
 	key = jwks_get_key(kid);
@@ -424,29 +334,29 @@ jwt_verify(const char *token, char **user_id)
 	if (!signature_valid(key, token, dot2 - token, sig, sig_len))
 		return JWT_BAD_SIGNATURE;
 
-	text = jwt_base64url_decode(dot1 + 1, dot2 - (dot1 + 1), &len);
-	payload = text ? jwt_parse_json_object(text, len) : NULL;
+	text = base64url_decode(dot1 + 1, dot2 - (dot1 + 1), &len);
+	payload = text ? json_parse_object(text, len) : NULL;
 	if (payload == NULL)
 		return JWT_MALFORMED;
 
-	if (!jwt_json_number(payload, "exp", &exp))
+	if (!json_get_number(&payload->root, "exp", &exp))
 		return JWT_MALFORMED;
 	if (now > exp + payment_jwt_leeway)
 		return JWT_EXPIRED;
-	if (jwt_json_number(payload, "nbf", &nbf) && nbf > now + payment_jwt_leeway)
+	if (json_get_number(&payload->root, "nbf", &nbf) && nbf > now + payment_jwt_leeway)
 		return JWT_NOT_YET_VALID;
-	if (jwt_json_number(payload, "iat", &iat) && iat > now + payment_jwt_leeway)
+	if (json_get_number(&payload->root, "iat", &iat) && iat > now + payment_jwt_leeway)
 		return JWT_NOT_YET_VALID;
 
-	iss = jwt_json_string(payload, "iss");
+	iss = json_get_string(&payload->root, "iss");
 	if (iss == NULL || strcmp(iss, payment_jwt_issuer) != 0)
 		return JWT_BAD_ISSUER;
 
 	/* Cognito: access tokens name the app in client_id, ID tokens in aud */
-	token_use = jwt_json_string(payload, "token_use");
+	token_use = json_get_string(&payload->root, "token_use");
 	if (token_use != NULL && strcmp(token_use, "access") == 0)
 	{
-		char	   *client_id = jwt_json_string(payload, "client_id");
+		char	   *client_id = json_get_string(&payload->root, "client_id");
 
 		if (client_id == NULL || strcmp(client_id, payment_jwt_audience) != 0)
 			return JWT_BAD_AUDIENCE;
@@ -459,7 +369,7 @@ jwt_verify(const char *token, char **user_id)
 	else
 		return JWT_BAD_TOKEN_USE;
 
-	user = jwt_json_string(payload, payment_jwt_user_claim);
+	user = json_get_string(&payload->root, payment_jwt_user_claim);
 	if (user == NULL || user[0] == '\0')
 		return JWT_NO_USER_CLAIM;
 

@@ -1,15 +1,10 @@
 /*-------------------------------------------------------------------------
  * jwt.h
- *	  Verification of Cognito-style RS256 JSON Web Tokens, and the small
- *	  JSON and base64url helpers that jwks.c shares.
+ *	  Verification of Cognito-style RS256 JSON Web Tokens.
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_JWT_H
 #define PAYMENT_JWT_H
-
-#include "postgres.h"
-
-#include "utils/jsonb.h"
 
 typedef enum JwtResult
 {
@@ -39,16 +34,7 @@ extern void jwt_define_settings(void);
  */
 extern JwtResult jwt_verify(const char *token, char **user_id);
 
-/* Empty the verified-token cache (a setting deciding validity changed). */
-extern void jwt_forget_verified_tokens(void);
-
 /* What went wrong, for the server log only. */
 extern const char *jwt_result_text(JwtResult result);
-
-/* helpers shared with jwks.c and auth.c (request.headers) */
-extern char *jwt_base64url_decode(const char *src, int srclen, int *dstlen);
-extern Jsonb *jwt_parse_json_object(const char *text, int len);
-extern char *jwt_json_string(Jsonb *obj, const char *key);
-extern bool jwt_json_number(Jsonb *obj, const char *key, double *value);
 
 #endif							/* PAYMENT_JWT_H */

@@ -32,7 +32,7 @@ typedef struct Bucket
 
 typedef struct KeySlot
 {
-	char		key_id[APIKEY_ID_LEN + 1];	/* "" = free */
+	char		key_id[THROTTLE_KEY_LEN + 1];	/* "" = free */
 	Bucket		bucket;
 	int64		quota_window;	/* index of the current quota period */
 	int32		quota_used;

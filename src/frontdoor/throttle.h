@@ -7,10 +7,8 @@
 #ifndef PAYMENT_THROTTLE_H
 #define PAYMENT_THROTTLE_H
 
-#include "postgres.h"
-
-/* length of an API key's public identifier (hex), see apikey.c */
-#define APIKEY_ID_LEN 16
+/* longest key a caller may be throttled by (an API key's public id) */
+#define THROTTLE_KEY_LEN 16
 
 typedef struct ThrottleLimits
 {

@@ -2,7 +2,7 @@
  * aws_credentials.c
  *	  Resolving the AWS credentials and region for the SQS backend.
  *
- * Owns: the lookup order (the payment.aws_* settings, then the server's
+ * Owns: the payment.aws_* settings, the lookup order (those settings, then the server's
  * environment, then the shared credentials file of the server's OS user
  * under AWS_PROFILE), reading that INI file, and wiping secrets after use.
  * Credentials are looked up afresh for every request, so rotated keys and
@@ -16,11 +16,57 @@
 
 #include "lib/stringinfo.h"
 #include "storage/fd.h"
+#include "utils/guc.h"
 
 #include "queue/aws_credentials.h"
 
 /* larger credentials or config files are refused */
 #define AWS_FILE_MAX (1024 * 1024)
+
+char	   *payment_aws_region = "";
+char	   *payment_aws_access_key_id = "";
+char	   *payment_aws_secret_access_key = "";
+char	   *payment_aws_session_token = "";
+
+void
+aws_define_settings(void)
+{
+	DefineCustomStringVariable("payment.aws_region",
+							   gettext_noop("AWS region of the SQS queue; empty takes it from the environment."),
+							   NULL,
+							   &payment_aws_region,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("payment.aws_access_key_id",
+							   gettext_noop("AWS access key id for SQS; empty takes credentials from the environment."),
+							   NULL,
+							   &payment_aws_access_key_id,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("payment.aws_secret_access_key",
+							   gettext_noop("AWS secret access key for SQS."),
+							   NULL,
+							   &payment_aws_secret_access_key,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("payment.aws_session_token",
+							   gettext_noop("AWS session token for temporary SQS credentials."),
+							   NULL,
+							   &payment_aws_session_token,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+}
 
 static bool
 is_set(const char *s)

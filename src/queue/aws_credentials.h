@@ -6,11 +6,13 @@
 #ifndef PAYMENT_AWS_CREDENTIALS_H
 #define PAYMENT_AWS_CREDENTIALS_H
 
-/* settings, defined in sqs.c; "" means unset */
+/* "" means unset */
 extern char *payment_aws_region;
 extern char *payment_aws_access_key_id;
 extern char *payment_aws_secret_access_key;
 extern char *payment_aws_session_token;
+
+extern void aws_define_settings(void);
 
 typedef struct AwsCredentials
 {

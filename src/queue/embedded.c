@@ -1,5 +1,5 @@
 /*-------------------------------------------------------------------------
- * queue_embedded.c
+ * embedded.c
  *	  The default queue backend: the WAL-logged table payment.queue.
  *
  *	  Enqueue runs in the caller's transaction, so a rollback enqueues
@@ -15,42 +15,82 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
 #include "payment.h"
+#include "queue/queue.h"
+
+PG_FUNCTION_INFO_V1(payment_claim_messages);
 
 static SPIPlanPtr enqueue_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 static SPIPlanPtr delay_plan = NULL;
 
-/* Insert one message in the caller's transaction; returns its message id. */
-char *
-embedded_enqueue(const char *body, PaymentFields *fields)
+static void
+warn_if_no_worker(void)
 {
-	Oid			argtypes[3] = {UUIDOID, UUIDOID, TEXTOID};
+	if (!payment_preloaded)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment is queued but no payment worker is running"),
+				 errdetail("The payment library was not loaded at server start."),
+				 errhint("Add payment to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* One row, in the caller's transaction and SPI connection; its message id. */
+static char *
+insert_message(const QueuedPayment *payment)
+{
 	Datum		values[3];
-	char	   *message_id;
+	char		nulls[3] = {' ', ' ', ' '};
 	int			rc;
 
-	values[0] = fields->payment_id;
-	values[1] = fields->user_id;
-	values[2] = CStringGetTextDatum(body);
+	values[0] = payment->payment_id;
+	values[1] = payment->user_id;
+	values[2] = CStringGetTextDatum(payment->body);
+	if (values[0] == (Datum) 0)
+		nulls[0] = 'n';
+	if (values[1] == (Datum) 0)
+		nulls[1] = 'n';
 
-	SPI_connect();
 	payment_prepare(&enqueue_plan,
 					"INSERT INTO payment.queue (payment_id, user_id, body) "
 					"VALUES ($1, $2, $3) RETURNING message_id::text",
-					3, argtypes);
-	rc = SPI_execute_plan(enqueue_plan, values, NULL, false, 1);
+					3, (Oid[]) {UUIDOID, UUIDOID, TEXTOID});
+	rc = SPI_execute_plan(enqueue_plan, values, nulls, false, 1);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "enqueue failed: %s", SPI_result_code_string(rc));
-	message_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	message_id = MemoryContextStrdup(CurrentMemoryContext, message_id);
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+/*
+ * Insert messages in the caller's transaction; the queue's statement
+ * trigger wakes the workers when it commits.
+ */
+static void
+embedded_enqueue_batch(const QueuedPayment *payments, int count, char **message_ids)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	warn_if_no_worker();
+	SPI_connect();
+	for (int i = 0; i < count; i++)
+		message_ids[i] = MemoryContextStrdup(caller, insert_message(&payments[i]));
 	SPI_finish();
+}
+
+static char *
+embedded_enqueue(const QueuedPayment *payment)
+{
+	char	   *message_id;
+
+	embedded_enqueue_batch(payment, 1, &message_id);
 	return message_id;
 }
 
@@ -78,25 +118,18 @@ next_visible_in(double cap)
 }
 
 /*
- * Claim up to max_messages visible messages in a transaction of its own.
- * The result is allocated in the caller's memory context.  When there is
- * none, *idle_seconds says how long until the next queued message becomes
- * visible (at most its input value), so an idle worker sleeps on its latch
- * just as long as it needs to.
+ * Claim up to max_messages visible messages in the current transaction (SPI
+ * connected): count the receive and hide them for the visibility timeout.
+ * Rows another transaction holds are skipped, so concurrent claimers never
+ * get the same message.  The result is allocated in result_context.
  */
-int
-embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
+static int
+claim_in_transaction(QueueMessage **messages, int max_messages,
+					 MemoryContext result_context)
 {
-	MemoryContext caller_context = CurrentMemoryContext;
-	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		values[2];
 	QueueMessage *claimed = NULL;
 	int			count;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
 
 	payment_prepare(&claim_plan,
 					/*
@@ -112,7 +145,7 @@ embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
 					"                         ORDER BY seq LIMIT $1"
 					"                         FOR UPDATE SKIP LOCKED))"
 					" RETURNING seq, message_id::text, body, receive_count",
-					2, argtypes);
+					2, (Oid[]) {INT4OID, INT4OID});
 	values[0] = Int32GetDatum(max_messages);
 	values[1] = Int32GetDatum(payment_visibility_timeout);
 	if (SPI_execute_plan(claim_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
@@ -121,7 +154,7 @@ embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
 	count = (int) SPI_processed;
 	if (count > 0)
 	{
-		MemoryContext spi_context = MemoryContextSwitchTo(caller_context);
+		MemoryContext spi_context = MemoryContextSwitchTo(result_context);
 
 		claimed = palloc0(sizeof(QueueMessage) * count);
 		for (int i = 0; i < count; i++)
@@ -137,7 +170,31 @@ embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
 		}
 		MemoryContextSwitchTo(spi_context);
 	}
-	else
+	*messages = claimed;
+	return count;
+}
+
+/*
+ * The workers' claim: a transaction of its own, as an SQS receive is, so a
+ * batch whose worker dies reappears after the visibility timeout with its
+ * receive count kept.  The result is allocated in the caller's memory
+ * context.  When there is none, *idle_seconds says how long until the next
+ * queued message becomes visible (at most its input value), so an idle
+ * worker sleeps on its latch just as long as it needs to.
+ */
+static int
+embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	int			count;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	count = claim_in_transaction(messages, max_messages, caller_context);
+	if (count == 0)
 		*idle_seconds = next_visible_in(*idle_seconds);
 
 	PopActiveSnapshot();
@@ -145,9 +202,43 @@ embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
 	CommitTransactionCommand();
 	/* commit leaves TopMemoryContext current */
 	MemoryContextSwitchTo(caller_context);
-
-	*messages = claimed;
 	return count;
+}
+
+/*
+ * payment.claim_messages(max_messages): the workers' claim, in the caller's
+ * transaction, for diagnostics and the isolation tests of the claim.  The
+ * claimed messages come back after the visibility timeout, one receive
+ * counted, as a crashed worker's batch does.
+ */
+Datum
+payment_claim_messages(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			max_messages = PG_GETARG_INT32(0);
+	QueueMessage *claimed;
+	int			count;
+
+	if (max_messages < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_messages must be at least 1")));
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	count = claim_in_transaction(&claimed, max_messages, CurrentMemoryContext);
+	for (int i = 0; i < count; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = Int64GetDatum(claimed[i].seq);
+		values[1] = CStringGetTextDatum(claimed[i].message_id);
+		values[2] = CStringGetTextDatum(claimed[i].body);
+		values[3] = Int32GetDatum(claimed[i].receive_count);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
 }
 
 static Datum
@@ -165,7 +256,7 @@ int8_array(int64 *items, int count)
  * In the store's transaction (SPI connected): remove settled messages and
  * push retried ones back by their delay.
  */
-void
+static void
 embedded_settle(QueueMessage *messages, int count)
 {
 	int64	   *done = palloc(sizeof(int64) * count);
@@ -213,3 +304,13 @@ embedded_settle(QueueMessage *messages, int count)
 			elog(ERROR, "delaying a retried message failed");
 	}
 }
+
+const QueueBackend embedded_queue = {
+	.name = "embedded",
+	.enqueue = embedded_enqueue,
+	.enqueue_batch = embedded_enqueue_batch,
+	.transactional = true,
+	.claim = embedded_claim,
+	.settle_with_store = embedded_settle,
+	.settle_after_commit = NULL,
+};

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  * sigv4.c
- *	  AWS Signature Version 4 (header signing), on OpenSSL's SHA-256 and
- *	  HMAC-SHA256.
+ *	  AWS Signature Version 4 (header signing), on the SHA-256 and
+ *	  HMAC-SHA256 of common/digest.c.
  *
  * Owns: the canonical request, the string to sign, the signing key and the
  * Authorization header.  It is pure computation: no I/O and no settings;
@@ -15,9 +15,6 @@
 
 #include <time.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -25,57 +22,16 @@
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 
+#include "common/digest.h"
 #include "queue/sigv4.h"
 
 PG_FUNCTION_INFO_V1(payment_sigv4_test_sign);
-
-#define SHA256_LEN 32
 
 typedef struct CanonicalHeader
 {
 	char	   *name;			/* lower case */
 	char	   *value;			/* trimmed, inner runs of spaces collapsed */
 } CanonicalHeader;
-
-static void
-hex_encode_lower(const unsigned char *in, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < len; i++)
-	{
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 0xf];
-	}
-	out[2 * len] = '\0';
-}
-
-void
-sigv4_sha256_hex(const char *data, size_t len, char *out)
-{
-	unsigned char md[SHA256_LEN];
-	unsigned int mdlen = 0;
-
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) ||
-		mdlen != SHA256_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute a SHA-256 digest")));
-	hex_encode_lower(md, SHA256_LEN, out);
-}
-
-static void
-hmac_sha256(const unsigned char *key, size_t keylen,
-			const char *data, size_t datalen, unsigned char *out)
-{
-	unsigned int outlen = 0;
-
-	if (HMAC(EVP_sha256(), key, (int) keylen, (const unsigned char *) data,
-			 datalen, out, &outlen) == NULL || outlen != SHA256_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute an HMAC-SHA256")));
-}
 
 void
 sigv4_now(char *buf)
@@ -194,15 +150,15 @@ sigv4_authorization(const char *method, const char *path, const char *query,
 	StringInfoData creq;
 	StringInfoData signed_headers;
 	StringInfoData sts;
-	char		hash_hex[2 * SHA256_LEN + 1];
+	char		hash_hex[2 * SHA256_BYTES + 1];
 	char		date[9];
 	char	   *scope;
 	char	   *key;
 	size_t		keylen;
-	unsigned char k1[SHA256_LEN];
-	unsigned char k2[SHA256_LEN];
-	unsigned char signature[SHA256_LEN];
-	char		signature_hex[2 * SHA256_LEN + 1];
+	unsigned char k1[SHA256_BYTES];
+	unsigned char k2[SHA256_BYTES];
+	unsigned char signature[SHA256_BYTES];
+	char		signature_hex[2 * SHA256_BYTES + 1];
 
 	if (strlen(amz_date) != SIGV4_DATE_LEN)
 		ereport(ERROR,
@@ -232,12 +188,12 @@ sigv4_authorization(const char *method, const char *path, const char *query,
 		appendStringInfo(&signed_headers, "%s%s", i > 0 ? ";" : "", ch[i].name);
 	}
 	appendStringInfo(&creq, "\n%s\n", signed_headers.data);
-	sigv4_sha256_hex(payload, payload_len, hash_hex);
+	digest_sha256_hex(payload, payload_len, hash_hex);
 	appendStringInfoString(&creq, hash_hex);
 
 	/* 2. the string to sign */
 	scope = psprintf("%s/%s/%s/aws4_request", date, region, service);
-	sigv4_sha256_hex(creq.data, creq.len, hash_hex);
+	digest_sha256_hex(creq.data, creq.len, hash_hex);
 	initStringInfo(&sts);
 	appendStringInfo(&sts, "AWS4-HMAC-SHA256\n%s\n%s\n%s",
 					 amz_date, scope, hash_hex);
@@ -245,18 +201,18 @@ sigv4_authorization(const char *method, const char *path, const char *query,
 	/* 3. the signing key, derived from the secret; wiped after use */
 	key = psprintf("AWS4%s", secret_access_key);
 	keylen = strlen(key);
-	hmac_sha256((unsigned char *) key, keylen, date, strlen(date), k1);
+	digest_hmac_sha256((unsigned char *) key, keylen, date, strlen(date), k1);
 	explicit_bzero(key, keylen);
 	pfree(key);
-	hmac_sha256(k1, SHA256_LEN, region, strlen(region), k2);
-	hmac_sha256(k2, SHA256_LEN, service, strlen(service), k1);
-	hmac_sha256(k1, SHA256_LEN, "aws4_request", strlen("aws4_request"), k2);
+	digest_hmac_sha256(k1, SHA256_BYTES, region, strlen(region), k2);
+	digest_hmac_sha256(k2, SHA256_BYTES, service, strlen(service), k1);
+	digest_hmac_sha256(k1, SHA256_BYTES, "aws4_request", strlen("aws4_request"), k2);
 
 	/* 4. the signature */
-	hmac_sha256(k2, SHA256_LEN, sts.data, sts.len, signature);
+	digest_hmac_sha256(k2, SHA256_BYTES, sts.data, sts.len, signature);
 	explicit_bzero(k1, sizeof(k1));
 	explicit_bzero(k2, sizeof(k2));
-	hex_encode_lower(signature, SHA256_LEN, signature_hex);
+	hex_encode_lower(signature, SHA256_BYTES, signature_hex);
 
 	return psprintf("AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
 					access_key_id, scope, signed_headers.data, signature_hex);

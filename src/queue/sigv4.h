@@ -14,9 +14,6 @@
 /* the current time as X-Amz-Date wants it; buf holds SIGV4_DATE_LEN + 1 */
 extern void sigv4_now(char *buf);
 
-/* lower-case hex SHA-256 of data; out holds 65 bytes */
-extern void sigv4_sha256_hex(const char *data, size_t len, char *out);
-
 /*
  * The Authorization header value for a request.  headers are exactly the
  * headers to sign (they must include host and x-amz-date, and

@@ -1,32 +1,28 @@
 /*-------------------------------------------------------------------------
  * sqs.c
- *	  The Amazon SQS queue backend: its settings and the SQS operations the
- *	  entry points and the workers use when payment.queue_url is set.
+ *	  The Amazon SQS queue backend, used when payment.queue_url is set.
  *
- * Owns: the payment.queue_url, sqs_endpoint, aws_* , wait_time and
- * http_timeout settings, and the operations (SendMessage, SendMessageBatch,
- * ReceiveMessage, DeleteMessageBatch, ChangeMessageVisibilityBatch) built
- * on one signed request of sqs_client.c.  Every operation raises an ERROR
- * when it fails; the workers catch it and back off, and the entry points
- * let it reach the client.
+ * Owns: the payment.wait_time setting and the operations (SendMessage,
+ * SendMessageBatch, ReceiveMessage, DeleteMessageBatch,
+ * ChangeMessageVisibilityBatch) built on one signed request of
+ * sqs_client.c, behind the QueueBackend interface.  Every operation raises
+ * an ERROR when it fails; the workers catch it and back off, and the entry
+ * points let it reach the client.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <openssl/evp.h>
-
-#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "queue/aws_credentials.h"
-#include "common/http.h"
-#include "queue/sigv4.h"
+#include "common/digest.h"
+#include "common/json_util.h"
+#include "payment.h"
+#include "queue/queue.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
 
@@ -35,94 +31,11 @@
 #define SQS_MAX_BATCH_BYTES (256 * 1024)
 #define SQS_MAX_VISIBILITY (12 * 60 * 60)
 
-char	   *payment_queue_url = "";
-char	   *payment_sqs_endpoint = "";
-char	   *payment_aws_region = "";
-char	   *payment_aws_access_key_id = "";
-char	   *payment_aws_secret_access_key = "";
-char	   *payment_aws_session_token = "";
 int			payment_wait_time = 20;
 
-/* ------------------------------------------------------------------ */
-/* settings */
-
-static bool
-check_url(char **newval, void **extra, GucSource source)
-{
-	char	   *problem;
-
-	if (*newval == NULL || (*newval)[0] == '\0')
-		return true;
-	if (!http_parse_url(*newval, NULL, &problem))
-	{
-		GUC_check_errdetail("%s.", problem);
-		return false;
-	}
-	return true;
-}
-
 void
-payment_sqs_init(void)
+sqs_define_settings(void)
 {
-	/*
-	 * Where messages go is a security decision, and the workers and every
-	 * backend must agree on it: PGC_SIGHUP, so only the server's
-	 * configuration sets them.
-	 */
-	DefineCustomStringVariable("payment.queue_url",
-							   gettext_noop("URL of the Amazon SQS queue; empty uses the embedded queue."),
-							   NULL,
-							   &payment_queue_url,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   check_url, NULL, NULL);
-
-	DefineCustomStringVariable("payment.sqs_endpoint",
-							   gettext_noop("URL SQS requests are sent to; empty means https://sqs.<region>.amazonaws.com."),
-							   NULL,
-							   &payment_sqs_endpoint,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   check_url, NULL, NULL);
-
-	DefineCustomStringVariable("payment.aws_region",
-							   gettext_noop("AWS region of the SQS queue; empty takes it from the environment."),
-							   NULL,
-							   &payment_aws_region,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("payment.aws_access_key_id",
-							   gettext_noop("AWS access key id for SQS; empty takes credentials from the environment."),
-							   NULL,
-							   &payment_aws_access_key_id,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("payment.aws_secret_access_key",
-							   gettext_noop("AWS secret access key for SQS."),
-							   NULL,
-							   &payment_aws_secret_access_key,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
-
-	DefineCustomStringVariable("payment.aws_session_token",
-							   gettext_noop("AWS session token for temporary SQS credentials."),
-							   NULL,
-							   &payment_aws_session_token,
-							   "",
-							   PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("payment.wait_time",
 							gettext_noop("Seconds a worker's SQS receive waits for messages (long poll)."),
 							NULL,
@@ -131,29 +44,15 @@ payment_sqs_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("payment.http_timeout",
-							gettext_noop("Time an SQS request may take, beyond the long poll."),
-							NULL,
-							&payment_http_timeout,
-							10000, 100, 10 * 60 * 1000,
-							PGC_SUSET,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
-}
-
-bool
-payment_use_sqs(void)
-{
-	return payment_queue_url != NULL && payment_queue_url[0] != '\0';
 }
 
 /* ------------------------------------------------------------------ */
 /* operations */
 
-char *
-sqs_send_message(const char *body)
+static char *
+sqs_send_message(const QueuedPayment *payment)
 {
+	const char *body = payment->body;
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS SendMessage",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -171,9 +70,9 @@ sqs_send_message(const char *body)
 	appendStringInfoChar(&req, '}');
 
 	answer = sqs_call("SendMessage", &req, 0);
-	message_id = sqs_json_string(answer, "MessageId");
-	md5 = sqs_json_string(answer, "MD5OfMessageBody");
-	sqs_md5_hex(body, strlen(body), expected);
+	message_id = json_get_string(answer, "MessageId");
+	md5 = json_get_string(answer, "MD5OfMessageBody");
+	digest_md5_hex(body, strlen(body), expected);
 	if (message_id == NULL || md5 == NULL || pg_strcasecmp(md5, expected) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -194,7 +93,7 @@ sqs_send_message(const char *body)
  * the index after the last one sent.
  */
 static int
-send_batch_chunk(char **bodies, int first, int count, char **message_ids)
+send_batch_chunk(const char **bodies, int first, int count, char **message_ids)
 {
 	StringInfoData req;
 	JsonbContainer *answer;
@@ -224,8 +123,8 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 
 	answer = sqs_call("SendMessageBatch", &req, 0);
 
-	failed = sqs_json_container(answer, "Failed");
-	nfailed = sqs_json_array_size(failed);
+	failed = json_get_container(answer, "Failed");
+	nfailed = json_array_size(failed);
 	if (nfailed > 0)
 	{
 		StringInfoData detail;
@@ -234,10 +133,10 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 		initStringInfo(&detail);
 		for (int i = 0; i < nfailed; i++)
 		{
-			JsonbContainer *f = sqs_json_array_object(failed, i);
-			char	   *id = sqs_json_string(f, "Id");
-			char	   *code = sqs_json_string(f, "Code");
-			char	   *msg = sqs_json_string(f, "Message");
+			JsonbContainer *f = json_array_object(failed, i);
+			char	   *id = json_get_string(f, "Id");
+			char	   *code = json_get_string(f, "Code");
+			char	   *msg = json_get_string(f, "Message");
 
 			if (first_code == NULL)
 				first_code = code;
@@ -256,13 +155,13 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 						 first)));
 	}
 
-	ok = sqs_json_container(answer, "Successful");
-	for (int i = 0; i < sqs_json_array_size(ok); i++)
+	ok = json_get_container(answer, "Successful");
+	for (int i = 0; i < json_array_size(ok); i++)
 	{
-		JsonbContainer *s = sqs_json_array_object(ok, i);
-		char	   *id = sqs_json_string(s, "Id");
-		char	   *message_id = sqs_json_string(s, "MessageId");
-		char	   *md5 = sqs_json_string(s, "MD5OfMessageBody");
+		JsonbContainer *s = json_array_object(ok, i);
+		char	   *id = json_get_string(s, "Id");
+		char	   *message_id = json_get_string(s, "MessageId");
+		char	   *md5 = json_get_string(s, "MD5OfMessageBody");
 		char		expected[33];
 		int			index = id ? atoi(id) : -1;
 
@@ -271,7 +170,7 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
 					 errmsg("SQS answered SendMessageBatch with an unknown entry \"%s\"",
 							id ? id : "(none)")));
-		sqs_md5_hex(bodies[index], strlen(bodies[index]), expected);
+		digest_md5_hex(bodies[index], strlen(bodies[index]), expected);
 		if (md5 == NULL || pg_strcasecmp(md5, expected) != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -288,16 +187,20 @@ send_batch_chunk(char **bodies, int first, int count, char **message_ids)
 	return end;
 }
 
-void
-sqs_send_message_batch(char **bodies, int count, char **message_ids)
+static void
+sqs_send_message_batch(const QueuedPayment *payments, int count, char **message_ids)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS SendMessageBatch",
 											  ALLOCSET_DEFAULT_SIZES);
 	int			next = 0;
+	const char **bodies = palloc(sizeof(char *) * Max(count, 1));
 
 	for (int i = 0; i < count; i++)
+	{
+		bodies[i] = payments[i].body;
 		message_ids[i] = NULL;
+	}
 	while (next < count)
 	{
 		int			first = next;
@@ -312,8 +215,12 @@ sqs_send_message_batch(char **bodies, int count, char **message_ids)
 	MemoryContextDelete(cxt);
 }
 
-int
-sqs_receive_messages(QueueMessage **messages, int max_messages)
+/*
+ * ReceiveMessage: a long poll of payment.wait_time seconds for at most
+ * max_messages.  The wait is SQS's, so an empty answer asks for no sleep.
+ */
+static int
+sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_seconds)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS ReceiveMessage",
@@ -335,18 +242,18 @@ sqs_receive_messages(QueueMessage **messages, int max_messages)
 					 Min(payment_visibility_timeout, SQS_MAX_VISIBILITY));
 
 	answer = sqs_call("ReceiveMessage", &req, payment_wait_time * 1000);
-	list = sqs_json_container(answer, "Messages");
+	list = json_get_container(answer, "Messages");
 
 	out = MemoryContextAllocZero(caller,
-								 sizeof(QueueMessage) * Max(1, sqs_json_array_size(list)));
-	for (int i = 0; i < sqs_json_array_size(list); i++)
+								 sizeof(QueueMessage) * Max(1, json_array_size(list)));
+	for (int i = 0; i < json_array_size(list); i++)
 	{
-		JsonbContainer *m = sqs_json_array_object(list, i);
-		char	   *message_id = sqs_json_string(m, "MessageId");
-		char	   *receipt = sqs_json_string(m, "ReceiptHandle");
-		char	   *body = sqs_json_string(m, "Body");
-		char	   *md5 = sqs_json_string(m, "MD5OfBody");
-		char	   *count = sqs_json_string(sqs_json_container(m, "Attributes"),
+		JsonbContainer *m = json_array_object(list, i);
+		char	   *message_id = json_get_string(m, "MessageId");
+		char	   *receipt = json_get_string(m, "ReceiptHandle");
+		char	   *body = json_get_string(m, "Body");
+		char	   *md5 = json_get_string(m, "MD5OfBody");
+		char	   *count = json_get_string(json_get_container(m, "Attributes"),
 											"ApproximateReceiveCount");
 		int			receive_count = count ? atoi(count) : 1;
 		char		expected[33];
@@ -361,7 +268,7 @@ sqs_receive_messages(QueueMessage **messages, int max_messages)
 		 * visibility timeout, until its receives are used up and the store
 		 * dead-letters it as received.
 		 */
-		sqs_md5_hex(body, strlen(body), expected);
+		digest_md5_hex(body, strlen(body), expected);
 		if (md5 != NULL && pg_strcasecmp(md5, expected) != 0 &&
 			receive_count <= payment_max_receive_count)
 		{
@@ -386,6 +293,8 @@ sqs_receive_messages(QueueMessage **messages, int max_messages)
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(cxt);
 	*messages = out;
+	if (n == 0)
+		*idle_seconds = 0;
 	return n;
 }
 
@@ -417,14 +326,14 @@ settle_chunk(const char *operation, QueueMessage **chunk, int n, bool delete)
 	appendStringInfoString(&req, "]}");
 
 	answer = sqs_call(operation, &req, 0);
-	failed = sqs_json_container(answer, "Failed");
-	nfailed = sqs_json_array_size(failed);
+	failed = json_get_container(answer, "Failed");
+	nfailed = json_array_size(failed);
 	for (int i = 0; i < nfailed; i++)
 	{
-		JsonbContainer *f = sqs_json_array_object(failed, i);
-		char	   *id = sqs_json_string(f, "Id");
-		char	   *code = sqs_json_string(f, "Code");
-		char	   *msg = sqs_json_string(f, "Message");
+		JsonbContainer *f = json_array_object(failed, i);
+		char	   *id = json_get_string(f, "Id");
+		char	   *code = json_get_string(f, "Code");
+		char	   *msg = json_get_string(f, "Message");
 		int			index = id ? atoi(id) : -1;
 
 		ereport(WARNING,
@@ -472,7 +381,11 @@ settle_all(const char *operation, QueueMessage *messages, int count,
 	MemoryContextReset(cxt);
 }
 
-void
+/*
+ * After the store committed: DeleteMessageBatch for stored, duplicate and
+ * dead-lettered messages; ChangeMessageVisibilityBatch for retries.
+ */
+static void
 sqs_settle(QueueMessage *messages, int count)
 {
 	MemoryContext caller = CurrentMemoryContext;
@@ -486,3 +399,13 @@ sqs_settle(QueueMessage *messages, int count)
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(cxt);
 }
+
+const QueueBackend sqs_queue = {
+	.name = "sqs",
+	.enqueue = sqs_send_message,
+	.enqueue_batch = sqs_send_message_batch,
+	.transactional = false,
+	.claim = sqs_receive_messages,
+	.settle_with_store = NULL,
+	.settle_after_commit = sqs_settle,
+};

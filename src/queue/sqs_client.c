@@ -1,97 +1,95 @@
 /*-------------------------------------------------------------------------
  * sqs_client.c
  *	  One SQS request: an AWS JSON 1.0 call signed with Signature Version 4
- *	  (sigv4.c) with the credentials of aws_credentials.c, sent with http.c,
- *	  its answer parsed with PostgreSQL's JSON code, and AWS errors turned
- *	  into SQLSTATEs.  The operations built on it are in sqs.c.  No message
+ *	  (sigv4.c) with the credentials of aws_credentials.c, sent with
+ *	  common/http.c, its answer parsed with PostgreSQL's JSON code, and AWS
+ *	  errors turned into SQLSTATEs.  Owns the settings naming the queue and
+ *	  the endpoint.  The operations built on it are in sqs.c.  No message
  *	  ever includes a credential.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <openssl/evp.h>
-
-#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
-#include "utils/memutils.h"
 
-#include "queue/aws_credentials.h"
 #include "common/http.h"
+#include "common/json_util.h"
+#include "queue/aws_credentials.h"
 #include "queue/sigv4.h"
-#include "queue/sqs.h"
 #include "queue/sqs_client.h"
 
+/* SQS answers are far smaller; this only bounds a misbehaving endpoint */
+#define SQS_MAX_RESPONSE (64 * 1024 * 1024)
+
+char	   *payment_queue_url = "";
+char	   *payment_sqs_endpoint = "";
+
 /* ------------------------------------------------------------------ */
-/* JSON answers */
+/* settings */
 
-static JsonbValue *
-json_get(JsonbContainer *obj, const char *key)
+static bool
+check_url(char **newval, void **extra, GucSource source)
 {
-	if (obj == NULL || !JsonContainerIsObject(obj))
-		return NULL;
-	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+	char	   *problem;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!http_parse_url(*newval, NULL, &problem))
+	{
+		GUC_check_errdetail("%s.", problem);
+		return false;
+	}
+	return true;
 }
 
-char *
-sqs_json_string(JsonbContainer *obj, const char *key)
+void
+sqs_client_define_settings(void)
 {
-	JsonbValue *v = json_get(obj, key);
+	/*
+	 * Where messages go is a security decision, and the workers and every
+	 * backend must agree on it: PGC_SIGHUP, so only the server's
+	 * configuration sets them.
+	 */
+	DefineCustomStringVariable("payment.queue_url",
+							   gettext_noop("URL of the Amazon SQS queue; empty uses the embedded queue."),
+							   NULL,
+							   &payment_queue_url,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_url, NULL, NULL);
 
-	if (v == NULL || v->type != jbvString)
-		return NULL;
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	DefineCustomStringVariable("payment.sqs_endpoint",
+							   gettext_noop("URL SQS requests are sent to; empty means https://sqs.<region>.amazonaws.com."),
+							   NULL,
+							   &payment_sqs_endpoint,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_url, NULL, NULL);
 }
 
-JsonbContainer *
-sqs_json_container(JsonbContainer *obj, const char *key)
+bool
+sqs_configured(void)
 {
-	JsonbValue *v = json_get(obj, key);
-
-	if (v == NULL || v->type != jbvBinary)
-		return NULL;
-	return v->val.binary.data;
+	return payment_queue_url != NULL && payment_queue_url[0] != '\0';
 }
 
-/* number of elements of an array member; 0 when absent */
-int
-sqs_json_array_size(JsonbContainer *arr)
-{
-	if (arr == NULL || !JsonContainerIsArray(arr))
-		return 0;
-	return JsonContainerSize(arr);
-}
+/* ------------------------------------------------------------------ */
+/* answers */
 
-JsonbContainer *
-sqs_json_array_object(JsonbContainer *arr, int i)
-{
-	JsonbValue *v = getIthJsonbValueFromContainer(arr, i);
-
-	if (v == NULL || v->type != jbvBinary)
-		return NULL;
-	return v->val.binary.data;
-}
-
-/* the body as a Jsonb object container, or NULL if it is not JSON */
+/* the body as a Jsonb object container, or NULL if it is not one */
 static JsonbContainer *
-parse_json_object(char *text, size_t len)
+answer_object(const char *text, size_t len)
 {
-	JsonLexContext *lex;
-	Jsonb	   *jb;
+	Jsonb	   *jb = json_parse_object(text, len);
 
-	if (len == 0)
-		return NULL;
-	/* validate without throwing, so that garbage gets our own SQLSTATE */
-	lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-	if (!JB_ROOT_IS_OBJECT(jb))
-		return NULL;
-	return &jb->root;
+	return jb ? &jb->root : NULL;
 }
 
 /* a short, printable excerpt of an answer for errdetail */
@@ -102,25 +100,6 @@ excerpt(const char *text, size_t len)
 
 	n = pg_mbcliplen(text, n, n);
 	return psprintf("%.*s%s", (int) n, text, len > n ? "..." : "");
-}
-
-void
-sqs_md5_hex(const char *data, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-
-	if (!EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not compute an MD5 digest")));
-	for (int i = 0; i < 16; i++)
-	{
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 0xf];
-	}
-	out[32] = '\0';
 }
 
 /* ------------------------------------------------------------------ */
@@ -232,20 +211,20 @@ short_type(const char *type)
 static void
 report_aws_error(const char *operation, HttpResponse *resp)
 {
-	JsonbContainer *err = parse_json_object(resp->body, resp->body_len);
-	const char *type = short_type(sqs_json_string(err, "__type"));
-	char	   *message = sqs_json_string(err, "message");
+	JsonbContainer *err = answer_object(resp->body, resp->body_len);
+	const char *type = short_type(json_get_string(err, "__type"));
+	char	   *message = json_get_string(err, "message");
 	char	   *query_code = NULL;
 
 	if (message == NULL)
-		message = sqs_json_string(err, "Message");
+		message = json_get_string(err, "Message");
 	/* "AWS.SimpleQueueService.NonExistentQueue;Sender" */
-	if (resp->query_error != NULL)
+	if (resp->captured_header != NULL)
 	{
-		char	   *semi = strchr(resp->query_error, ';');
+		char	   *semi = strchr(resp->captured_header, ';');
 
-		query_code = semi ? pnstrdup(resp->query_error, semi - resp->query_error)
-			: resp->query_error;
+		query_code = semi ? pnstrdup(resp->captured_header, semi - resp->captured_header)
+			: resp->captured_header;
 	}
 	if (message == NULL && err == NULL)
 		message = excerpt(resp->body, resp->body_len);
@@ -296,7 +275,7 @@ region_from_queue_url(void)
 static void
 require_queue(void)
 {
-	if (!payment_use_sqs())
+	if (!sqs_configured())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("payment.queue_url is not set")));
@@ -320,6 +299,7 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 	HttpHeader	headers[6];
 	int			nheaders = 0;
 	char	   *authorization;
+	HttpRequest http;
 	HttpResponse resp;
 	JsonbContainer *answer;
 
@@ -369,8 +349,21 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 											creds.access_key_id,
 											creds.secret_access_key);
 		headers[nheaders++] = (HttpHeader) {"Authorization", authorization};
-		http_post(url, headers, nheaders, request->data, request->len,
-				  extra_wait_ms, &resp);
+		http = (HttpRequest) {
+			.peer = "SQS",
+			.method = "POST",
+			.url = url,
+			.headers = headers,
+			.nheaders = nheaders,
+			.body = request->data,
+			.body_len = request->len,
+			.connect_timeout_ms = payment_http_timeout,
+			.timeout_ms = (long) payment_http_timeout + extra_wait_ms,
+			.max_response = SQS_MAX_RESPONSE,
+			.capture_header = "x-amzn-query-error",
+		};
+
+		http_perform(&http, &resp);
 	}
 	PG_FINALLY();
 	{
@@ -381,7 +374,7 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 	if (resp.status != 200)
 		report_aws_error(operation, &resp);
 
-	answer = parse_json_object(resp.body, resp.body_len);
+	answer = answer_object(resp.body, resp.body_len);
 	if (answer == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),

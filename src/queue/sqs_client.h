@@ -10,9 +10,13 @@
 #include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 
-/* settings owned by sqs.c */
 extern char *payment_queue_url;
 extern char *payment_sqs_endpoint;
+
+extern void sqs_client_define_settings(void);
+
+/* true when payment.queue_url is set: the SQS backend is in use */
+extern bool sqs_configured(void);
 
 /* a request body that starts {"QueueUrl": "<payment.queue_url>" */
 extern void sqs_start_request(StringInfo req);
@@ -26,14 +30,5 @@ extern JsonbContainer *sqs_call(const char *operation, StringInfo request,
 
 /* SQLSTATE for an AWS error code, falling back on the HTTP status */
 extern int	sqs_error_sqlstate(const char *code, long status);
-
-/* reading answers: NULL / 0 where a member is absent or of another type */
-extern char *sqs_json_string(JsonbContainer *obj, const char *key);
-extern JsonbContainer *sqs_json_container(JsonbContainer *obj, const char *key);
-extern int	sqs_json_array_size(JsonbContainer *arr);
-extern JsonbContainer *sqs_json_array_object(JsonbContainer *arr, int i);
-
-/* lower-case hex MD5 of data into out (33 bytes) */
-extern void sqs_md5_hex(const char *data, size_t len, char *out);
 
 #endif							/* PAYMENT_SQS_CLIENT_H */

@@ -30,19 +30,13 @@ my $peers = SqsPeers->new(
 	});
 my $queue_url = $peers->create_queue('payments', 30);
 
-my $node = PostgreSQL::Test::Cluster->new('sqs_e2e');
-$node->init;
-$node->append_conf('postgresql.conf',
-	$peers->node_conf(
-		$key,
-		'payment.workers' => 2,
-		'payment.wait_time' => 1,
-		'payment.visibility_timeout' => 10,
-		'payment.http_timeout' => "'5s'",
-		'log_statement' => "'all'",
-		'log_min_messages' => 'debug1'));
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = $peers->start_node('sqs_e2e', $key,
+	'payment.workers' => 2,
+	'payment.wait_time' => 1,
+	'payment.visibility_timeout' => 10,
+	'payment.http_timeout' => "'5s'",
+	'log_statement' => "'all'",
+	'log_min_messages' => 'debug1');
 
 my $uuid_re = qr/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

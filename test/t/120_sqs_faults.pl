@@ -25,19 +25,13 @@ my $peers = SqsPeers->new(
 	});
 my $queue_url = $peers->create_queue('payments', 30);
 
-my $node = PostgreSQL::Test::Cluster->new('sqs_faults');
-$node->init;
-$node->append_conf('postgresql.conf',
-	$peers->node_conf(
-		$key,
-		'payment.workers' => 2,
-		'payment.wait_time' => 1,
-		'payment.visibility_timeout' => 5,
-		'payment.max_receive_count' => 20,
-		'payment.http_timeout' => "'2s'",
-		'restart_after_crash' => 'on'));
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = $peers->start_node('sqs_faults', $key,
+	'payment.workers' => 2,
+	'payment.wait_time' => 1,
+	'payment.visibility_timeout' => 5,
+	'payment.max_receive_count' => 20,
+	'payment.http_timeout' => "'2s'",
+	'restart_after_crash' => 'on');
 
 sub sql { return $node->safe_psql('postgres', shift); }
 

@@ -21,6 +21,7 @@ use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(usleep time);
 
+use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
 my $root = abs_path(dirname(__FILE__) . '/../..');
@@ -249,6 +250,19 @@ sub node_conf
 		: (),
 		map { "$_ = $extra{$_}" } sort keys %extra);
 	return "$conf\n";
+}
+
+# A started cluster named $name whose workers use this queue, signing as $key,
+# with the given extra settings and the extension created.
+sub start_node
+{
+	my ($self, $name, $key, %settings) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', $self->node_conf($key, %settings));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+	return $node;
 }
 
 sub stop

@@ -1,0 +1,77 @@
+/*-------------------------------------------------------------------------
+ * module.c
+ *	  Module start-up, the top of the extension: _PG_init defines every
+ *	  layer's settings, and, when preloaded, reserves shared memory and
+ *	  registers the background workers.  Nothing includes this file.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/guc.h"
+
+#include "common/http.h"
+#include "drain/worker.h"
+#include "frontdoor/auth.h"
+#include "payment.h"
+#include "queue/queue.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+payment_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(add_size(payment_shmem_size(),
+									payment_auth_shmem_size()));
+}
+
+static void
+payment_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	payment_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
+
+	payment_auth_shmem_startup();
+}
+
+void
+_PG_init(void)
+{
+	payment_define_settings();
+	http_define_settings();
+	payment_auth_init();
+	queue_define_settings();
+
+	/*
+	 * Only after every payment.* setting is defined: reserving the prefix
+	 * removes the placeholders that postgresql.conf created for settings not
+	 * yet defined, and their values with them.
+	 */
+	MarkGUCPrefixReserved("payment");
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	payment_preloaded = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = payment_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = payment_shmem_startup;
+
+	payment_register_workers();
+}

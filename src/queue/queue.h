@@ -1,0 +1,102 @@
+/*-------------------------------------------------------------------------
+ * queue.h
+ *	  The queue-backend interface: what the front door and the drain ask of
+ *	  a queue, whichever holds the messages (the embedded table or Amazon
+ *	  SQS), and the message as a backend hands it to the store.
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENT_QUEUE_H
+#define PAYMENT_QUEUE_H
+
+/* A payment handed to a queue: its JSON text and its keys (uuid Datums). */
+typedef struct QueuedPayment
+{
+	const char *body;
+	Datum		payment_id;
+	Datum		user_id;
+} QueuedPayment;
+
+/* What the store made of a message; the backend then settles it. */
+typedef enum StoreOutcome
+{
+	STORE_PENDING = 0,
+	STORE_STORED,				/* written to payment.payments */
+	STORE_DUPLICATE,			/* identical payment already stored */
+	STORE_DEAD_LETTERED,		/* written to payment.dead_letters */
+	STORE_RETRY					/* transient failure: deliver again later */
+} StoreOutcome;
+
+/* payment.dead_letters.reason; the names are part of the SQL interface */
+typedef enum DeadLetterReason
+{
+	DEAD_LETTER_NONE = 0,
+	DEAD_LETTER_INVALID,		/* "invalid": unreadable or refused by the schema */
+	DEAD_LETTER_CONFLICT,		/* "conflict": another payment has its keys */
+	DEAD_LETTER_MAX_RECEIVES	/* "max_receives": payment.max_receive_count used up */
+} DeadLetterReason;
+
+extern const char *dead_letter_reason_name(DeadLetterReason reason);
+
+typedef struct QueueMessage
+{
+	int64		seq;			/* embedded queue row; 0 for SQS */
+	char	   *message_id;
+	char	   *receipt_handle; /* SQS only */
+	char	   *body;			/* as received */
+	int			receive_count;	/* including this delivery */
+	StoreOutcome outcome;
+	int			retry_delay;	/* seconds, for STORE_RETRY */
+	DeadLetterReason reason;	/* for STORE_DEAD_LETTERED */
+	char	   *error;			/* what went wrong, for dead letters / logs */
+} QueueMessage;
+
+typedef struct QueueBackend
+{
+	const char *name;
+
+	/*
+	 * Accept payments; message_ids[i] receives each message id (palloc'd).
+	 * Raises when the queue refuses: then nothing may be assumed queued.
+	 * The embedded queue joins the caller's transaction; SQS has them once
+	 * this returns.
+	 */
+	char	   *(*enqueue) (const QueuedPayment *payment);
+	void		(*enqueue_batch) (const QueuedPayment *payments, int count,
+								  char **message_ids);
+
+	/* true when enqueued messages commit or roll back with the caller */
+	bool		transactional;
+
+	/*
+	 * Claim up to max_messages in the caller's memory context.  When there
+	 * are none, *idle_seconds (in: the longest sleep wanted) says how long
+	 * the caller may sleep before asking again.
+	 */
+	int			(*claim) (QueueMessage **messages, int max_messages,
+						  double *idle_seconds);
+
+	/*
+	 * Settle stored messages (delete, or delay the retried ones): either in
+	 * the store's transaction, atomically with the store, or only after the
+	 * store committed durably.  Exactly one of the two is set.
+	 */
+	void		(*settle_with_store) (QueueMessage *messages, int count);
+	void		(*settle_after_commit) (QueueMessage *messages, int count);
+} QueueBackend;
+
+extern const QueueBackend embedded_queue;
+extern const QueueBackend sqs_queue;
+
+/* the backend in use: SQS when payment.queue_url is set */
+extern const QueueBackend *queue_backend(void);
+
+/* define the queue backends' settings; called from _PG_init */
+extern void queue_define_settings(void);
+
+/*
+ * Move dead letters (those with the given ids and/or reason; all when both
+ * are NULL) back onto the queue in use.  Returns how many were moved.
+ */
+extern uint64 queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null);
+
+#endif							/* PAYMENT_QUEUE_H */
