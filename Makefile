@@ -13,7 +13,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wmissing-prototypes -Wpointer-arith -Wendif-labels
 SHLIB_LINK = -lcurl -lcrypto
 
-REGRESS = setup validate submit store redrive status stats
+REGRESS = setup validate submit store redrive status stats redelivery
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf --load-extension=payment
 
 TAP_TESTS = 1

@@ -32,6 +32,7 @@
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr same_body_plan = NULL;
 static SPIPlanPtr dead_letter_plan = NULL;
+static SPIPlanPtr dead_letter_lock_plan = NULL;
 
 /* retries come back after about 1, 2, 4 ... seconds, at most a minute */
 #define FIRST_RETRY_DELAY 1
@@ -65,10 +66,22 @@ insert_dead_letter(const char *message_id, const char *body,
 	values[5] = CStringGetTextDatum(error ? error : "");
 	values[6] = Int32GetDatum(receive_count);
 
+	/*
+	 * Delivery is at least once: a message dead-lettered before (its delete
+	 * failed, its worker died before deleting, SQS delivered it twice) is
+	 * written once.  The lock orders two workers holding the same message.
+	 */
+	payment_prepare(&dead_letter_lock_plan,
+					"SELECT pg_advisory_xact_lock(hashtext('payment.dead_letters'), hashtext($1))",
+					1, argtypes);
+	if (SPI_execute_plan(dead_letter_lock_plan, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "locking a dead letter's message id failed");
 	payment_prepare(&dead_letter_plan,
 					"INSERT INTO payment.dead_letters"
 					" (message_id, payment_id, user_id, body, reason, error, receive_count)"
-					" VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					" SELECT $1, $2, $3, $4, $5, $6, $7"
+					"  WHERE $1 = '' OR NOT EXISTS"
+					"   (SELECT 1 FROM payment.dead_letters WHERE message_id = $1)",
 					7, argtypes);
 	if (SPI_execute_plan(dead_letter_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "writing a dead letter failed");
