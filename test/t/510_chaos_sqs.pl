@@ -124,6 +124,36 @@ ok($share > $rate / 2 && $share < $rate * 2,
 is($peers->stats->{rejected}, 0, 'every request the extension sent was signed correctly');
 $chaos->check_log('SQS chaos');
 
+# A redelivery storm: no kills, but a third of the requests either fail
+# some delete entries or replay an earlier receive, while the outside
+# producer sends valid payments and poison.  Every message is then
+# delivered several times: still each payment stored once and each poison
+# message dead-lettered once.
+$node->safe_psql('postgres', 'TRUNCATE payment.dead_letters');
+$peers->faults_config(rate => 0.3, kinds => 'delete_failed,replay');
+my $storm = $peers->producer('send', 'queue-url' => $queue_url, valid => 300,
+	'not-json' => 10, invalid => 10);
+my @storm_poison = (@{ $storm->{message_ids}{not_json} }, @{ $storm->{message_ids}{invalid} });
+my $storm_ids = join(',', map { "'$_'" } @{ $storm->{valid} });
+ok(Chaos::retry(sub {
+			$node->safe_psql('postgres', qq{
+SELECT (SELECT count(*) FROM payment.payments WHERE payment_id IN ($storm_ids)) = 300
+   AND (SELECT count(DISTINCT message_id) FROM payment.dead_letters) = 20}) eq 't'
+			  && queue_empty();
+		}, 120),
+	'redelivery storm: all stored or dead-lettered, queue empty');
+my $storm_faults = $peers->fault_stats;
+$peers->faults_config(rate => 0);
+is($node->safe_psql('postgres',
+		q{SELECT reason, message_id FROM payment.dead_letters ORDER BY message_id COLLATE "C"}),
+	join("\n", map { "invalid|$_" } sort @storm_poison),
+	'redelivery storm: each poison message dead-lettered once');
+ok($storm_faults->{injected}{replay} - $faults->{injected}{replay} > 0
+	  && $storm_faults->{injected}{delete_failed} - $faults->{injected}{delete_failed} > 0,
+	sprintf('redelivery storm: %d receives replayed, %d deletes partly failed',
+		$storm_faults->{injected}{replay} - $faults->{injected}{replay},
+		$storm_faults->{injected}{delete_failed} - $faults->{injected}{delete_failed}));
+
 diag($chaos->summary('SQS chaos', $r, $seconds,
 		sprintf('; %d poison; %d of %d SQS requests faulted (%s)', scalar @poison_ids,
 			$faults->{faulted_requests}, $faults->{requests},

@@ -196,6 +196,15 @@ sub first_line
 	return $line;
 }
 
+# A process that exited may stay a zombie until its new parent, init, reaps
+# it: gone all the same.
+sub alive
+{
+	my ($pid) = @_;
+	my $stat = first_line("/proc/$pid/stat") // return 0;
+	return $stat !~ /^\d+ \(.*\) [ZX] /;
+}
+
 # pids of the processes whose parent is $parent
 sub children_of
 {
@@ -235,13 +244,24 @@ sub kill_postmaster
 	my $node = $self->{node};
 	my $pm = $self->postmaster_pid or croak 'no postmaster to kill';
 	my @children = children_of($pm);
+	my $t0 = time();
 	$node->kill9;
 	$self->{postmaster_kills}++;
-	for (1 .. 600)
+	for my $i (1 .. 600)
 	{
-		last unless grep { kill 0, $_ } @children;
+		my @left = grep { alive($_) } @children;
+		last unless @left;
+		note('still running after the postmaster died: '
+			  . join(', ', map { (first_line("/proc/$_/cmdline") // '?') =~ s/\0/ /gr } @left))
+		  if $i % 10 == 0;
 		usleep(100_000);
 	}
+	# This sandbox's init reaps orphans lazily: a zombie postmaster keeps
+	# its pid "running" and the new postmaster would refuse its lock files.
+	# Every process of the old server has exited: the lock files are stale.
+	unlink($node->data_dir . '/postmaster.pid', $node->host . '/.s.PGSQL.' . $node->port . '.lock')
+	  if !alive($pm) && kill(0, $pm);
+	$self->{postmaster_restart_wait} = time() - $t0;
 	$node->start;
 }
 
