@@ -266,9 +266,9 @@ sub kill_postmaster
 }
 
 # Run the clients to the end while killing: a worker every kill_every (1-3)
-# seconds, the postmaster when a third and two thirds of the payments were
-# accepted.  $tick->($self) is called every loop (poison, ...).  Returns the
-# seconds it took.
+# seconds and at each tenth of the payments, the postmaster when a third
+# and two thirds of the payments were accepted.  $tick->($self) is called
+# every loop (poison, ...).  Returns the seconds it took.
 sub run
 {
 	my ($self, %opt) = @_;
@@ -276,6 +276,8 @@ sub run
 	my ($min, $max) = @{ $self->{kill_every} };
 	my $next_kill = $started + $min + rand($max - $min);
 	my @pm_kills_at = (int($self->{n} / 3), int(2 * $self->{n} / 3));
+	# and at each tenth of the payments, however fast the run goes
+	my @worker_kills_at = map { int($self->{n} * $_ / 10) } 1 .. 9;
 	my $deadline = $started + ($opt{timeout} // 600);
 	while ($self->step_clients)
 	{
@@ -286,8 +288,10 @@ sub run
 			shift @pm_kills_at;
 			$self->kill_postmaster;
 		}
-		elsif (time() >= $next_kill)
+		elsif (time() >= $next_kill
+			|| (@worker_kills_at && $self->progress >= $worker_kills_at[0]))
 		{
+			shift @worker_kills_at while @worker_kills_at && $self->progress >= $worker_kills_at[0];
 			$self->kill_random_worker;
 			$next_kill = time() + $min + rand($max - $min);
 		}
