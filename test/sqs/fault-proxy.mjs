@@ -7,6 +7,7 @@
 //   node fault-proxy.mjs --port 56021 --control-port 56022 \
 //        --upstream http://127.0.0.1:56010 [--rate 0.1] [--seed 1] \
 //        [--delay-ms 5000] [--kinds http500,http503,...] [--fault-keys AKID1,AKID2]
+//        [--ops SendMessage,ReceiveMessage,...]
 //
 // Kinds (one is drawn uniformly among those that apply to the operation):
 //   http500        500 InternalError, not forwarded
@@ -22,12 +23,12 @@
 //                  and not forwarded; the others are
 //   replay         ReceiveMessage: an earlier non-empty answer is sent again
 //                  (the same messages delivered twice), not forwarded
-// Only requests signed with one of --fault-keys (all when empty) are
-// faulted, so an outside producer can pass untouched.
+// Only requests signed with one of --fault-keys, and of one of --ops (all
+// when empty), are faulted, so an outside producer can pass untouched.
 //
 // Control port (plain HTTP, loopback):
 //   GET  /__stats                     requests, faults per kind, per operation
-//   POST /__config?rate=R&seed=S&kinds=K&delay_ms=D   change any of them
+//   POST /__config?rate=R&seed=S&kinds=K&ops=O&delay_ms=D   change any of them
 //   POST /__reset                     zero the counters
 //
 // The PRNG makes the sequence of decisions reproducible for a seed; which
@@ -48,6 +49,7 @@ const { values } = parseArgs({
     "delay-ms": { type: "string", default: "5000" },
     kinds: { type: "string", default: ALL_KINDS.join(",") },
     "fault-keys": { type: "string", default: "" },
+    ops: { type: "string", default: "" },
   },
 });
 const upstream = new URL(values.upstream);
@@ -58,6 +60,7 @@ const config = {
   delay_ms: Number(values["delay-ms"]),
   kinds: parseKinds(values.kinds),
   fault_keys: values["fault-keys"].split(",").filter(Boolean),
+  ops: values.ops.split(",").filter(Boolean),
 };
 
 function parseKinds(list) {
@@ -104,6 +107,7 @@ function decide(req, op) {
   const roll = random();
   const pick = random();
   if (config.fault_keys.length && !config.fault_keys.includes(key)) return null;
+  if (config.ops.length && !config.ops.includes(op)) return null;
   if (roll >= config.rate) return null;
   const kinds = applicable(op);
   return kinds.length ? kinds[Math.floor(pick * kinds.length)] : null;
@@ -253,6 +257,7 @@ const control = http.createServer((req, res) => {
         if (p.has("rate")) config.rate = Number(p.get("rate"));
         if (p.has("delay_ms")) config.delay_ms = Number(p.get("delay_ms"));
         if (p.has("kinds")) config.kinds = parseKinds(p.get("kinds"));
+        if (p.has("ops")) config.ops = p.get("ops").split(",").filter(Boolean);
         if (p.has("seed")) { config.seed = Number(p.get("seed")); reseed(config.seed); }
         return reply(config);
       }
