@@ -75,7 +75,7 @@ SELECT b FROM unnest(ARRAY[$array]) b
 }
 
 my $submit_seconds = $chaos->run(
-	timeout => 900,
+	timeout => 900 + $n / 50,
 	tick => sub {
 		my ($c) = @_;
 		return unless @poison_batches && $c->progress >= $poison_batches[0]{at};

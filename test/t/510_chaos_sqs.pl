@@ -69,7 +69,7 @@ sub send_poison
 }
 
 my $submit_seconds = $chaos->run(
-	timeout => 900,
+	timeout => 900 + $n / 50,
 	tick => sub {
 		my ($c) = @_;
 		return unless @poison_at && $c->progress >= $poison_at[0];

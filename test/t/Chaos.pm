@@ -52,7 +52,7 @@ sub new
 		node => $a{node},
 		n => $a{n},
 		kill_every => $a{kill_every} // [ 1, 3 ],
-		dir => "$PostgreSQL::Test::Utils::tmp_check/chaos_clients",
+		dir => "$PostgreSQL::Test::Utils::tmp_check/chaos_clients_" . $a{node}->name,
 		worker_kills => 0,
 		postmaster_kills => 0,
 		accepted => {},
