@@ -166,3 +166,9 @@ LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION payment.check_database() FROM PUBLIC;
 SELECT payment.check_database();
+
+-- == Dead letters ==
+
+-- A message delivered again after it was dead-lettered is dead-lettered
+-- once: the workers look its message_id up before writing.
+CREATE INDEX dead_letters_message_id_idx ON payment.dead_letters (message_id);

@@ -32,6 +32,7 @@
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr same_body_plan = NULL;
+static SPIPlanPtr dead_letter_lock_plan = NULL;
 
 /* retries come back after about 1, 2, 4 ... seconds, at most a minute */
 #define FIRST_RETRY_DELAY 1
@@ -104,15 +105,29 @@ insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *e
 	if (m->schema_version < 0)
 		nulls[7] = 'n';
 
+	/*
+	 * Delivery is at least once: a message dead-lettered before (its delete
+	 * failed, its worker died before deleting, SQS delivered it twice) is
+	 * written once.  The lock orders two workers holding the same message.
+	 */
+	payment_prepare(&dead_letter_lock_plan,
+					"SELECT pg_advisory_xact_lock(hashtext('payment.dead_letters'), hashtext($1))",
+					1, argtypes);
+	if (SPI_execute_plan(dead_letter_lock_plan, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "locking a dead letter's message id failed");
 	payment_prepare(&dead_letter_plans[versioned],
 					versioned ?
 					"INSERT INTO payment.dead_letters"
 					" (message_id, payment_id, user_id, body, reason, error, receive_count,"
 					"  schema_version)"
-					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)" :
+					" SELECT $1, $2, $3, $4, $5, $6, $7, $8"
+					"  WHERE $1 = '' OR NOT EXISTS"
+					"   (SELECT 1 FROM payment.dead_letters WHERE message_id = $1)" :
 					"INSERT INTO payment.dead_letters"
 					" (message_id, payment_id, user_id, body, reason, error, receive_count)"
-					" VALUES ($1, $2, $3, $4, $5, $6, $7)",
+					" SELECT $1, $2, $3, $4, $5, $6, $7"
+					"  WHERE $1 = '' OR NOT EXISTS"
+					"   (SELECT 1 FROM payment.dead_letters WHERE message_id = $1)",
 					versioned ? 8 : 7, argtypes);
 	if (SPI_execute_plan(dead_letter_plans[versioned], values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "writing a dead letter failed");

@@ -12,7 +12,8 @@
 //            --conflicts N [--seed S]
 //            valid payments, non-JSON bodies, schema-invalid bodies, exact
 //            duplicates of valid ones, and same-key-different-body conflicts;
-//            prints the paymentIds of each kind
+//            prints the paymentIds of each kind, and in message_ids the
+//            MessageIds SQS gave each kind
 //   count    --queue-url U                      visible / in flight / delayed
 //   drain    --queue-url U [--expect N] [--loops L]
 //            receive+delete until empty (or N deleted), in L concurrent
@@ -57,7 +58,9 @@ function payment(overrides = {}) {
   };
 }
 
+// returns the MessageId of each body, in order
 async function sendAll(bodies) {
+  const ids = [];
   for (let i = 0; i < bodies.length; i += 10) {
     const chunk = bodies.slice(i, i + 10);
     const r = await sqs.send(new SendMessageBatchCommand({
@@ -65,7 +68,9 @@ async function sendAll(bodies) {
       Entries: chunk.map((b, j) => ({ Id: String(j), MessageBody: b })),
     }));
     if (r.Failed?.length) throw new Error(`send failed: ${JSON.stringify(r.Failed)}`);
+    for (const ok of r.Successful) ids[i + Number(ok.Id)] = ok.MessageId;
   }
+  return ids;
 }
 
 async function attributes() {
@@ -99,19 +104,21 @@ switch (command) {
     // conflicts come from the end, duplicates from the start: no overlap
     const conflicts = valid.slice(valid.length - Number(values.conflicts))
       .map((p) => ({ ...p, amount: p.amount + 1 }));
-    const bodies = [
-      ...valid.map((p) => JSON.stringify(p)), ...notJson,
-      ...invalid.map((p) => JSON.stringify(p)),
-      ...duplicates.map((p) => JSON.stringify(p)), ...conflicts.map((p) => JSON.stringify(p)),
-    ];
+    const kinds = { valid, not_json: notJson, invalid, duplicates, conflicts };
+    const entries = Object.entries(kinds).flatMap(([kind, list]) =>
+      list.map((p) => ({ kind, body: typeof p === "string" ? p : JSON.stringify(p) })));
     // interleave, so that each kind lands in many batches
-    for (let i = bodies.length - 1; i > 0; i--) {
+    for (let i = entries.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
-      [bodies[i], bodies[j]] = [bodies[j], bodies[i]];
+      [entries[i], entries[j]] = [entries[j], entries[i]];
     }
+    const bodies = entries.map((e) => e.body);
     const started = Date.now();
-    await sendAll(bodies);
+    const ids = await sendAll(bodies);
+    const messageIds = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
+    entries.forEach((e, i) => messageIds[e.kind].push(ids[i]));
     out({
+      message_ids: messageIds,
       sent: bodies.length, seconds: (Date.now() - started) / 1000,
       valid: valid.map((p) => p.paymentId), invalid: invalid.map((p) => p.paymentId),
       not_json: notJson.length, duplicates: duplicates.map((p) => p.paymentId),

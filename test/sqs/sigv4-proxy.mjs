@@ -50,6 +50,7 @@ const keys = JSON.parse(values.keys);
 const MAX_SKEW_MS = 5 * 60 * 1000;
 
 const freshStats = () => ({ accepted: 0, rejected: 0, forwarded_errors: 0, injected: 0, dropped: 0,
+                           upstream_resets: 0,
                            connections: 0, tls_connections: 0, tls_handshakes: 0,
                            reasons: {}, byKey: {}, byOperation: {} });
 const stats = freshStats();
@@ -130,6 +131,14 @@ function forward(req, res, body, op) {
   }, (upRes) => {
     const chunks = [];
     upRes.on("data", (c) => chunks.push(c));
+    // an answer cut off upstream is cut off here too, as a reset, not a 502
+    upRes.on("error", () => {
+      stats.upstream_resets++;
+      if (res.destroyed) return;
+      if (res.headersSent) return res.destroy();
+      res.writeHead(upRes.statusCode, upRes.headers);
+      res.write(Buffer.concat(chunks), () => res.destroy());
+    });
     upRes.on("end", () => {
       if (upRes.statusCode >= 400) stats.forwarded_errors++;
       const send = () => {

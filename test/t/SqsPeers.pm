@@ -3,7 +3,10 @@
 # Starts the fauxqs emulator and the SigV4-verifying proxy in front of it
 # as child processes on free ports in 56000-56999, runs the AWS SDK
 # producer, talks to the proxy's control port, and configures a
-# PostgreSQL::Test::Cluster node to use them.
+# PostgreSQL::Test::Cluster node to use them.  With faults => {...} a fault
+# proxy (test/sqs/fault-proxy.mjs) sits between the SigV4 proxy and fauxqs,
+# so that signatures are checked on what the client sent and faults are
+# injected on what the emulator answers.
 package SqsPeers;
 
 use strict;
@@ -90,9 +93,30 @@ sub new
 		'test/sqs/fauxqs-server.mjs', '--port', $self->{fauxqs_port});
 	wait_until(sub { $self->_get("http://127.0.0.1:$self->{fauxqs_port}/health") }, 30)
 	  or croak "fauxqs did not start";
+	my $upstream = "http://127.0.0.1:$self->{fauxqs_port}";
+
+	# faults => { rate, seed, delay_ms, kinds => [...], keys => [...] }:
+	# keys limits the faults to requests signed by those access keys
+	if (my $f = $args{faults})
+	{
+		$self->{fault_port} = free_port();
+		$self->{fault_control_port} = free_port();
+		$self->{faultproxy} = $self->_spawn(
+			'faults', 'test/sqs/fault-proxy.mjs',
+			'--port', $self->{fault_port},
+			'--control-port', $self->{fault_control_port},
+			'--upstream', $upstream,
+			'--rate', $f->{rate} // 0,
+			'--seed', $f->{seed} // 1,
+			'--delay-ms', $f->{delay_ms} // 5000,
+			$f->{kinds} ? ('--kinds', join(',', @{ $f->{kinds} })) : (),
+			'--fault-keys', join(',', @{ $f->{keys} // [] }));
+		wait_until(sub { $self->_get("http://127.0.0.1:$self->{fault_control_port}/__stats") }, 30)
+		  or croak "fault proxy did not start";
+		$upstream = "http://127.0.0.1:$self->{fault_port}";
+	}
 
 	# latency_ms => N: a latency proxy between the SigV4 proxy and fauxqs
-	my $upstream = "http://127.0.0.1:$self->{fauxqs_port}";
 	if (defined $args{latency_ms})
 	{
 		$self->{latency_port} = free_port();
@@ -172,6 +196,22 @@ sub _latency_control
 }
 sub set_latency { return $_[0]->_latency_control("/__latency?ms=$_[1]"); }
 sub set_max_receive { return $_[0]->_latency_control("/__max_receive?n=$_[1]"); }
+
+# the fault proxy: POST /__config?rate=...; its counters
+sub faults_config
+{
+	my ($self, %set) = @_;
+	my $q = join('&', map { "$_=$set{$_}" } sort keys %set);
+	my $r = $self->{http}->post("http://127.0.0.1:$self->{fault_control_port}/__config?$q");
+	croak "fault proxy config failed: $r->{status}" unless $r->{success};
+	return decode_json($r->{content});
+}
+
+sub fault_stats
+{
+	my ($self) = @_;
+	return decode_json($self->_get("http://127.0.0.1:$self->{fault_control_port}/__stats"));
+}
 
 sub stats
 {
@@ -254,11 +294,11 @@ sub start_node
 sub stop
 {
 	my ($self) = @_;
-	for my $h (grep { defined } @{$self}{qw(proxy latency fauxqs)})
+	for my $h (grep { defined } @{$self}{qw(proxy latency faultproxy fauxqs)})
 	{
 		eval { $h->signal('TERM'); $h->finish; 1 } or eval { $h->kill_kill };
 	}
-	delete @{$self}{qw(proxy latency fauxqs)};
+	delete @{$self}{qw(proxy latency faultproxy fauxqs)};
 }
 
 END
