@@ -137,6 +137,8 @@ sub check_clean
 my $common = qq{
 shared_preload_libraries = 'payment'
 payment.workers = 2
+# a fixed pool: the same two workers are measured from warm-up to the end
+payment.max_workers = 2
 shared_buffers = 64MB
 log_statement = none
 # the soak compresses months into minutes: autovacuum looks at the queue every
