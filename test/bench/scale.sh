@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 RUNS=3; BACKLOG=20000
 if [ "${1:-}" = "--short" ]; then
-	RUNS=1; BACKLOG=12000
+	RUNS=1; BACKLOG=4000
 fi
 LATENCY=${LATENCY:-20}
 MAX=8

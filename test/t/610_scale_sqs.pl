@@ -142,6 +142,9 @@ $sent = $peers->producer('send', 'queue-url' => $queue_url, valid => $short,
 is($sent->{sent}, $short, "$short more sent to SQS");
 $peers->set_latency(20);
 $peers->set_max_receive(5);
+# the pool must start this phase at its minimum, or growth could not be seen
+ok($node->poll_query_until('postgres', "SELECT ($workers_sql) = 2"),
+	'the pool is back at payment.workers before the depth phase');
 my $events_before = $node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats');
 $node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment.paused = off\n");
 $node->reload;
