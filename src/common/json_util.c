@@ -36,12 +36,18 @@ json_parse_object(const char *text, size_t len)
 	return jb;
 }
 
-static JsonbValue *
-member(JsonbContainer *obj, const char *key)
+JsonbValue *
+json_find_member(JsonbContainer *obj, const char *name, int len)
 {
 	if (obj == NULL || !JsonContainerIsObject(obj))
 		return NULL;
-	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+	return getKeyJsonValueFromContainer(obj, name, len, NULL);
+}
+
+static JsonbValue *
+member(JsonbContainer *obj, const char *key)
+{
+	return json_find_member(obj, key, strlen(key));
 }
 
 char *

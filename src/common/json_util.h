@@ -17,6 +17,9 @@
  */
 extern Jsonb *json_parse_object(const char *text, size_t len);
 
+/* the member named by name[0..len) of an object; NULL when absent or not an object */
+extern JsonbValue *json_find_member(JsonbContainer *obj, const char *name, int len);
+
 /* members of an object; NULL / false where absent or of another type */
 extern char *json_get_string(JsonbContainer *obj, const char *key);
 extern bool json_get_number(JsonbContainer *obj, const char *key, double *value);

@@ -23,6 +23,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "common/json_util.h"
 #include "schema/compile_internal.h"
 #include "schema/json_schema.h"
 
@@ -80,12 +81,7 @@ path_index(const char *path, int i)
 JsonbValue *
 jsc_keyword(JsonbContainer *schema, const char *name)
 {
-	JsonbValue	key;
-
-	key.type = jbvString;
-	key.val.string.val = (char *) name;
-	key.val.string.len = strlen(name);
-	return findJsonbValueFromContainer(schema, JB_FOBJECT, &key);
+	return json_find_member(schema, name, strlen(name));
 }
 
 bool

@@ -19,6 +19,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 
+#include "common/json_util.h"
 #include "schema/json_schema.h"
 
 #define COMPONENTS_PREFIX "#/components/schemas/"
@@ -40,17 +41,6 @@ openapi_error(const char *path, const char *detail)
 			 errmsg("cannot convert OpenAPI schema"),
 			 errdetail("%s: %s", path, detail),
 			 errhint("Pass an OpenAPI 3.0 document as JSON whose components.schemas holds the model.")));
-}
-
-static JsonbValue *
-member(JsonbContainer *obj, const char *name, int len)
-{
-	JsonbValue	key;
-
-	key.type = jbvString;
-	key.val.string.val = (char *) name;
-	key.val.string.len = len;
-	return findJsonbValueFromContainer(obj, JB_FOBJECT, &key);
 }
 
 static bool
@@ -112,7 +102,7 @@ rewrite_ref(Conversion *cv, const char *ref, const char *path)
 	name = ref + strlen(COMPONENTS_PREFIX);
 	len = strcspn(name, "/");
 	unescaped = unescape_token(name, len);
-	if (member(cv->components, unescaped, strlen(unescaped)) == NULL)
+	if (json_find_member(cv->components, unescaped, strlen(unescaped)) == NULL)
 		openapi_error(path, psprintf("$ref \"%s\": components.schemas has no \"%s\"", ref, unescaped));
 	if (strcmp(unescaped, cv->model) == 0)
 		return psprintf("#%s", name + len);
@@ -194,7 +184,7 @@ convert_members(Conversion *cv, StringInfo buf, JsonbContainer *obj, const char 
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	bool		first = true;
-	JsonbValue *ref = member(obj, "$ref", 4);
+	JsonbValue *ref = json_find_member(obj, "$ref", 4);
 
 	if (ref != NULL)
 	{
@@ -276,10 +266,10 @@ convert_schema(Conversion *cv, StringInfo buf, JsonbValue *v, const char *path)
 	if (!is_object(v))
 		openapi_error(path, "a schema must be an object");
 	obj = v->val.binary.data;
-	nullable = member(obj, "nullable", 8);
+	nullable = json_find_member(obj, "nullable", 8);
 	is_nullable = (nullable != NULL && nullable->type == jbvBool && nullable->val.boolean);
 
-	if (is_nullable && member(obj, "type", 4) == NULL)
+	if (is_nullable && json_find_member(obj, "type", 4) == NULL)
 	{
 		/* no type to add "null" to: null, or the schema as it is */
 		appendStringInfoString(buf, "{\"anyOf\": [{\"type\": \"null\"}, {");
@@ -305,14 +295,14 @@ json_schema_from_openapi(Jsonb *document, const char *model)
 
 	if (!JB_ROOT_IS_OBJECT(document) || JB_ROOT_IS_SCALAR(document))
 		openapi_error("#", "an OpenAPI document is a JSON object");
-	components = member(&document->root, "components", 10);
+	components = json_find_member(&document->root, "components", 10);
 	schemas = is_object(components) ?
-		member(components->val.binary.data, "schemas", 7) : NULL;
+		json_find_member(components->val.binary.data, "schemas", 7) : NULL;
 	if (!is_object(schemas))
 		openapi_error("#/components/schemas", "missing, or not an object");
 	cv.components = schemas->val.binary.data;
 	cv.model = model;
-	root = member(cv.components, model, strlen(model));
+	root = json_find_member(cv.components, model, strlen(model));
 	if (root == NULL)
 		openapi_error(root_path, "no such model");
 
@@ -341,7 +331,7 @@ json_schema_from_openapi(Jsonb *document, const char *model)
 			appendStringInfoString(&out, i > 0 ? ", " : "");
 			escape_json(&out, name);
 			appendStringInfoString(&out, ": ");
-			convert_schema(&cv, &out, member(cv.components, name, strlen(name)),
+			convert_schema(&cv, &out, json_find_member(cv.components, name, strlen(name)),
 						   psprintf("#/components/schemas/%s", name));
 		}
 		appendStringInfoChar(&out, '}');

@@ -32,6 +32,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "common/json_util.h"
 #include "payment.h"
 #include "schema/payment_schema.h"
 
@@ -286,14 +287,9 @@ schema_of_version(int version)
 static JsonbValue *
 top_level_value(Jsonb *payload, const char *key)
 {
-	JsonbValue	k;
-
-	if (!JB_ROOT_IS_OBJECT(payload) || JB_ROOT_IS_SCALAR(payload))
+	if (JB_ROOT_IS_SCALAR(payload))
 		return NULL;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(&payload->root, JB_FOBJECT, &k);
+	return json_find_member(&payload->root, key, strlen(key));
 }
 
 /* The key fields are uuids whatever the schema says (unless it said so already). */

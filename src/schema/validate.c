@@ -22,6 +22,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 
+#include "common/json_util.h"
 #include "schema/json_schema.h"
 
 /* where in the document: a property name, or an array index */
@@ -305,17 +306,6 @@ find_property(JsonSchemaNode *node, const char *name, int len)
 	return NULL;
 }
 
-static JsonbValue *
-find_key(JsonbContainer *obj, const char *name, int len)
-{
-	JsonbValue	key;
-
-	key.type = jbvString;
-	key.val.string.val = (char *) name;
-	key.val.string.len = len;
-	return findJsonbValueFromContainer(obj, JB_FOBJECT, &key);
-}
-
 static bool
 validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 				JsonSchemaResult *res)
@@ -330,7 +320,7 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 		FAIL("minProperties", "fewer than %d properties", node->min_properties);
 
 	for (int i = 0; i < node->nrequired; i++)
-		if (find_key(obj, node->required[i], strlen(node->required[i])) == NULL)
+		if (json_find_member(obj, node->required[i], strlen(node->required[i])) == NULL)
 		{
 			PathStep	child = {path, node->required[i], strlen(node->required[i]), 0};
 
@@ -402,7 +392,7 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	{
 		JsonSchemaNamed *dep = &node->dependencies[i];
 
-		if (find_key(obj, dep->name, dep->name_len) == NULL)
+		if (json_find_member(obj, dep->name, dep->name_len) == NULL)
 			continue;
 		if (dep->node != NULL)
 		{
@@ -415,7 +405,7 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 			continue;
 		}
 		for (int j = 0; j < dep->nnames; j++)
-			if (find_key(obj, dep->names[j], strlen(dep->names[j])) == NULL)
+			if (json_find_member(obj, dep->names[j], strlen(dep->names[j])) == NULL)
 				FAIL("dependencies", "property \"%s\" requires property \"%s\"",
 					 dep->name, dep->names[j]);
 	}
