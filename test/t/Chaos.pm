@@ -245,6 +245,9 @@ sub kill_postmaster
 	my $pm = $self->postmaster_pid or croak 'no postmaster to kill';
 	my @children = children_of($pm);
 	my $t0 = time();
+	# the pid the server itself wrote: the node object's own record of it
+	# can be missing after a restart, and then kill9 kills nothing
+	kill('KILL', $pm);
 	$node->kill9;
 	$self->{postmaster_kills}++;
 	for my $i (1 .. 600)
@@ -256,6 +259,12 @@ sub kill_postmaster
 		  if $i % 10 == 0;
 		usleep(100_000);
 	}
+	for my $i (1 .. 100)
+	{
+		last unless alive($pm);
+		usleep(100_000);
+	}
+	croak "postmaster $pm survived kill -9" if alive($pm);
 	# This sandbox's init reaps orphans lazily: a zombie postmaster keeps
 	# its pid "running" and the new postmaster would refuse its lock files.
 	# Every process of the old server has exited: the lock files are stale.
