@@ -30,25 +30,16 @@
 void
 jsc_schema_error(const char *path, const char *fmt,...)
 {
-	StringInfoData buf;
 	va_list		args;
+	char	   *detail;
 
-	initStringInfo(&buf);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
+	va_start(args, fmt);
+	detail = json_schema_vformat(fmt, args);
+	va_end(args);
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid JSON schema"),
-			 errdetail("%s: %s", path, buf.data),
+			 errdetail("%s: %s", path, detail),
 			 errhint("The schema must be valid JSON Schema draft-04.")));
 }
 

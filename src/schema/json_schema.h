@@ -142,6 +142,7 @@ extern void json_schema_free(JsonSchema *schema);
 /* validate.c */
 extern bool json_schema_validate(JsonSchema *schema, Jsonb *document,
 								 JsonSchemaResult *result);
+extern char *json_schema_vformat(const char *fmt, va_list args) pg_attribute_printf(1, 0);
 extern void json_schema_add_error(JsonSchemaResult *result, const char *path,
 								  const char *keyword, const char *fmt,...) pg_attribute_printf(4, 5);
 extern bool json_schema_has_error_at(JsonSchemaResult *result, const char *path);

@@ -77,11 +77,32 @@ path_text(const PathStep *step)
 	return psprintf("%s[%d]", parent, step->index);
 }
 
+/* fmt formatted with args, palloc'd: a StringInfo grown until it fits */
+char *
+json_schema_vformat(const char *fmt, va_list args)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		copy;
+		int			needed;
+
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&buf, fmt, copy);
+		va_end(copy);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	return buf.data;
+}
+
 void
 json_schema_add_error(JsonSchemaResult *result, const char *path,
 					  const char *keyword, const char *fmt,...)
 {
-	StringInfoData buf;
 	va_list		args;
 	JsonSchemaError *e;
 
@@ -89,22 +110,12 @@ json_schema_add_error(JsonSchemaResult *result, const char *path,
 		return;
 	if (result->errors == NULL)
 		result->errors = palloc(sizeof(JsonSchemaError) * result->max_errors);
-	initStringInfo(&buf);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
 	e = &result->errors[result->nerrors++];
 	e->path = pstrdup(path);
 	e->keyword = keyword;
-	e->message = buf.data;
+	va_start(args, fmt);
+	e->message = json_schema_vformat(fmt, args);
+	va_end(args);
 }
 
 bool

@@ -117,10 +117,7 @@ my $dup_pids = join(',', map { "'$_'" } @{ $sent->{duplicates} });
 is(count_sql("SELECT count(*) FROM payment.dead_letters WHERE payment_id IN ($dup_pids)"),
 	'0', 'exact duplicates are not dead letters');
 cmp_ok(count_sql('SELECT duplicates FROM payment.stats'), '>=', 30, 'duplicates counted');
-ok(SqsPeers::wait_until(sub {
-			my $c = $peers->queue_counts;
-			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
-		}, 30),
+ok($peers->wait_queue_empty(30),
 	'the queue is empty afterwards (GetQueueAttributes)');
 
 ### transient store failures of one message (a serialization failure; a lock
@@ -152,10 +149,7 @@ ok(wait_for_sql("SELECT reason || ':' || receive_count FROM payment.dead_letters
 	'a payment that always fails transiently is dead-lettered after 3 receives');
 cmp_ok(($peers->stats->{byOperation}{ChangeMessageVisibilityBatch} // 0) - $cmv_before, '>=', 2,
 	'retries were scheduled with ChangeMessageVisibilityBatch');
-ok(SqsPeers::wait_until(sub {
-			my $c = $peers->queue_counts;
-			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
-		}, 30),
+ok($peers->wait_queue_empty(30),
 	'both are gone from the queue afterwards');
 $node->safe_psql('postgres', 'DROP TRIGGER flaky ON payment.payments');
 

@@ -51,10 +51,7 @@ sub check_all_stored_once
 			  . ' GROUP BY payment_id HAVING count(*) > 1) d'), '0', "$what: none stored twice");
 	is(sql("SELECT count(*) FROM payment.dead_letters WHERE payment_id IN ($ids)"), '0',
 		"$what: none dead-lettered");
-	ok(SqsPeers::wait_until(sub {
-				my $c = $peers->queue_counts;
-				$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
-			}, 30),
+	ok($peers->wait_queue_empty(30),
 		"$what: queue empty afterwards");
 }
 

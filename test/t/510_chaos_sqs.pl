@@ -84,11 +84,7 @@ ok($accepted >= $n * 0.9, "most submits answered OK ($accepted of $n)");
 
 $chaos->record_ids;
 my $poison_list = join(',', map { "'$_'" } @poison_ids);
-sub queue_empty
-{
-	my $c = $peers->queue_counts;
-	return $c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
-}
+sub queue_empty { return $peers->queue_empty; }
 my $done = sub {
 	$node->safe_psql('postgres', qq{
 SELECT NOT EXISTS (SELECT 1 FROM chaos_ids c WHERE accepted AND NOT EXISTS

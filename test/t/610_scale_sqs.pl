@@ -68,18 +68,28 @@ $node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment
 $node->reload;
 
 my $workers_sql = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'};
-my $total = $embedded + $sqs_backlog;
-my ($max_seen, $stored) = (0, 0);
-my $start = time();
-while (time() - $start < 90)
+
+# Wait (90 s at most) until $total payments are stored; returns how many
+# were stored and the largest pool seen meanwhile.
+sub drain_watching_pool
 {
-	my ($n, $s) = split /\|/, $node->safe_psql('postgres',
-		"SELECT ($workers_sql), (SELECT count(*) FROM payment.payments)");
-	$max_seen = $n if $n > $max_seen;
-	$stored = $s;
-	last if $s == $total;
-	usleep(200_000);
+	my ($total) = @_;
+	my ($stored, $max_seen) = (0, 0);
+	my $start = time();
+	while (time() - $start < 90)
+	{
+		my ($n, $s) = split /\|/, $node->safe_psql('postgres',
+			"SELECT ($workers_sql), (SELECT count(*) FROM payment.payments)");
+		$max_seen = $n if $n > $max_seen;
+		$stored = $s;
+		last if $s == $total;
+		usleep(200_000);
+	}
+	return ($stored, $max_seen);
 }
+my $total = $embedded + $sqs_backlog;
+my $start = time();
+my ($stored, $max_seen) = drain_watching_pool($total);
 my $seconds = time() - $start;
 is($stored, $total, sprintf('embedded leftovers and the SQS backlog all stored (%.1f s)', $seconds));
 is($max_seen, 8, 'the pool grew to payment.max_workers on the SQS backlog');
@@ -89,10 +99,7 @@ is($node->safe_psql('postgres', 'SELECT count(DISTINCT payment_id) FROM payment.
 	$total, 'each stored once');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '0',
 	'nothing dead-lettered');
-ok(SqsPeers::wait_until(sub {
-			my $c = $peers->queue_counts;
-			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
-		}, 30),
+ok($peers->wait_queue_empty(30),
 	'the SQS queue is empty');
 is($peers->stats->{rejected}, 0, 'every request carried a valid signature');
 my $latency = $peers->set_latency(20);
@@ -124,10 +131,7 @@ SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('np' || i):
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = $total + 400 FROM payment.payments"),
 	'the replaced SQS queue\'s leftovers and the new embedded payments are all stored');
-ok(SqsPeers::wait_until(sub {
-			my $c = $peers->queue_counts;
-			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
-		}, 30),
+ok($peers->wait_queue_empty(30),
 	'the replaced SQS queue is empty');
 ok($node->wait_for_log(qr/found the replaced SQS queue empty/),
 	'the workers stop draining the replaced queue once it is empty');
@@ -148,18 +152,9 @@ ok($node->poll_query_until('postgres', "SELECT ($workers_sql) = 2"),
 my $events_before = $node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats');
 $node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment.paused = off\n");
 $node->reload;
-($max_seen, $stored) = (0, 0);
 $total += 400 + $short;
 $start = time();
-while (time() - $start < 90)
-{
-	my ($n, $s) = split /\|/, $node->safe_psql('postgres',
-		"SELECT ($workers_sql), (SELECT count(*) FROM payment.payments)");
-	$max_seen = $n if $n > $max_seen;
-	$stored = $s;
-	last if $s == $total;
-	usleep(200_000);
-}
+($stored, $max_seen) = drain_watching_pool($total);
 is($stored, $total, sprintf('all stored with receives of at most 5 (%.1f s)', time() - $start));
 is($max_seen, 8, 'the pool grew to payment.max_workers on the queue depth alone');
 cmp_ok($node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats'), '>',
@@ -191,10 +186,7 @@ SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('yp' || i):
 $total += 250;
 ok($node->poll_query_until('postgres', "SELECT count(*) = $total FROM payment.payments"),
 	'both queues drained into payment.payments');
-ok(SqsPeers::wait_until(sub {
-			my $c = $peers->queue_counts;
-			$c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
-		}, 30),
+ok($peers->wait_queue_empty(30),
 	'the first queue is empty');
 
 $node->stop;

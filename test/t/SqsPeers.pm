@@ -257,6 +257,21 @@ sub queue_counts
 	return $self->producer('count', 'queue-url' => $self->{queue_url});
 }
 
+# no message visible, in flight or delayed (GetQueueAttributes)
+sub queue_empty
+{
+	my ($self) = @_;
+	my $c = $self->queue_counts;
+	return $c->{visible} + $c->{in_flight} + $c->{delayed} == 0;
+}
+
+# true once the queue is empty, false after $seconds
+sub wait_queue_empty
+{
+	my ($self, $seconds) = @_;
+	return wait_until(sub { $self->queue_empty }, $seconds);
+}
+
 # postgresql.conf lines pointing node at the proxy, with the given key
 sub node_conf
 {
