@@ -87,6 +87,105 @@ REVOKE ALL ON FUNCTION payment_schema_from_openapi(jsonb, text) FROM PUBLIC;
 
 -- == The embedded queue ==
 
+-- 1.0's queue inserted, updated and deleted a row per message, so every
+-- delivered message left dead rows that a held snapshot (a report, pg_dump, a
+-- session idle in transaction) kept, and every claim walked over them.  From
+-- 1.1 messages are appended to insert-only event tables, three of them taking
+-- turns (payment.queue_rotate_after), each emptied by TRUNCATE once every
+-- message in it is settled; the workers claim them in batches bounded by
+-- transaction snapshots (as PgQ does) and record each batch, not each
+-- message, in an insert-only batch log rotated with them.  Only a message
+-- that must be retried later gets a row of its own, in payment.queue_retry:
+-- 1.0's table, renamed, so messages queued before the update are kept there
+-- and delivered as they were.
+ALTER TABLE payment.queue RENAME TO queue_retry;
+ALTER INDEX payment.queue_payment_id_idx RENAME TO queue_retry_payment_id_idx;
+
+CREATE TABLE payment.queue_events_0 (
+    seq             bigint      NOT NULL DEFAULT nextval('payment.queue_seq_seq'),
+    txid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    message_id      uuid        NOT NULL DEFAULT gen_random_uuid(),
+    payment_id      uuid,
+    user_id         uuid,
+    body            text        NOT NULL,
+    enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    schema_version  integer
+);
+CREATE INDEX queue_events_0_txid_idx ON payment.queue_events_0 (txid, seq);
+CREATE INDEX queue_events_0_payment_id_idx ON payment.queue_events_0 (payment_id);
+CREATE TABLE payment.queue_events_1 (LIKE payment.queue_events_0 INCLUDING ALL);
+CREATE TABLE payment.queue_events_2 (LIKE payment.queue_events_0 INCLUDING ALL);
+
+-- One row each time a batch is cut, claimed again, given back or settled;
+-- the newest says its state.  A batch is the events committed between two
+-- transaction snapshots (lo, hi], cut into chunks by (txid, seq) after
+-- (after_txid, after_seq) up to (last_txid, last_seq): its first row (step 0)
+-- holds that range.  Every row of a batch is in the batch table of the
+-- generation where it was cut.  Not dumped: its snapshots are this cluster's,
+-- and restored events are simply cut anew.
+CREATE TABLE payment.queue_batches_0 (
+    batch_id        bigint      NOT NULL,
+    step            integer     NOT NULL,
+    state           text        NOT NULL CHECK (state IN ('claimed', 'released', 'done')),
+    attempt         integer     NOT NULL,
+    lo              pg_snapshot,
+    hi              pg_snapshot,
+    after_txid      xid8,
+    after_seq       bigint,
+    last_txid       xid8,
+    last_seq        bigint,
+    more            boolean,
+    visible_at      timestamptz NOT NULL,
+    open_from       bigint      NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX queue_batches_0_batch_id_idx ON payment.queue_batches_0 (batch_id, step);
+CREATE TABLE payment.queue_batches_1 (LIKE payment.queue_batches_0 INCLUDING ALL);
+CREATE TABLE payment.queue_batches_2 (LIKE payment.queue_batches_0 INCLUDING ALL);
+REVOKE ALL ON payment.queue_events_0, payment.queue_events_1, payment.queue_events_2,
+    payment.queue_batches_0, payment.queue_batches_1, payment.queue_batches_2 FROM PUBLIC;
+
+-- Rows restored by pg_restore carry the transaction ids of the dumped
+-- cluster: they are stamped with the restoring transaction's, so the workers
+-- see them as committed now.  The condition keeps the trigger off the
+-- ordinary insert, whose txid is already the current one.
+CREATE FUNCTION payment.restamp_event() RETURNS trigger
+AS 'MODULE_PATHNAME', 'payment_restamp_event'
+LANGUAGE C SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION payment.restamp_event() FROM PUBLIC;
+CREATE TRIGGER restamp BEFORE INSERT ON payment.queue_events_0 FOR EACH ROW
+    WHEN (NEW.txid <> pg_current_xact_id()) EXECUTE FUNCTION payment.restamp_event();
+CREATE TRIGGER restamp BEFORE INSERT ON payment.queue_events_1 FOR EACH ROW
+    WHEN (NEW.txid <> pg_current_xact_id()) EXECUTE FUNCTION payment.restamp_event();
+CREATE TRIGGER restamp BEFORE INSERT ON payment.queue_events_2 FOR EACH ROW
+    WHEN (NEW.txid <> pg_current_xact_id()) EXECUTE FUNCTION payment.restamp_event();
+
+-- The messages not yet settled, with 1.0's columns: those of the event
+-- tables (receive_count and visible_at are their batch's) and the retries.
+-- With payment_id, only that payment's (an index lookup).
+CREATE FUNCTION payment.queue_messages(payment_id uuid DEFAULT NULL,
+    OUT seq bigint, OUT message_id uuid, OUT payment_id uuid, OUT user_id uuid,
+    OUT body text, OUT enqueued_at timestamptz, OUT visible_at timestamptz,
+    OUT receive_count integer, OUT schema_version integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'payment_queue_messages'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION payment.queue_messages(uuid) FROM PUBLIC;
+
+-- payment.queue keeps its 1.0 name, columns and use: read it, INSERT into it
+-- (another producer, an operator), DELETE from it.  The two functions behind
+-- it are SECURITY DEFINER so that a role granted the view needs no grant on
+-- the tables behind it; neither is executable by PUBLIC.
+CREATE VIEW payment.queue AS SELECT * FROM payment.queue_messages();
+REVOKE ALL ON payment.queue FROM PUBLIC;
+CREATE FUNCTION payment.queue_write() RETURNS trigger
+AS 'MODULE_PATHNAME', 'payment_queue_write'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION payment.queue_write() FROM PUBLIC;
+CREATE TRIGGER queue_write INSTEAD OF INSERT OR UPDATE OR DELETE ON payment.queue
+    FOR EACH ROW EXECUTE FUNCTION payment.queue_write();
+
 -- The workers' claim, in the caller's transaction: for diagnostics and for the
 -- isolation tests of concurrent claims.  Claimed messages come back after
 -- payment.visibility_timeout with one more receive counted, as a crashed
@@ -106,7 +205,15 @@ REVOKE ALL ON FUNCTION payment.claim_messages(integer) FROM PUBLIC;
 -- payment at all.  Every table holding user data is registered, whole.
 SELECT pg_catalog.pg_extension_config_dump('payment.payments', '');
 SELECT pg_catalog.pg_extension_config_dump('payment.dead_letters', '');
-SELECT pg_catalog.pg_extension_config_dump('payment.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('payment.queue_retry', '');
+-- Of the event tables, only the messages not yet settled: the batch log that
+-- tells them apart is not dumped.
+SELECT pg_catalog.pg_extension_config_dump('payment.queue_events_0',
+    'WHERE seq IN (SELECT seq FROM payment.queue_messages())');
+SELECT pg_catalog.pg_extension_config_dump('payment.queue_events_1',
+    'WHERE seq IN (SELECT seq FROM payment.queue_messages())');
+SELECT pg_catalog.pg_extension_config_dump('payment.queue_events_2',
+    'WHERE seq IN (SELECT seq FROM payment.queue_messages())');
 SELECT pg_catalog.pg_extension_config_dump('payment.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payment.reader_users', '');
 SELECT pg_catalog.pg_extension_config_dump('payment.schemas', '');

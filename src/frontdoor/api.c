@@ -192,7 +192,8 @@ submit_payments(PG_FUNCTION_ARGS)
 Datum
 payment_status(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr status_plan = NULL;
+	static SPIPlanPtr status_plans[2] = {NULL, NULL};
+	bool		versioned;
 	PaymentCaller caller;
 	Datum		payment_id;
 	char	   *payment_id_text;
@@ -210,21 +211,25 @@ payment_status(PG_FUNCTION_ARGS)
 	payment_id_text = DatumGetCString(DirectFunctionCall1(uuid_out, payment_id));
 
 	SPI_connect();
-	payment_prepare(&status_plan,
-					"SELECT status, changed_at, user_id::text, message_id, reason, error"
-					"  FROM (SELECT 1 AS rank, 'stored' AS status, stored_at AS changed_at,"
-					"               user_id, message_id, NULL::text AS reason, NULL::text AS error"
-					"          FROM payment.payments WHERE payment_id = $1"
-					"        UNION ALL"
-					"        SELECT 2, 'queued', enqueued_at, user_id, message_id::text, NULL, NULL"
-					"          FROM payment.queue WHERE payment_id = $1"
-					"        UNION ALL"
-					"        SELECT 3, 'dead_lettered', dead_lettered_at, user_id, message_id,"
-					"               reason, error"
-					"          FROM payment.dead_letters WHERE payment_id = $1) s"
-					" ORDER BY rank, changed_at DESC",
+	/* from 1.1, payment.queue is a view: ask its function for this payment only */
+	versioned = queue_records_schema_version();
+	payment_prepare(&status_plans[versioned],
+					psprintf("SELECT status, changed_at, user_id::text, message_id, reason, error"
+							 "  FROM (SELECT 1 AS rank, 'stored' AS status, stored_at AS changed_at,"
+							 "               user_id, message_id, NULL::text AS reason, NULL::text AS error"
+							 "          FROM payment.payments WHERE payment_id = $1"
+							 "        UNION ALL"
+							 "        SELECT 2, 'queued', enqueued_at, user_id, message_id::text, NULL, NULL"
+							 "          FROM %s"
+							 "        UNION ALL"
+							 "        SELECT 3, 'dead_lettered', dead_lettered_at, user_id, message_id,"
+							 "               reason, error"
+							 "          FROM payment.dead_letters WHERE payment_id = $1) s"
+							 " ORDER BY rank, changed_at DESC",
+							 versioned ? "payment.queue_messages($1)" :
+							 "payment.queue WHERE payment_id = $1"),
 					1, (Oid[]) {UUIDOID});
-	if (SPI_execute_plan(status_plan, &payment_id, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(status_plans[versioned], &payment_id, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payment status query failed");
 
 	/* a caller bound to a user sees only that user's payment */

@@ -1,19 +1,30 @@
 /*-------------------------------------------------------------------------
  * embedded.c
- *	  The default queue backend: the WAL-logged table payment.queue.
+ *	  The default queue backend, inside the database.
  *
- *	  Enqueue runs in the caller's transaction, so a rollback enqueues
- *	  nothing.  A claim is its own short transaction, as an SQS receive is:
- *	  it counts the receive and hides the rows for payment.visibility_timeout,
- *	  so a batch whose worker dies reappears later with its receive count
- *	  kept.  Settling (delete or delay) runs in the store's transaction, so a
- *	  payment and the removal of its message commit together or not at all.
+ *	  From extension 1.1 on, messages are appended to insert-only event
+ *	  tables and claimed in batches (event_log.c); only a message to retry
+ *	  later gets a row of its own, in payment.queue_retry, claimed row by row
+ *	  as 1.0 claimed every message (a database still at 1.0 keeps that one
+ *	  table, payment.queue, for everything).  Both kinds of messages follow
+ *	  the same rules: enqueue runs in the caller's transaction, so a rollback
+ *	  enqueues nothing; a claim is its own short transaction, as an SQS
+ *	  receive is: it counts the receive and hides the messages for
+ *	  payment.visibility_timeout, so a batch whose worker dies reappears
+ *	  later with its receive count kept; settling runs in the store's
+ *	  transaction, so a payment and the settling of its message commit
+ *	  together or not at all.
+ *
+ *	  Also here: payment.queue's face from 1.1 on (the view over both kinds,
+ *	  and its INSTEAD OF trigger), and payment.claim_messages().
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -21,18 +32,66 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "payment.h"
+#include "queue/event_log.h"
 #include "queue/queue.h"
 
 PG_FUNCTION_INFO_V1(payment_claim_messages);
+PG_FUNCTION_INFO_V1(payment_queue_messages);
+PG_FUNCTION_INFO_V1(payment_queue_write);
 
-/* each in two forms, indexed by queue_records_schema_version() */
-static SPIPlanPtr enqueue_plans[2] = {NULL, NULL};
+/* how often a worker looks for expired claims and empties settled tables */
+#define UPKEEP_INTERVAL_MS 1000
+
+/*
+ * Plans in two forms, indexed by the layout: 0 for a database still at 1.0
+ * (everything in payment.queue, no schema_version), 1 from 1.1 on (event
+ * tables, and payment.queue_retry for the messages with a row of their own).
+ */
+static SPIPlanPtr enqueue_plan = NULL;
 static SPIPlanPtr claim_plans[2] = {NULL, NULL};
-static SPIPlanPtr delete_plan = NULL;
-static SPIPlanPtr delay_plan = NULL;
-static SPIPlanPtr release_plan = NULL;
+static SPIPlanPtr next_plans[2] = {NULL, NULL};
+static SPIPlanPtr delete_plans[2] = {NULL, NULL};
+static SPIPlanPtr delay_plans[2] = {NULL, NULL};
+static SPIPlanPtr release_plans[2] = {NULL, NULL};
+
+static TimestampTz expired_due = 0;
+static TimestampTz rotate_due = 0;
+
+/* 1 from extension 1.1 on (the event tables exist), else 0 */
+static int
+layout(void)
+{
+	Oid			nsp = get_namespace_oid("payment", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("queue_events_0", nsp)) ? 1 : 0;
+}
+
+/*
+ * sql for the table of messages with a row each: %1$s stands for the
+ * table, %2$s for its schema_version column (none at 1.0)
+ */
+static char *
+row_table_sql(const char *sql, int lay)
+{
+	return psprintf(sql, lay ? "payment.queue_retry" : "payment.queue",
+					lay ? "schema_version" : "NULL::integer");
+}
+
+/* whether the interval since *due passed; if so, the next one starts */
+static bool
+due(TimestampTz *when)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now < *when)
+		return false;
+	*when = TimestampTzPlusMilliseconds(now, UPKEEP_INTERVAL_MS);
+	return true;
+}
 
 static void
 warn_if_no_worker(void)
@@ -45,54 +104,47 @@ warn_if_no_worker(void)
 				 errhint("Add payment to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
-/* One row, in the caller's transaction and SPI connection; its message id. */
+/* One row in 1.0's payment.queue, in the caller's SPI connection; its message id. */
 static char *
-insert_message(const QueuedPayment *payment, bool versioned)
+insert_message(const QueuedPayment *payment)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	int			rc;
 
 	values[0] = payment->payment_id;
 	values[1] = payment->user_id;
 	values[2] = CStringGetTextDatum(payment->body);
-	values[3] = Int32GetDatum(payment->schema_version);
 	if (values[0] == (Datum) 0)
 		nulls[0] = 'n';
 	if (values[1] == (Datum) 0)
 		nulls[1] = 'n';
-	if (payment->schema_version < 0)
-		nulls[3] = 'n';
 
-	payment_prepare(&enqueue_plans[versioned],
-					versioned ?
-					"INSERT INTO payment.queue (payment_id, user_id, body, schema_version) "
-					"VALUES ($1, $2, $3, $4) RETURNING message_id::text" :
+	payment_prepare(&enqueue_plan,
 					"INSERT INTO payment.queue (payment_id, user_id, body) "
 					"VALUES ($1, $2, $3) RETURNING message_id::text",
-					versioned ? 4 : 3, (Oid[]) {UUIDOID, UUIDOID, TEXTOID, INT4OID});
-	rc = SPI_execute_plan(enqueue_plans[versioned], values, nulls, false, 1);
+					3, (Oid[]) {UUIDOID, UUIDOID, TEXTOID});
+	rc = SPI_execute_plan(enqueue_plan, values, nulls, false, 1);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "enqueue failed: %s", SPI_result_code_string(rc));
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
-/*
- * Insert messages in the caller's transaction; the queue's statement
- * trigger wakes the workers when it commits.
- */
+/* Enqueue in the caller's transaction; the workers are woken when it commits. */
 static void
 embedded_enqueue_batch(const QueuedPayment *payments, int count, char **message_ids)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	bool		versioned = queue_records_schema_version();
 
 	warn_if_no_worker();
 	SPI_connect();
-	for (int i = 0; i < count; i++)
-		message_ids[i] = MemoryContextStrdup(caller,
-											 insert_message(&payments[i], versioned));
+	if (layout() == 1)
+		event_log_append(payments, count, message_ids, caller, NULL, (Datum) 0);
+	else
+		for (int i = 0; i < count; i++)
+			message_ids[i] = MemoryContextStrdup(caller, insert_message(&payments[i]));
 	SPI_finish();
+	payment_note_enqueued(0);
 }
 
 static char *
@@ -105,19 +157,19 @@ embedded_enqueue(const QueuedPayment *payment)
 }
 
 /* Seconds until the next queued message becomes visible, at most cap. */
+/* Seconds until the next message with a row of its own becomes visible, at most cap. */
 static double
-next_visible_in(double cap)
+next_visible_in(double cap, int lay)
 {
-	static SPIPlanPtr next_plan = NULL;
 	double		seconds = cap;
 	bool		isnull;
 	Datum		d;
 
-	payment_prepare(&next_plan,
-					"SELECT extract(epoch FROM min(visible_at) - clock_timestamp())::float8"
-					"  FROM payment.queue",
+	payment_prepare(&next_plans[lay],
+					row_table_sql("SELECT extract(epoch FROM min(visible_at) - clock_timestamp())::float8"
+								  "  FROM %1$s", lay),
 					0, NULL);
-	if (SPI_execute_plan(next_plan, NULL, NULL, true, 1) == SPI_OK_SELECT &&
+	if (SPI_execute_plan(next_plans[lay], NULL, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -127,43 +179,33 @@ next_visible_in(double cap)
 	return seconds;
 }
 
-/* the claim, returning the schema version as the given column expression */
-#define CLAIM_SQL(version) \
-	"UPDATE payment.queue" \
-	"   SET receive_count = receive_count + 1," \
-	"       visible_at = clock_timestamp() + make_interval(secs => $2)" \
-	" WHERE seq = ANY (ARRAY(SELECT seq FROM payment.queue" \
-	"                         WHERE visible_at <= clock_timestamp()" \
-	"                         ORDER BY seq LIMIT $1" \
-	"                         FOR UPDATE SKIP LOCKED))" \
-	" RETURNING seq, message_id::text, body, receive_count, " version
-
 /*
- * Claim up to max_messages visible messages in the current transaction (SPI
- * connected): count the receive and hide them for the visibility timeout.
- * Rows another transaction holds are skipped, so concurrent claimers never
- * get the same message.  The result is allocated in result_context.
+ * Claim up to max_messages visible messages with a row each, counting the
+ * receive and hiding them for the visibility timeout.  Rows another
+ * transaction holds are skipped, so concurrent claimers never get the same
+ * message.  = ANY (ARRAY(...)) rather than a join: the generic plan of a
+ * join, costed for an unknown LIMIT, hashes the whole table on every claim.
  */
 static int
-claim_in_transaction(QueueMessage **messages, int max_messages,
-					 MemoryContext result_context)
+claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_context, int lay)
 {
 	Datum		values[2];
 	QueueMessage *claimed = NULL;
 	int			count;
-	bool		versioned = queue_records_schema_version();
 
-	payment_prepare(&claim_plans[versioned],
-					/*
-					 * = ANY (ARRAY(...)) rather than a join: the generic plan
-					 * of a join, costed for an unknown LIMIT, hashes the whole
-					 * queue table on every claim.
-					 */
-					versioned ? CLAIM_SQL("schema_version") : CLAIM_SQL("NULL::integer"),
+	payment_prepare(&claim_plans[lay],
+					row_table_sql("UPDATE %1$s"
+								  "   SET receive_count = receive_count + 1,"
+								  "       visible_at = clock_timestamp() + make_interval(secs => $2)"
+								  " WHERE seq = ANY (ARRAY(SELECT seq FROM %1$s"
+								  "                         WHERE visible_at <= clock_timestamp()"
+								  "                         ORDER BY seq LIMIT $1"
+								  "                         FOR UPDATE SKIP LOCKED))"
+								  " RETURNING seq, message_id::text, body, receive_count, %2$s", lay),
 					2, (Oid[]) {INT4OID, INT4OID});
 	values[0] = Int32GetDatum(max_messages);
 	values[1] = Int32GetDatum(payment_visibility_timeout);
-	if (SPI_execute_plan(claim_plans[versioned], values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(claim_plans[lay], values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "claiming messages failed");
 
 	count = (int) SPI_processed;
@@ -193,12 +235,33 @@ claim_in_transaction(QueueMessage **messages, int max_messages,
 }
 
 /*
- * The workers' claim: a transaction of its own, as an SQS receive is, so a
- * batch whose worker dies reappears after the visibility timeout with its
- * receive count kept.  The result is allocated in the caller's memory
- * context.  When there is none, *idle_seconds says how long until the next
- * queued message becomes visible (at most its input value), so an idle
- * worker sleeps on its latch just as long as it needs to.
+ * Claim in the current transaction (SPI connected): the messages with a row
+ * of their own first (retries are due), else a batch of events.  When there
+ * is none, *idle_seconds (in: a cap) says when one may become visible.
+ */
+static int
+claim_in_transaction(QueueMessage **messages, int max_messages,
+					 MemoryContext result_context, bool look_for_expired,
+					 double *idle_seconds)
+{
+	int			lay = layout();
+	int			count;
+
+	count = claim_rows(messages, max_messages, result_context, lay);
+	if (count == 0 && lay == 1)
+		count = event_log_claim(messages, max_messages, result_context,
+								look_for_expired, idle_seconds);
+	if (count == 0)
+		*idle_seconds = next_visible_in(*idle_seconds, lay);
+	return count;
+}
+
+/*
+ * The workers' claim: a transaction of its own, as an SQS receive is.  The
+ * result is allocated in the caller's memory context.  Every second, also
+ * looks for batches whose claim expired, and empties the event tables whose
+ * messages are all settled, in a transaction of its own: its locks are
+ * taken only if free, and must not be held with the claim's.
  */
 static int
 embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
@@ -210,14 +273,24 @@ embedded_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-
-	count = claim_in_transaction(messages, max_messages, caller_context);
-	if (count == 0)
-		*idle_seconds = next_visible_in(*idle_seconds);
-
+	count = claim_in_transaction(messages, max_messages, caller_context,
+								 due(&expired_due), idle_seconds);
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+
+	if (due(&rotate_due))
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (layout() == 1)
+			event_log_rotate();
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+	}
 	/* commit leaves TopMemoryContext current */
 	MemoryContextSwitchTo(caller_context);
 	return count;
@@ -235,15 +308,22 @@ payment_claim_messages(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			max_messages = PG_GETARG_INT32(0);
 	QueueMessage *claimed;
+	double		idle_seconds = 0;
 	int			count;
 
 	if (max_messages < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_messages must be at least 1")));
+	/* a claim must see the batches cut by the claims before it */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("payment.claim_messages() requires the READ COMMITTED isolation level")));
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	count = claim_in_transaction(&claimed, max_messages, CurrentMemoryContext);
+	count = claim_in_transaction(&claimed, max_messages, CurrentMemoryContext, true,
+								 &idle_seconds);
 	for (int i = 0; i < count; i++)
 	{
 		Datum		values[4];
@@ -271,55 +351,49 @@ int8_array(int64 *items, int count)
 }
 
 /*
- * In the store's transaction (SPI connected): remove settled messages and
- * push retried ones back by their delay.
+ * In the store's transaction (SPI connected): settle the batch of events;
+ * remove the settled messages with a row of their own and push the retried
+ * ones back by their delay.
  */
 static void
 embedded_settle(QueueMessage *messages, int count)
 {
+	int			lay = layout();
 	int64	   *done = palloc(sizeof(int64) * count);
-	int64	   *retry = palloc(sizeof(int64) * count);
-	int		   *delays = palloc(sizeof(int) * count);
 	int			ndone = 0;
-	int			nretry = 0;
 
+	if (lay == 1)
+		event_log_settle(messages, count);
 	for (int i = 0; i < count; i++)
 	{
+		if (messages[i].batch_id != 0)
+			continue;
 		if (messages[i].outcome == STORE_RETRY)
 		{
-			retry[nretry] = messages[i].seq;
-			delays[nretry++] = messages[i].retry_delay;
+			/* retries are rare: one indexed update each */
+			Datum		values[2] = {Int64GetDatum(messages[i].seq),
+			Int32GetDatum(messages[i].retry_delay)};
+
+			payment_prepare(&delay_plans[lay],
+							row_table_sql("UPDATE %1$s"
+										  "   SET visible_at = clock_timestamp() + make_interval(secs => $2)"
+										  " WHERE seq = $1", lay),
+							2, (Oid[]) {INT8OID, INT4OID});
+			if (SPI_execute_plan(delay_plans[lay], values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "delaying a retried message failed");
 		}
 		else if (messages[i].outcome != STORE_PENDING)
 			done[ndone++] = messages[i].seq;
 	}
-
 	if (ndone > 0)
 	{
-		Oid			argtypes[1] = {INT8ARRAYOID};
-		Datum		values[1];
+		Datum		values[1] = {int8_array(done, ndone)};
 
-		payment_prepare(&delete_plan,
-						"DELETE FROM payment.queue WHERE seq = ANY ($1)",
-						1, argtypes);
-		values[0] = int8_array(done, ndone);
-		if (SPI_execute_plan(delete_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+		payment_prepare(&delete_plans[lay],
+						row_table_sql("DELETE FROM %1$s WHERE seq = ANY ($1)", lay),
+						1, (Oid[]) {INT8ARRAYOID});
+		if (SPI_execute_plan(delete_plans[lay], values, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "deleting settled messages failed");
-	}
-
-	/* retries are rare: one indexed update each */
-	for (int i = 0; i < nretry; i++)
-	{
-		Oid			argtypes[2] = {INT8OID, INT4OID};
-		Datum		values[2] = {Int64GetDatum(retry[i]), Int32GetDatum(delays[i])};
-
-		payment_prepare(&delay_plan,
-						"UPDATE payment.queue"
-						"   SET visible_at = clock_timestamp() + make_interval(secs => $2)"
-						" WHERE seq = $1",
-						2, argtypes);
-		if (SPI_execute_plan(delay_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "delaying a retried message failed");
 	}
 }
 
@@ -333,28 +407,171 @@ static void
 embedded_release(QueueMessage *messages, int count)
 {
 	int64	   *seqs = palloc(sizeof(int64) * count);
-	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum		values[1];
-
-	for (int i = 0; i < count; i++)
-		seqs[i] = messages[i].seq;
-	values[0] = int8_array(seqs, count);
+	int			nrows = 0;
+	int			lay;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	payment_prepare(&release_plan,
-					"UPDATE payment.queue"
-					"   SET visible_at = clock_timestamp(),"
-					"       receive_count = greatest(receive_count - 1, 0)"
-					" WHERE seq = ANY ($1)",
-					1, argtypes);
-	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "releasing a claimed batch failed");
+	lay = layout();
+	if (lay == 1)
+		event_log_release(messages, count);
+	for (int i = 0; i < count; i++)
+		if (messages[i].batch_id == 0)
+			seqs[nrows++] = messages[i].seq;
+	if (nrows > 0)
+	{
+		Datum		values[1] = {int8_array(seqs, nrows)};
+
+		payment_prepare(&release_plans[lay],
+						row_table_sql("UPDATE %1$s"
+									  "   SET visible_at = clock_timestamp(),"
+									  "       receive_count = greatest(receive_count - 1, 0)"
+									  " WHERE seq = ANY ($1)", lay),
+						1, (Oid[]) {INT8ARRAYOID});
+		if (SPI_execute_plan(release_plans[lay], values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "releasing a claimed batch failed");
+	}
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
+}
+
+/* payment.queue_messages(payment_id): the messages not settled yet (1.1's payment.queue). */
+Datum
+payment_queue_messages(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	event_log_list(rsinfo->setResult, rsinfo->setDesc,
+				   PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0), PG_ARGISNULL(0));
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* NEW's column name, or isnull */
+static Datum
+column(TriggerData *trigdata, HeapTuple tuple, const char *name, bool *isnull)
+{
+	TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+
+	return heap_getattr(tuple, SPI_fnumber(desc, name), desc, isnull);
+}
+
+/*
+ * INSTEAD OF trigger of the view payment.queue.  An INSERT (another
+ * producer, an operator) enqueues as submit_payment does; one with a
+ * receive count or a later visible_at gets a row of its own.  A DELETE
+ * removes the message wherever it is.
+ */
+Datum
+payment_queue_write(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr row_plan = NULL;
+	static SPIPlanPtr delete_plan = NULL;
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	bool		isnull;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_INSTEAD(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("payment.queue_write() must be called as an INSTEAD OF trigger")));
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("messages in payment.queue cannot be updated"),
+				 errhint("Delete the message and insert it again.")));
+
+	tuple = trigdata->tg_trigtuple;
+	SPI_connect();
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		Datum		seq = column(trigdata, tuple, "seq", &isnull);
+
+		if (delete_plan == NULL)
+			payment_prepare(&delete_plan,
+							"WITH r AS (DELETE FROM payment.queue_retry WHERE seq = $1),"
+							" e0 AS (DELETE FROM payment.queue_events_0 WHERE seq = $1),"
+							" e1 AS (DELETE FROM payment.queue_events_1 WHERE seq = $1)"
+							" DELETE FROM payment.queue_events_2 WHERE seq = $1",
+							1, (Oid[]) {INT8OID});
+		if (!isnull && SPI_execute_plan(delete_plan, &seq, NULL, false, 0) < 0)
+			elog(ERROR, "deleting a queued message failed");
+	}
+	else
+	{
+		QueuedPayment p;
+		Datum		receive_count = column(trigdata, tuple, "receive_count", &isnull);
+		bool		counted = !isnull && DatumGetInt32(receive_count) > 0;
+		Datum		visible_at = column(trigdata, tuple, "visible_at", &isnull);
+		bool		later = !isnull && DatumGetTimestampTz(visible_at) > GetCurrentTimestamp();
+		Datum		message_id = column(trigdata, tuple, "message_id", &isnull);
+		char	   *message_id_text = isnull ? NULL :
+			DatumGetCString(DirectFunctionCall1(uuid_out, message_id));
+		Datum		enqueued_at = column(trigdata, tuple, "enqueued_at", &isnull);
+		Datum		body;
+		Datum		d;
+		char	   *id;
+
+		if (isnull)
+			enqueued_at = (Datum) 0;
+		body = column(trigdata, tuple, "body", &isnull);
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("null value in column \"body\" of payment.queue violates not-null constraint")));
+		p.body = TextDatumGetCString(body);
+		d = column(trigdata, tuple, "payment_id", &isnull);
+		p.payment_id = isnull ? (Datum) 0 : d;
+		d = column(trigdata, tuple, "user_id", &isnull);
+		p.user_id = isnull ? (Datum) 0 : d;
+		d = column(trigdata, tuple, "schema_version", &isnull);
+		p.schema_version = isnull ? -1 : DatumGetInt32(d);
+
+		if (counted || later)
+		{
+			Datum		values[8];
+			char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+			payment_prepare(&row_plan,
+							"INSERT INTO payment.queue_retry"
+							" (message_id, payment_id, user_id, body, enqueued_at, visible_at,"
+							"  receive_count, schema_version)"
+							" VALUES (coalesce($1, gen_random_uuid()), $2, $3, $4,"
+							"         coalesce($5, clock_timestamp()), coalesce($6, now()),"
+							"         coalesce($7, 0), $8)",
+							8, (Oid[]) {UUIDOID, UUIDOID, UUIDOID, TEXTOID, TIMESTAMPTZOID,
+								TIMESTAMPTZOID, INT4OID, INT4OID});
+			values[0] = message_id;
+			values[1] = p.payment_id;
+			values[2] = p.user_id;
+			values[3] = body;
+			values[4] = enqueued_at;
+			values[5] = visible_at;
+			values[6] = receive_count;
+			values[7] = Int32GetDatum(p.schema_version);
+			nulls[0] = message_id_text ? ' ' : 'n';
+			nulls[1] = p.payment_id ? ' ' : 'n';
+			nulls[2] = p.user_id ? ' ' : 'n';
+			nulls[4] = enqueued_at ? ' ' : 'n';
+			column(trigdata, tuple, "visible_at", &isnull);
+			nulls[5] = isnull ? 'n' : ' ';
+			column(trigdata, tuple, "receive_count", &isnull);
+			nulls[6] = isnull ? 'n' : ' ';
+			nulls[7] = p.schema_version < 0 ? 'n' : ' ';
+			if (SPI_execute_plan(row_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "queueing a message failed");
+		}
+		else
+			event_log_append(&p, 1, &id, CurrentMemoryContext, message_id_text, enqueued_at);
+		payment_note_enqueued(0);
+	}
+	SPI_finish();
+	return PointerGetDatum(tuple);
 }
 
 const QueueBackend embedded_queue = {

@@ -15,6 +15,7 @@
 
 #include "payment.h"
 #include "queue/aws_credentials.h"
+#include "queue/event_log.h"
 #include "queue/queue.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
@@ -31,6 +32,7 @@ queue_define_settings(void)
 	sqs_client_define_settings();
 	aws_define_settings();
 	sqs_define_settings();
+	event_log_define_settings();
 }
 
 const char *

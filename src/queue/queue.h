@@ -40,7 +40,11 @@ extern const char *dead_letter_reason_name(DeadLetterReason reason);
 
 typedef struct QueueMessage
 {
-	int64		seq;			/* embedded queue row; 0 for SQS */
+	int64		seq;			/* embedded queue message number; 0 for SQS */
+	uint64		txid;			/* embedded event: its transaction; 0 otherwise */
+	int64		batch_id;		/* embedded event: its batch; 0 otherwise */
+	int			batch_gen;		/* ... the generation holding the batch's rows */
+	int			batch_step;		/* ... the batch log row of this claim */
 	char	   *message_id;
 	char	   *receipt_handle; /* SQS only */
 	char	   *body;			/* as received */

@@ -48,7 +48,7 @@ bench() {
 	q "ALTER SYSTEM SET payment.auth = '$mode'" >/dev/null
 	q "ALTER SYSTEM SET payment.jwt_cache_size = $cache" >/dev/null
 	q "SELECT pg_reload_conf()" >/dev/null
-	q "TRUNCATE payment.queue" >/dev/null
+	empty_queue
 	q "CHECKPOINT" >/dev/null
 	pgbench -n -M prepared -c "$clients" -j "$clients" -T "$secs" -f "$script" 2>&1 |
 		awk '/^tps/ {print $3}'

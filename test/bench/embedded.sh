@@ -33,13 +33,6 @@ tps()
 		awk '/^tps/ {print int($3); exit}'
 }
 
-# Poll in separate transactions: a session that waits inside one statement
-# holds back the xmin horizon, and the queue's dead rows then slow every claim.
-wait_drained()
-{
-	while [ "$(q "SELECT EXISTS (SELECT 1 FROM payment.queue)")" = t ]; do sleep 0.01; done
-}
-
 pause()
 {
 	q "ALTER SYSTEM SET payment.paused = $1" && q "SELECT pg_reload_conf()" >/dev/null
@@ -55,9 +48,9 @@ for i in $(seq $RUNS); do
 	pause on
 	submit_tps+=("$(tps "$WORK/submit.sql")")
 	pause off
-	wait_drained
+	wait_settled
 	busy_tps+=("$(tps "$WORK/submit.sql")")
-	wait_drained
+	wait_settled
 done
 a_submit=$(median "${submit_tps[@]}"); a_plain=$(median "${plain_tps[@]}"); a_busy=$(median "${busy_tps[@]}")
 
@@ -90,7 +83,7 @@ COMMIT;
 SELECT extract(epoch FROM clock_timestamp());
 SQL
 )
-	wait_drained
+	wait_settled
 	end=$(q "SELECT extract(epoch FROM clock_timestamp())")
 	stored=$(q "SELECT count(*) FROM payment.payments")
 	[ "$stored" = "$BACKLOG" ] || { echo "drain stored $stored of $BACKLOG" >&2; exit 1; }
@@ -99,14 +92,13 @@ done
 b_drain=$(median "${drain_rate[@]}"); b_base=$(median "${base_rate[@]}")
 
 # (c) steady rate; latency from the submitting statement's clock to stored_at.
-# Start from a quiet server: the backlogs of (b) leave dead queue rows and a
-# checkpoint's worth of writes that would otherwise be measured instead.
+# Start from a quiet server: the backlogs of (b) leave a checkpoint's worth
+# of writes that would otherwise be measured instead.
 q "TRUNCATE payment.payments"
-q "VACUUM payment.queue"
 q "CHECKPOINT"
 echo "SELECT submit_payment($PAYLOAD || jsonb_build_object('sentAt', clock_timestamp()));" > "$WORK/latency.sql"
 pgbench -n -c 2 -j 2 -R $RATE -T $LATENCY_SECONDS -f "$WORK/latency.sql" >/dev/null 2>&1
-wait_drained
+wait_settled
 read -r p50 p99 n_lat <<<"$(q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2), count(*)
   FROM (SELECT extract(epoch FROM stored_at - (body->>'sentAt')::timestamptz) * 1000 AS ms

@@ -53,3 +53,20 @@ machine()
 {
 	echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(postgres --version)"
 }
+
+# Empty the embedded queue (workers paused), so that every run starts alike.
+empty_queue()
+{
+	q "TRUNCATE payment.queue_retry, payment.queue_events_0, payment.queue_events_1,
+	   payment.queue_events_2, payment.queue_batches_0, payment.queue_batches_1,
+	   payment.queue_batches_2" >/dev/null
+}
+
+# Wait until the workers have settled every payment submitted since the
+# server started: shared-memory counters, so that polling costs nothing.
+wait_settled()
+{
+	while [ "$(q "SELECT stored + duplicates + dead_lettered >= submitted FROM payment.counters()")" != t ]; do
+		sleep 0.01
+	done
+}

@@ -56,7 +56,7 @@ tps()
 use_schema()
 {
 	q "UPDATE payment.schemas SET active = $1"
-	q "TRUNCATE payment.queue"
+	empty_queue
 }
 
 # (a) alternated, so that both see the same machine state

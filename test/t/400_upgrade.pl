@@ -55,7 +55,8 @@ is($node->safe_psql('postgres', q{
 SELECT array_agg(c ORDER BY c)::text
   FROM (SELECT unnest(extconfig)::regclass::text AS c FROM pg_extension WHERE extname = 'payment') s}),
 	'{payment.api_keys,payment.dead_letters,payment.dead_letters_id_seq,payment.payments,'
-	  . 'payment.queue,payment.queue_seq_seq,payment.reader_users,payment.schemas,payment.schemas_version_seq}',
+	  . 'payment.queue_events_0,payment.queue_events_1,payment.queue_events_2,payment.queue_retry,'
+	  . 'payment.queue_seq_seq,payment.reader_users,payment.schemas,payment.schemas_version_seq}',
 	'user tables and their identity sequences registered for pg_dump');
 is($node->safe_psql('postgres', q{
 SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_attribute

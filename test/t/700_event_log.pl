@@ -1,0 +1,102 @@
+# The embedded queue's insert-only event tables (extension 1.1): while a
+# snapshot is held (a REPEATABLE READ report, as pg_dump holds one) tens of
+# thousands of payments go through and the queue's tables gain no dead rows;
+# the generations are emptied by TRUNCATE meanwhile; a transaction that
+# enqueued and stays open across several rotations is neither lost nor
+# emptied away; a pg_dump running meanwhile blocks no intake.  Every payment
+# is stored once.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $payments = 20_000;
+
+my $node = PostgreSQL::Test::Cluster->new('event_log');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'payment'
+payment.database = 'postgres'
+payment.workers = 2
+payment.queue_rotate_after = 1s
+autovacuum = off
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+
+my $payload = q{jsonb_build_object('paymentId', md5('p' || i)::uuid, 'userId', md5('u' || i)::uuid,
+  'dateTimestamp', '1709553600', 'description', 'event log ' || i, 'currency', 'GBP', 'amount', i)};
+
+sub queue_tables_sql
+{
+	my ($what) = @_;
+	return qq{SELECT coalesce(sum($what), 0) FROM pg_stat_user_tables
+	  WHERE schemaname = 'payment' AND relname LIKE 'queue%'};
+}
+
+# a snapshot held for the whole run, as a long report or pg_dump holds one
+my $hold = $node->background_psql('postgres');
+$hold->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+$hold->query_safe('SELECT count(*) FROM payment.payments');
+
+# a transaction that enqueues and stays open across several rotations
+my $open = $node->background_psql('postgres');
+$open->query_safe('BEGIN');
+$open->query_safe(qq{SELECT submit_payment($payload) FROM generate_series($payments + 1, $payments + 1) i});
+
+# pg_dump of the database, running meanwhile
+my $dump_file = $node->basedir . '/during.dump';
+my $dump_start = time();
+
+my $start = time();
+for my $chunk (0 .. 19)
+{
+	my ($from, $to) = ($chunk * 1000 + 1, ($chunk + 1) * 1000);
+	$node->safe_psql('postgres', qq{SELECT count(submit_payment($payload)) FROM generate_series($from, $to) i});
+}
+my $dump = $node->command_ok(['pg_dump', '-Fc', '-f', $dump_file, '-d', $node->connstr('postgres')],
+	'pg_dump runs while the queue is busy');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = $payments FROM payment.payments"),
+	"$payments payments stored while a snapshot is held");
+note sprintf('stored in %.1f s', time() - $start);
+
+# the open transaction spanned several rotations; it commits only now
+usleep(3_000_000);
+$open->query_safe('COMMIT');
+ok($node->poll_query_until('postgres', "SELECT count(*) = $payments + 1 FROM payment.payments"),
+	'the payment of a transaction open across rotations is stored after its commit');
+$open->quit;
+
+# the workers' statistics reach the cumulative statistics within a second
+ok($node->poll_query_until('postgres', queue_tables_sql('n_tup_ins') . " >= $payments"),
+	'the statistics count the inserts into the event tables');
+is($node->safe_psql('postgres', queue_tables_sql('n_dead_tup')), '0',
+	'no dead rows in the queue tables while a snapshot is held');
+is($node->safe_psql('postgres', queue_tables_sql('n_tup_upd') . ' + ' . queue_tables_sql('n_tup_del')),
+	'0', 'no message row was updated or deleted');
+ok($node->safe_psql('postgres', q{SELECT count(*) FROM payment.queue_events_0}) +
+	$node->safe_psql('postgres', q{SELECT count(*) FROM payment.queue_events_1}) +
+	$node->safe_psql('postgres', q{SELECT count(*) FROM payment.queue_events_2}) < $payments,
+	'generations were emptied by TRUNCATE during the hold');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.queue_retry'), '0',
+	'no message needed a row of its own');
+
+$hold->query_safe('COMMIT');
+$hold->quit;
+
+is($node->safe_psql('postgres', q{SELECT count(*) FROM payment.queue}), '0', 'payment.queue is empty');
+is($node->safe_psql('postgres', q{SELECT count(*), count(DISTINCT (payment_id, user_id)) FROM payment.payments}),
+	($payments + 1) . '|' . ($payments + 1), 'each payment stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '0', 'no dead letter');
+
+# the event tables empty out once idle: all three generations within a few rotations
+ok($node->poll_query_until('postgres', q{
+SELECT (SELECT count(*) FROM payment.queue_events_0) + (SELECT count(*) FROM payment.queue_events_1)
+     + (SELECT count(*) FROM payment.queue_events_2) = 0}),
+	'the event tables are emptied once every message is settled');
+
+$node->stop;
+done_testing();
