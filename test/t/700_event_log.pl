@@ -4,7 +4,9 @@
 # the generations are emptied by TRUNCATE meanwhile; a transaction that
 # enqueued and stays open across several rotations is neither lost nor
 # emptied away; a pg_dump running meanwhile blocks no intake.  Every payment
-# is stored once.
+# is stored once.  A batch whose claimer died comes back after the
+# visibility timeout, one receive more each time, and is dead-lettered past
+# payment.max_receive_count.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -32,8 +34,8 @@ my $payload = q{jsonb_build_object('paymentId', md5('p' || i)::uuid, 'userId', m
 sub queue_tables_sql
 {
 	my ($what) = @_;
-	return qq{SELECT coalesce(sum($what), 0) FROM pg_stat_user_tables
-	  WHERE schemaname = 'payment' AND relname LIKE 'queue%'};
+	return qq{(SELECT coalesce(sum($what), 0) FROM pg_stat_user_tables
+	  WHERE schemaname = 'payment' AND relname LIKE 'queue%')};
 }
 
 # a snapshot held for the whole run, as a long report or pg_dump holds one
@@ -71,11 +73,11 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = $payments + 1 FROM pay
 $open->quit;
 
 # the workers' statistics reach the cumulative statistics within a second
-ok($node->poll_query_until('postgres', queue_tables_sql('n_tup_ins') . " >= $payments"),
+ok($node->poll_query_until('postgres', 'SELECT ' . queue_tables_sql('n_tup_ins') . " >= $payments"),
 	'the statistics count the inserts into the event tables');
-is($node->safe_psql('postgres', queue_tables_sql('n_dead_tup')), '0',
+is($node->safe_psql('postgres', 'SELECT ' . queue_tables_sql('n_dead_tup')), '0',
 	'no dead rows in the queue tables while a snapshot is held');
-is($node->safe_psql('postgres', queue_tables_sql('n_tup_upd') . ' + ' . queue_tables_sql('n_tup_del')),
+is($node->safe_psql('postgres', 'SELECT ' . queue_tables_sql('n_tup_upd') . ' + ' . queue_tables_sql('n_tup_del')),
 	'0', 'no message row was updated or deleted');
 ok($node->safe_psql('postgres', q{SELECT count(*) FROM payment.queue_events_0}) +
 	$node->safe_psql('postgres', q{SELECT count(*) FROM payment.queue_events_1}) +
@@ -97,6 +99,29 @@ ok($node->poll_query_until('postgres', q{
 SELECT (SELECT count(*) FROM payment.queue_events_0) + (SELECT count(*) FROM payment.queue_events_1)
      + (SELECT count(*) FROM payment.queue_events_2) = 0}),
 	'the event tables are emptied once every message is settled');
+
+# A batch whose claimer died (claimed and never settled: payment.claim_messages
+# commits a claim as a worker's claim does) comes back after the visibility
+# timeout with one more receive each time; past payment.max_receive_count the
+# workers dead-letter it.
+$node->safe_psql('postgres', q{ALTER SYSTEM SET payment.visibility_timeout = '1s';
+ALTER SYSTEM SET payment.paused = on; SELECT pg_reload_conf()});
+usleep(300_000);
+my $first = $payments + 2;
+my $last = $payments + 4;
+$node->safe_psql('postgres', qq{SELECT count(submit_payment($payload)) FROM generate_series($first, $last) i});
+for my $receive (1 .. 3)
+{
+	ok($node->poll_query_until('postgres', q{SELECT count(*) FROM payment.claim_messages(10)}, '3'),
+		"the batch is claimed again after the visibility timeout (receive $receive)");
+	is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT receive_count::text, ',') FROM payment.queue}),
+		$receive, "each of its messages shows $receive receives");
+}
+$node->safe_psql('postgres', q{ALTER SYSTEM SET payment.paused = off; SELECT pg_reload_conf()});
+ok($node->poll_query_until('postgres', q{
+SELECT count(*) = 3 FROM payment.dead_letters WHERE reason = 'max_receives' AND receive_count = 4}),
+	'received a fourth time, past payment.max_receive_count: dead-lettered');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.queue'), '0', 'the queue is empty');
 
 $node->stop;
 done_testing();
