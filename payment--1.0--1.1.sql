@@ -111,10 +111,15 @@ CREATE TABLE payment.queue_events_0 (
     enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     schema_version  integer
 );
-CREATE INDEX queue_events_0_txid_idx ON payment.queue_events_0 (txid, seq);
+CREATE TABLE payment.queue_events_1 (LIKE payment.queue_events_0 INCLUDING DEFAULTS);
+CREATE TABLE payment.queue_events_2 (LIKE payment.queue_events_0 INCLUDING DEFAULTS);
+-- the workers read a range through the first index directly, by its name
+CREATE INDEX queue_events_0_txid_seq_idx ON payment.queue_events_0 (txid, seq);
+CREATE INDEX queue_events_1_txid_seq_idx ON payment.queue_events_1 (txid, seq);
+CREATE INDEX queue_events_2_txid_seq_idx ON payment.queue_events_2 (txid, seq);
 CREATE INDEX queue_events_0_payment_id_idx ON payment.queue_events_0 (payment_id);
-CREATE TABLE payment.queue_events_1 (LIKE payment.queue_events_0 INCLUDING ALL);
-CREATE TABLE payment.queue_events_2 (LIKE payment.queue_events_0 INCLUDING ALL);
+CREATE INDEX queue_events_1_payment_id_idx ON payment.queue_events_1 (payment_id);
+CREATE INDEX queue_events_2_payment_id_idx ON payment.queue_events_2 (payment_id);
 
 -- One row each time a batch is cut, claimed again, given back or settled;
 -- the newest says its state.  A batch is the events committed between two

@@ -23,16 +23,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -388,94 +397,191 @@ append_batch_row(const Batch *b, const char *state, int step, int attempt,
 #define EVENT_COLUMNS "seq, message_id, payment_id, user_id, body, enqueued_at, schema_version, txid"
 
 /*
- * Events of the range (lo, hi] after from, up to upto, oldest first, at
- * most limit.  Those of transactions running at lo (its xip) are looked up
+ * Reading a range goes straight to the (txid, seq) index of each event
+ * table: the planner, which cannot know how many rows a range of a table
+ * emptied seconds ago holds, chose to sort all of them for every chunk.
+ */
+
+/* an event table's columns, by name (the three tables have the same) */
+typedef struct EventColumns
+{
+	AttrNumber	seq;
+	AttrNumber	txid;
+	AttrNumber	message_id;
+	AttrNumber	body;
+	AttrNumber	schema_version;
+} EventColumns;
+
+static int
+compare_messages(const void *a, const void *b)
+{
+	const QueueMessage *x = a;
+	const QueueMessage *y = b;
+	Cursor		cx = {x->txid, x->seq};
+	Cursor		cy = {y->txid, y->seq};
+
+	return cursor_cmp(cx, cy);
+}
+
+/*
+ * Append to out (from *n on, at most limit) the events of range that an
+ * index scan positioned by keys meets, in (txid, seq) order, up to upto.
+ */
+static void
+collect(Relation heap, Relation index, TupleTableSlot *slot, const EventColumns *cols,
+		ScanKeyData *keys, int nkeys, const Batch *range, Cursor upto,
+		int limit, QueueMessage *out, int *n, MemoryContext result_context)
+{
+	IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), nkeys, 0);
+	int			taken = 0;
+
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (taken < limit && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Cursor		c;
+		QueueMessage *m;
+		MemoryContext old;
+		Datum		d;
+
+		c.txid = xid8_value(slot_getattr(slot, cols->txid, &isnull));
+		c.seq = DatumGetInt64(slot_getattr(slot, cols->seq, &isnull));
+		if (cursor_cmp(c, upto) > 0)
+			break;
+		if (!visible_in(c.txid, range->hi) || (range->has_lo && visible_in(c.txid, range->lo)))
+			continue;
+		old = MemoryContextSwitchTo(result_context);
+		m = &out[*n + taken++];
+		memset(m, 0, sizeof(QueueMessage));
+		m->seq = c.seq;
+		m->txid = c.txid;
+		m->message_id = DatumGetCString(DirectFunctionCall1(uuid_out,
+															slot_getattr(slot, cols->message_id, &isnull)));
+		m->body = TextDatumGetCString(slot_getattr(slot, cols->body, &isnull));
+		d = slot_getattr(slot, cols->schema_version, &isnull);
+		m->schema_version = isnull ? -1 : DatumGetInt32(d);
+		MemoryContextSwitchTo(old);
+	}
+	index_endscan(scan);
+	*n += taken;
+}
+
+/* Position keys at (txid, after seq): equal txid, greater seq. */
+static int
+keys_at(ScanKeyData *keys, uint64 txid, int64 seq)
+{
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_XID8EQ, xid8_datum(txid));
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(seq));
+	return 2;
+}
+
+/* The transactions running when snapshot was taken (its xip), ascending. */
+static uint64 *
+running_in(Datum snapshot, int *count)
+{
+	char	   *text = DatumGetCString(DirectFunctionCall1(pg_snapshot_out, snapshot));
+	char	   *list = strrchr(text, ':') + 1;
+	uint64	   *xids = palloc(sizeof(uint64) * (strlen(list) / 2 + 1));
+	int			n = 0;
+
+	/* the output is "xmin:xmax:xip,xip,...", the list in ascending order */
+	for (char *p = list; *p;)
+	{
+		char	   *end;
+
+		xids[n++] = strtou64(p, &end, 10);
+		if (*end != ',')
+			break;
+		p = end + 1;
+	}
+	*count = n;
+	return xids;
+}
+
+/*
+ * The events of range after from (exclusive; from its start without one)
+ * up to upto, oldest first, at most limit, allocated in result_context;
+ * read with the current snapshot, which must be at least as new as
+ * range->hi.  Those of transactions running at lo (its xip) are looked up
  * by txid, the rest from lo's xmax on: never from lo's xmin, which a
  * transaction left open for hours would hold back.
  */
-static void
-select_range(const Batch *range, bool has_from, Cursor from, Cursor upto, int limit)
+static QueueMessage *
+read_range(const Batch *range, bool has_from, Cursor from, Cursor upto, int limit,
+		   MemoryContext result_context, int *count)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[9];
-	char		nulls[9];
+	Oid			nsp = get_namespace_oid("payment", false);
 	Cursor		start = {0, 0};
-
-	if (plan == NULL)
-		payment_prepare(&plan,
-						psprintf("SELECT " EVENT_COLUMNS " FROM (%s) e ORDER BY txid, seq LIMIT $9",
-								 for_each_generation("SELECT " EVENT_COLUMNS " FROM payment.queue_events_#"
-													 " WHERE (txid, seq) > ($3, $4) AND (txid, seq) <= ($5, $6)"
-													 "   AND pg_visible_in_snapshot(txid, $2)"
-													 "   AND ($1 IS NULL OR NOT pg_visible_in_snapshot(txid, $1))"
-													 " UNION ALL "
-													 "SELECT " EVENT_COLUMNS " FROM payment.queue_events_#"
-													 " WHERE txid = ANY (ARRAY(SELECT pg_snapshot_xip($1)))"
-													 "   AND (txid, seq) > ($7, $8) AND (txid, seq) <= ($5, $6)"
-													 "   AND pg_visible_in_snapshot(txid, $2)",
-													 " UNION ALL ")),
-						9, (Oid[]) {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID,
-							INT8OID, XID8OID, INT8OID, INT4OID});
+	uint64	   *running = NULL;
+	int			nrunning = 0;
+	int			per_part = Min(limit, 100000);
+	QueueMessage *found;
+	int			n = 0;
 
 	if (range->has_lo)
+	{
 		start.txid = xid8_value(DirectFunctionCall1(pg_snapshot_xmax, range->lo));
+		running = running_in(range->lo, &nrunning);
+	}
 	if (has_from && cursor_cmp(from, start) > 0)
 		start = from;
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = range->lo;
-	nulls[0] = range->has_lo ? ' ' : 'n';
-	values[1] = range->hi;
-	values[2] = xid8_datum(start.txid);
-	values[3] = Int64GetDatum(start.seq);
-	values[4] = xid8_datum(upto.txid);
-	values[5] = Int64GetDatum(upto.seq);
-	values[6] = xid8_datum(has_from ? from.txid : 0);
-	values[7] = Int64GetDatum(has_from ? from.seq : 0);
-	values[8] = Int32GetDatum(limit);
-	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "reading the event tables failed");
-}
+	found = MemoryContextAllocZero(result_context,
+								   sizeof(QueueMessage) * (GENERATIONS * 2 * per_part + 1));
 
-/* The events selected by select_range, as messages of batch b. */
-static QueueMessage *
-messages_of(const Batch *b, int step, int attempt, MemoryContext result_context)
-{
-	MemoryContext spi_context = MemoryContextSwitchTo(result_context);
-	QueueMessage *messages = palloc0(sizeof(QueueMessage) * Max(SPI_processed, 1));
-
-	for (uint64 i = 0; i < SPI_processed; i++)
+	for (int gen = 0; gen < GENERATIONS; gen++)
 	{
-		HeapTuple	row = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		QueueMessage *m = &messages[i];
-		bool		isnull;
-		Datum		d;
+		Relation	heap = table_open(get_relname_relid(psprintf("queue_events_%d", gen), nsp),
+									  AccessShareLock);
+		Relation	index = index_open(get_relname_relid(psprintf("queue_events_%d_txid_seq_idx", gen), nsp),
+									   AccessShareLock);
+		TupleTableSlot *slot = table_slot_create(heap, NULL);
+		TupleDesc	desc = RelationGetDescr(heap);
+		EventColumns cols = {SPI_fnumber(desc, "seq"), SPI_fnumber(desc, "txid"),
+		SPI_fnumber(desc, "message_id"), SPI_fnumber(desc, "body"),
+		SPI_fnumber(desc, "schema_version")};
+		ScanKeyData keys[2];
+		int			part_start = n;
 
-		m->seq = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-		m->message_id = SPI_getvalue(row, desc, 2);
-		m->body = SPI_getvalue(row, desc, 5);
-		d = SPI_getbinval(row, desc, 7, &isnull);
-		m->schema_version = isnull ? -1 : DatumGetInt32(d);
-		m->txid = xid8_value(SPI_getbinval(row, desc, 8, &isnull));
-		m->receive_count = attempt;
-		m->batch_id = b->batch_id;
-		m->batch_gen = b->gen;
-		m->batch_step = step;
+		/* from lo's xmax (or from) on: the rest of start's txid, then the greater ones */
+		collect(heap, index, slot, &cols, keys, keys_at(keys, start.txid, start.seq),
+				range, upto, per_part, found, &n, result_context);
+		ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_XID8GT, xid8_datum(start.txid));
+		collect(heap, index, slot, &cols, keys, 1, range, upto,
+				per_part - (n - part_start), found, &n, result_context);
+
+		/* the transactions running at lo, which may have committed since */
+		part_start = n;
+		for (int i = 0; i < nrunning && n - part_start < per_part; i++)
+		{
+			int64		after_seq = 0;
+
+			if (has_from && running[i] < from.txid)
+				continue;
+			if (has_from && running[i] == from.txid)
+				after_seq = from.seq;
+			collect(heap, index, slot, &cols, keys, keys_at(keys, running[i], after_seq),
+					range, upto, per_part - (n - part_start), found, &n, result_context);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(index, AccessShareLock);
+		table_close(heap, AccessShareLock);
 	}
-	MemoryContextSwitchTo(spi_context);
-	return messages;
+	qsort(found, n, sizeof(QueueMessage), compare_messages);
+	*count = Min(n, limit);
+	return found;
 }
 
-static Cursor
-last_selected(void)
+/* Mark the messages read as those of batch b's claim at step. */
+static void
+assign_batch(QueueMessage *messages, int count, const Batch *b, int step, int attempt)
 {
-	HeapTuple	row = SPI_tuptable->vals[SPI_processed - 1];
-	bool		isnull;
-	Cursor		c;
-
-	c.seq = DatumGetInt64(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
-	c.txid = xid8_value(SPI_getbinval(row, SPI_tuptable->tupdesc, 8, &isnull));
-	return c;
+	for (int i = 0; i < count; i++)
+	{
+		messages[i].receive_count = attempt;
+		messages[i].batch_id = b->batch_id;
+		messages[i].batch_gen = b->gen;
+		messages[i].batch_step = step;
+	}
 }
 
 /* ---- claiming ---- */
@@ -524,19 +630,16 @@ find_expired(TimestampTz *next_expiry)
 	return expired;
 }
 
-int
-event_log_claim(QueueMessage **messages, int max_messages,
-				MemoryContext result_context, bool look_for_expired,
-				double *next_visible_in)
+/* event_log_claim, under the claimers' lock and with a snapshot taken after it */
+static int
+claim_locked(QueueMessage **messages, int max_messages, MemoryContext result_context,
+			 bool look_for_expired, double *next_visible_in)
 {
 	Batch		latest;
 	Batch		cut;
 	int64		latest_open_from = 0;
 	bool		have_latest;
 	int			count;
-
-	*messages = NULL;
-	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(CLAIM_LOCK_KEY));
 
 	have_latest = latest_batch(&latest, &latest_open_from);
 	if (have_latest && open_from < latest_open_from)
@@ -561,9 +664,9 @@ event_log_claim(QueueMessage **messages, int max_messages,
 			int			attempt = expired->attempt + 1;
 
 			append_batch_row(expired, "claimed", expired->step + 1, attempt, lease_end());
-			select_range(expired, expired->has_after, expired->after, expired->last, INT_MAX);
-			count = (int) SPI_processed;
-			*messages = messages_of(expired, expired->step + 1, attempt, result_context);
+			*messages = read_range(expired, expired->has_after, expired->after, expired->last,
+								   INT_MAX, result_context, &count);
+			assign_batch(*messages, count, expired, expired->step + 1, attempt);
 			if (count > 0)
 				return count;
 			/* its events are gone (deleted by hand): it is done */
@@ -581,8 +684,8 @@ event_log_claim(QueueMessage **messages, int max_messages,
 	{
 		Cursor		upto = {xid8_value(DirectFunctionCall1(pg_snapshot_xmax, latest.hi)), 0};
 
-		select_range(&latest, true, latest.last, upto, max_messages);
-		count = (int) SPI_processed;
+		*messages = read_range(&latest, true, latest.last, upto, max_messages,
+							   result_context, &count);
 		if (count > 0)
 		{
 			cut.has_lo = latest.has_lo;
@@ -595,29 +698,48 @@ event_log_claim(QueueMessage **messages, int max_messages,
 	/* else a new range: what committed since the newest one */
 	if (count == 0)
 	{
-		static SPIPlanPtr snapshot_plan = NULL;
-		bool		isnull;
 		Cursor		upto = {0, 0};
 
-		payment_prepare(&snapshot_plan, "SELECT pg_current_snapshot()", 0, NULL);
-		if (SPI_execute_plan(snapshot_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "taking a snapshot failed");
-		cut.hi = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-						   false, -1);
+		cut.hi = DirectFunctionCall1(pg_current_snapshot, (Datum) 0);
 		cut.has_lo = have_latest;
 		cut.lo = have_latest ? latest.hi : (Datum) 0;
 		cut.has_after = false;
 		upto.txid = xid8_value(DirectFunctionCall1(pg_snapshot_xmax, cut.hi));
-		select_range(&cut, false, cut.after, upto, max_messages);
-		count = (int) SPI_processed;
+		*messages = read_range(&cut, false, cut.after, upto, max_messages,
+							   result_context, &count);
 	}
 	if (count == 0)
 		return 0;
 
-	cut.last = last_selected();
+	cut.last.txid = (*messages)[count - 1].txid;
+	cut.last.seq = (*messages)[count - 1].seq;
 	cut.more = count >= max_messages;
-	*messages = messages_of(&cut, 0, 1, result_context);
+	assign_batch(*messages, count, &cut, 0, 1);
 	append_batch_row(&cut, "claimed", 0, 1, lease_end());
+	return count;
+}
+
+int
+event_log_claim(QueueMessage **messages, int max_messages,
+				MemoryContext result_context, bool look_for_expired,
+				double *next_visible_in)
+{
+	int			count = 0;
+
+	*messages = NULL;
+	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(CLAIM_LOCK_KEY));
+	/* read with a snapshot taken after the lock: see the batches and events before it */
+	PushActiveSnapshot(GetLatestSnapshot());
+	PG_TRY();
+	{
+		count = claim_locked(messages, max_messages, result_context, look_for_expired,
+							 next_visible_in);
+	}
+	PG_FINALLY();
+	{
+		PopActiveSnapshot();
+	}
+	PG_END_TRY();
 	return count;
 }
 
