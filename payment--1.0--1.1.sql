@@ -249,6 +249,7 @@ REVOKE ALL ON FUNCTION payment.counters() FROM PUBLIC;
 
 -- Every 1.0 column, in its order and meaning, except that workers now counts
 -- only the workers serving this database; the new columns at the end.
+-- payment.queue is read once (it is computed from the batch log).
 CREATE VIEW payment.stats AS
 SELECT c.submitted,
        c.stored,
@@ -257,16 +258,20 @@ SELECT c.submitted,
        c.dead_lettered,
        c.retried,
        c.redriven,
-       (SELECT count(*) FROM payment.queue) AS queue_depth,
-       (SELECT count(*) FROM payment.queue WHERE receive_count > 0) AS in_flight,
-       (SELECT clock_timestamp() - min(enqueued_at) FROM payment.queue) AS oldest_queued_age,
+       q.queue_depth,
+       q.in_flight,
+       q.oldest_queued_age,
        (SELECT count(*) FROM payment.dead_letters) AS dead_letters,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity
          WHERE backend_type = 'payment worker'
            AND datname = pg_catalog.current_database()) AS workers,
        c.workers_busy,
        c.scale_events
-FROM payment.counters() AS c;
+FROM payment.counters() AS c,
+     (SELECT count(*) AS queue_depth,
+             count(*) FILTER (WHERE receive_count > 0) AS in_flight,
+             clock_timestamp() - min(enqueued_at) AS oldest_queued_age
+        FROM payment.queue) AS q;
 REVOKE ALL ON payment.stats FROM PUBLIC;
 
 -- Whether the payment workers serve this database; warns (55000) when they

@@ -37,6 +37,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "storage/lmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -172,6 +173,62 @@ cursor_cmp(Cursor a, Cursor b)
 
 /* ---- appending ---- */
 
+static Datum
+array_of(Datum *items, bool *nulls, int count, Oid type, int16 typlen, bool byval, char align)
+{
+	int			dims[1] = {count};
+	int			lbs[1] = {1};
+
+	return PointerGetDatum(construct_md_array(items, nulls, 1, dims, lbs, type, typlen, byval, align));
+}
+
+/* Many messages in one statement (submit_payments, a redrive): one executor run, not one each. */
+static void
+append_many(const QueuedPayment *payments, int count, char **message_ids,
+			MemoryContext caller, int gen)
+{
+	static SPIPlanPtr plans[GENERATIONS];
+	Datum	   *columns[4];
+	bool	   *nulls[4];
+	Datum		values[4];
+
+	if (plans[gen] == NULL)
+		payment_prepare(&plans[gen], generation_sql(
+						"INSERT INTO payment.queue_events_# (payment_id, user_id, body, schema_version)"
+						" SELECT * FROM unnest($1, $2, $3, $4)"
+						" RETURNING message_id::text", gen), 4,
+						(Oid[]) {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID});
+	for (int c = 0; c < 4; c++)
+	{
+		columns[c] = palloc(sizeof(Datum) * count);
+		nulls[c] = palloc0(sizeof(bool) * count);
+	}
+	for (int i = 0; i < count; i++)
+	{
+		const QueuedPayment *p = &payments[i];
+
+		columns[0][i] = p->payment_id;
+		nulls[0][i] = p->payment_id == (Datum) 0;
+		columns[1][i] = p->user_id;
+		nulls[1][i] = p->user_id == (Datum) 0;
+		columns[2][i] = CStringGetTextDatum(p->body);
+		columns[3][i] = Int32GetDatum(p->schema_version);
+		nulls[3][i] = p->schema_version < 0;
+	}
+	values[0] = array_of(columns[0], nulls[0], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+	values[1] = array_of(columns[1], nulls[1], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+	values[2] = array_of(columns[2], nulls[2], count, TEXTOID, -1, false, TYPALIGN_INT);
+	values[3] = array_of(columns[3], nulls[3], count, INT4OID, 4, true, TYPALIGN_INT);
+	/* rows are inserted, and returned, in the order unnest gives them */
+	if (SPI_execute_plan(plans[gen], values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != (uint64) count)
+		elog(ERROR, "appending to the event table failed");
+	for (int i = 0; i < count; i++)
+		message_ids[i] = MemoryContextStrdup(caller,
+											 SPI_getvalue(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1));
+}
+
 void
 event_log_append(const QueuedPayment *payments, int count, char **message_ids,
 				 MemoryContext caller, const char *message_id, Datum enqueued_at)
@@ -179,6 +236,11 @@ event_log_append(const QueuedPayment *payments, int count, char **message_ids,
 	static SPIPlanPtr plans[GENERATIONS];
 	int			gen = current_generation();
 
+	if (count > 1 && message_id == NULL && enqueued_at == (Datum) 0)
+	{
+		append_many(payments, count, message_ids, caller, gen);
+		return;
+	}
 	if (plans[gen] == NULL)
 		payment_prepare(&plans[gen], generation_sql(
 						   "INSERT INTO payment.queue_events_#"
