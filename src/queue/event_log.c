@@ -485,14 +485,23 @@ compare_messages(const void *a, const void *b)
 	return cursor_cmp(cx, cy);
 }
 
+/* the events read so far, in result_context */
+typedef struct Found
+{
+	QueueMessage *items;
+	int			count;
+	int			size;
+	MemoryContext context;
+} Found;
+
 /*
- * Append to out (from *n on, at most limit) the events of range that an
- * index scan positioned by keys meets, in (txid, seq) order, up to upto.
+ * Append to found (at most limit) the events of range that an index scan
+ * positioned by keys meets, in (txid, seq) order, up to upto.
  */
 static void
 collect(Relation heap, Relation index, TupleTableSlot *slot, const EventColumns *cols,
 		ScanKeyData *keys, int nkeys, const Batch *range, Cursor upto,
-		int limit, QueueMessage *out, int *n, MemoryContext result_context)
+		int limit, Found *found)
 {
 	IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), nkeys, 0);
 	int			taken = 0;
@@ -512,8 +521,14 @@ collect(Relation heap, Relation index, TupleTableSlot *slot, const EventColumns 
 			break;
 		if (!visible_in(c.txid, range->hi) || (range->has_lo && visible_in(c.txid, range->lo)))
 			continue;
-		old = MemoryContextSwitchTo(result_context);
-		m = &out[*n + taken++];
+		old = MemoryContextSwitchTo(found->context);
+		if (found->count == found->size)
+		{
+			found->size *= 2;
+			found->items = repalloc(found->items, sizeof(QueueMessage) * found->size);
+		}
+		m = &found->items[found->count++];
+		taken++;
 		memset(m, 0, sizeof(QueueMessage));
 		m->seq = c.seq;
 		m->txid = c.txid;
@@ -525,7 +540,6 @@ collect(Relation heap, Relation index, TupleTableSlot *slot, const EventColumns 
 		MemoryContextSwitchTo(old);
 	}
 	index_endscan(scan);
-	*n += taken;
 }
 
 /* Position keys at (txid, after seq): equal txid, greater seq. */
@@ -576,9 +590,7 @@ read_range(const Batch *range, bool has_from, Cursor from, Cursor upto, int limi
 	Cursor		start = {0, 0};
 	uint64	   *running = NULL;
 	int			nrunning = 0;
-	int			per_part = Min(limit, 100000);
-	QueueMessage *found;
-	int			n = 0;
+	Found		found;
 
 	if (range->has_lo)
 	{
@@ -587,8 +599,10 @@ read_range(const Batch *range, bool has_from, Cursor from, Cursor upto, int limi
 	}
 	if (has_from && cursor_cmp(from, start) > 0)
 		start = from;
-	found = MemoryContextAllocZero(result_context,
-								   sizeof(QueueMessage) * (GENERATIONS * 2 * per_part + 1));
+	found.context = result_context;
+	found.count = 0;
+	found.size = 16;
+	found.items = MemoryContextAlloc(result_context, sizeof(QueueMessage) * found.size);
 
 	for (int gen = 0; gen < GENERATIONS; gen++)
 	{
@@ -602,18 +616,22 @@ read_range(const Batch *range, bool has_from, Cursor from, Cursor upto, int limi
 		SPI_fnumber(desc, "message_id"), SPI_fnumber(desc, "body"),
 		SPI_fnumber(desc, "schema_version")};
 		ScanKeyData keys[2];
-		int			part_start = n;
+		int			part_start = found.count;
 
-		/* from lo's xmax (or from) on: the rest of start's txid, then the greater ones */
+		/*
+		 * Each part yields its first limit events in order, so the first
+		 * limit of all of them are among those.  From lo's xmax (or from)
+		 * on: the rest of start's txid, then the greater ones.
+		 */
 		collect(heap, index, slot, &cols, keys, keys_at(keys, start.txid, start.seq),
-				range, upto, per_part, found, &n, result_context);
+				range, upto, limit, &found);
 		ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_XID8GT, xid8_datum(start.txid));
 		collect(heap, index, slot, &cols, keys, 1, range, upto,
-				per_part - (n - part_start), found, &n, result_context);
+				limit - (found.count - part_start), &found);
 
 		/* the transactions running at lo, which may have committed since */
-		part_start = n;
-		for (int i = 0; i < nrunning && n - part_start < per_part; i++)
+		part_start = found.count;
+		for (int i = 0; i < nrunning && found.count - part_start < limit; i++)
 		{
 			int64		after_seq = 0;
 
@@ -622,15 +640,15 @@ read_range(const Batch *range, bool has_from, Cursor from, Cursor upto, int limi
 			if (has_from && running[i] == from.txid)
 				after_seq = from.seq;
 			collect(heap, index, slot, &cols, keys, keys_at(keys, running[i], after_seq),
-					range, upto, per_part - (n - part_start), found, &n, result_context);
+					range, upto, limit - (found.count - part_start), &found);
 		}
 		ExecDropSingleTupleTableSlot(slot);
 		index_close(index, AccessShareLock);
 		table_close(heap, AccessShareLock);
 	}
-	qsort(found, n, sizeof(QueueMessage), compare_messages);
-	*count = Min(n, limit);
-	return found;
+	qsort(found.items, found.count, sizeof(QueueMessage), compare_messages);
+	*count = Min(found.count, limit);
+	return found.items;
 }
 
 /* Mark the messages read as those of batch b's claim at step. */
