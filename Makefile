@@ -21,7 +21,7 @@ SHLIB_LINK = -lcurl -lcrypto
 REGRESS = setup validate submit store redrive status stats redelivery schema_keywords schema_versions schema_openapi
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf --load-extension=payment
 
-ISOLATION = claim submit_claim redrive_claim out_of_order
+ISOLATION = claim submit_claim redrive_claim out_of_order claimer_dies
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation.conf \
 	--load-extension=payment --inputdir=$(srcdir)/test/isolation --outputdir=output_iso
 

@@ -674,18 +674,18 @@ lease_end(void)
 }
 
 /*
- * Among the batches not done, the first whose claim expired (or that was
- * given back); advances open_from past the done ones.  *next_expiry gets the
- * earliest claim still running.
+ * The batches not done whose claim expired (or that were given back),
+ * oldest first; advances open_from past the done ones.  *next_expiry gets
+ * the earliest claim still running.
  */
 static Batch *
-find_expired(TimestampTz *next_expiry)
+find_expired(int *nexpired, TimestampTz *next_expiry)
 {
 	int			count;
 	Batch	   *batches = batches_from(open_from, &count);
 	TimestampTz now = GetCurrentTimestamp();
 	bool		all_done_so_far = true;
-	Batch	   *expired = NULL;
+	int			n = 0;
 
 	*next_expiry = DT_NOEND;
 	for (int i = 0; i < count; i++)
@@ -700,14 +700,12 @@ find_expired(TimestampTz *next_expiry)
 		}
 		all_done_so_far = false;
 		if (b->visible_at <= now)
-		{
-			if (expired == NULL)
-				expired = b;
-		}
+			batches[n++] = *b;
 		else if (b->visible_at < *next_expiry)
 			*next_expiry = b->visible_at;
 	}
-	return expired;
+	*nexpired = n;
+	return batches;
 }
 
 /* event_log_claim, under the claimers' lock and with a snapshot taken after it */
@@ -728,7 +726,8 @@ claim_locked(QueueMessage **messages, int max_messages, MemoryContext result_con
 	if (look_for_expired)
 	{
 		TimestampTz next_expiry;
-		Batch	   *expired = find_expired(&next_expiry);
+		int			nexpired;
+		Batch	   *expired = find_expired(&nexpired, &next_expiry);
 
 		if (next_expiry != DT_NOEND)
 		{
@@ -738,19 +737,20 @@ claim_locked(QueueMessage **messages, int max_messages, MemoryContext result_con
 			TimestampDifference(GetCurrentTimestamp(), next_expiry, &secs, &usecs);
 			*next_visible_in = Min(*next_visible_in, secs + usecs / 1000000.0);
 		}
-		if (expired != NULL)
+		for (int i = 0; i < nexpired; i++)
 		{
 			/* claimed again: the same events, one more receive */
-			int			attempt = expired->attempt + 1;
+			Batch	   *b = &expired[i];
+			int			attempt = b->attempt + 1;
 
-			append_batch_row(expired, "claimed", expired->step + 1, attempt, lease_end());
-			*messages = read_range(expired, expired->has_after, expired->after, expired->last,
-								   INT_MAX, result_context, &count);
-			assign_batch(*messages, count, expired, expired->step + 1, attempt);
+			append_batch_row(b, "claimed", b->step + 1, attempt, lease_end());
+			*messages = read_range(b, b->has_after, b->after, b->last, INT_MAX,
+								   result_context, &count);
+			assign_batch(*messages, count, b, b->step + 1, attempt);
 			if (count > 0)
 				return count;
 			/* its events are gone (deleted by hand): it is done */
-			append_batch_row(expired, "done", expired->step + 2, attempt, GetCurrentTimestamp());
+			append_batch_row(b, "done", b->step + 2, attempt, GetCurrentTimestamp());
 		}
 	}
 
