@@ -86,24 +86,37 @@ bench_pgbench_count()
 
 # Wait until the embedded queue is empty (payment.stats) and payment.payments
 # holds N rows; polls in separate transactions so that the poller holds no
-# snapshot back.  Fails after TIMEOUT seconds (default 300).
+# snapshot back.  Fails when the count has not grown for 30 s (a payment lost
+# or stuck), or when it passes N (one stored twice).
 bench_wait_stored()
 {
-	local n=$1 timeout=${2:-300} deadline got
-	deadline=$(($(date +%s) + timeout))
+	bench_wait_count "$1" payment.payments "SELECT queue_depth FROM payment.stats"
+}
+
+# bench_wait_count N TABLE [PENDING-QUERY]: until TABLE holds N rows, counted
+# only once PENDING-QUERY (the queue's depth) returns 0; fails as
+# bench_wait_stored does, progress being a change of either number.
+bench_wait_count()
+{
+	local n=$1 table=$2 pending=${3:-SELECT 0} depth got=-1 state last= since
+	since=$(date +%s)
 	while :; do
-		if [ "$(q "SELECT queue_depth FROM payment.stats")" = 0 ]; then
-			got=$(q "SELECT count(*) FROM payment.payments")
+		depth=$(q "$pending")
+		if [ "$depth" = 0 ]; then
+			got=$(q "SELECT count(*) FROM $table")
 			[ "$got" -ge "$n" ] && break
 		fi
-		if [ "$(date +%s)" -gt "$deadline" ]; then
-			echo "payment: stored $(q "SELECT count(*) FROM payment.payments") of $n after ${timeout}s" \
-				"(dead letters: $(q "SELECT count(*) FROM payment.dead_letters"))" >&2
+		state="$depth/$got"
+		if [ "$state" != "$last" ]; then
+			last=$state; since=$(date +%s)
+		elif [ $(($(date +%s) - since)) -gt 30 ]; then
+			echo "$table: $got of $n stored (queue depth $depth), no progress for 30 s" \
+				"(payment.dead_letters: $(q "SELECT count(*) FROM payment.dead_letters"))" >&2
 			return 1
 		fi
 		sleep 0.01
 	done
-	[ "$got" = "$n" ] || { echo "payment: stored $got, expected $n" >&2; return 1; }
+	[ "$got" = "$n" ] || { echo "$table: $got stored, expected $n" >&2; return 1; }
 }
 
 now()
@@ -130,7 +143,7 @@ bench_children()
 	local pm pid
 	pm=$(head -1 "$BENCH_DIR/data/postmaster.pid")
 	for pid in $(pgrep -P "$pm"); do
-		case "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" in "postgres: $1"*) echo "$pid" ;; esac
+		case "$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline")" in "postgres: $1"*) echo "$pid" ;; esac
 	done
 }
 
