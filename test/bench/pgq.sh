@@ -40,7 +40,7 @@ PAYLOAD="jsonb_build_object('paymentId', gen_random_uuid()::text,
   'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
   'description', 'Regular payment made to Netflix from HSBC account',
   'currency', 'GBP', 'amount', 7.99)"
-# the columns of payment.payments from a payload b and a message id m
+# payment.payments' columns, and their values from a payload b but the message id
 COLUMNS="payment_id, user_id, amount, currency, description, date_timestamp, body, message_id"
 ROW="(b->>'paymentId')::uuid, (b->>'userId')::uuid, (b->>'amount')::numeric,
   b->>'currency', b->>'description', b->>'dateTimestamp', b"
@@ -138,7 +138,8 @@ rate() { awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%d", n / (e - s)}'; }
 cpu_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz * 1000 * 1000 / n}'; }
 
 # Samples the CPU ticks of the payment workers every 0.2 s, so that a
-# worker the elastic pool retires within the window still counts.
+# worker the elastic pool retires within the window still counts (up to its
+# last sample); a last sample is taken at the end of the window.
 sample_workers()
 {
 	while :; do
@@ -168,6 +169,7 @@ for run in $(seq $RUNS); do
 	bench_wait_stored "$n"
 	t1=$(now); l1=$(lsn)
 	kill $sampler; wait $sampler 2>/dev/null || true
+	for pid in $(bench_children 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done >> "$WORK/cpu1"
 	ours_rate+=("$(rate "$n" "$t0" "$t1")"); ours_wal+=("$(wal_per "$l0" "$l1" "$n")")
 	ours_cpu+=("$(cpu_per "$(sampled_ticks "$WORK/cpu0" "$WORK/cpu1")" "$n")")
 
@@ -235,7 +237,7 @@ for run in $(seq $RUNS); do
 done
 # the dead rows the runs above left are vacuumed: count what the hold leaves
 q "VACUUM"
-dead_ours0=$(bench_dead_rows payment queue); dead_pgq0=$(bench_dead_rows pgq event)
+dead_ours0=$(bench_dead_rows payment queue); dead_pgq0=$(bench_dead_rows pgq '')
 bench_hold_start
 # HOLD_N payments through each queue while the snapshot is held
 n=$(bench_pgbench_count -c $CLIENTS -j 2 -t $((HOLD_N / CLIENTS)) -f "$WORK/ours.sql")
@@ -248,7 +250,7 @@ for run in $(seq $RUNS); do
 	r=$(ours_backlog); ours_held+=("$r")
 	r=$(pgq_backlog_alone); pgq_held+=("$r")
 done
-dead_ours1=$(bench_dead_rows payment queue); dead_pgq1=$(bench_dead_rows pgq event)
+dead_ours1=$(bench_dead_rows payment queue); dead_pgq1=$(bench_dead_rows pgq '')
 bench_hold_stop
 h_ours_free=$(median "${ours_free[@]}"); h_pgq_free=$(median "${pgq_free[@]}")
 h_ours_held=$(median "${ours_held[@]}"); h_pgq_held=$(median "${pgq_held[@]}")
@@ -326,7 +328,7 @@ batch), pgqd ticking every 20 ms. Medians of $RUNS alternating runs. Every payme
 | 3. consumer-side CPU ms per 1,000 payments (workers; consumer + pgqd) | $u_ours | $u_pgq | | $(ratio "$u_ours" "$u_pgq") | |
 | 4. drain of a $BACKLOG backlog, /s, no snapshot held | $h_ours_free | $h_pgq_free | | $(ratio "$h_ours_free" "$h_pgq_free") | |
 | 4'. the same with a snapshot held after $HOLD_N payments went through | $h_ours_held | $h_pgq_held | | $(ratio "$h_ours_held" "$h_ours_free") ours held/free, $(ratio "$h_pgq_held" "$h_pgq_free") PgQ | >= 0.8 |
-| 4''. dead rows in the queue tables, hold start -> end | $dead_ours0 -> $dead_ours1 | $dead_pgq0 -> $dead_pgq1 | | | no growth |
+| 4''. dead rows, hold start -> end: payment.queue* tables; all of schema pgq | $dead_ours0 -> $dead_ours1 | $dead_pgq0 -> $dead_pgq1 | | | no growth |
 | 5. latency at $RATE/s for ${LAT_SECONDS}s, ms | p50 $l_ours50, p99 $l_ours99 | p50 $l_pgq50, p99 $l_pgq99 | | | p99 < 10 |
 | 5'. ours with a snapshot held for the whole ${HOLD_LAT_SECONDS}s run, ms | p50 $l_held50, p99 $l_held99 | | | | p99 < 20 |
 | 6. batched intake, 100 per transaction, payloads/s | $b_ours | $b_pgq | | $(ratio "$b_ours" "$b_pgq") | >= 1.0 |
