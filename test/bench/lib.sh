@@ -137,14 +137,10 @@ bench_cpu_ticks()
 	echo $total
 }
 
-# pids of the postmaster's children whose process title starts with $1
-bench_children()
+# pids of this cluster's processes of a backend_type ('payment worker')
+bench_pids()
 {
-	local pm pid
-	pm=$(head -1 "$BENCH_DIR/data/postmaster.pid")
-	for pid in $(pgrep -P "$pm"); do
-		case "$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline")" in "postgres: $1"*) echo "$pid" ;; esac
-	done
+	q "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'"
 }
 
 # A session holding a snapshot: REPEATABLE READ, one read, then idle in

@@ -137,16 +137,16 @@ rate() { awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%d", n / (e - s)}'; }
 # CPU ms per 1,000 payments from clock ticks
 cpu_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz * 1000 * 1000 / n}'; }
 
-# Samples the CPU ticks of the payment workers every 0.2 s, so that a
+# Samples the CPU ticks of the payment workers every 0.5 s, so that a
 # worker the elastic pool retires within the window still counts (up to its
 # last sample); a last sample is taken at the end of the window.
 sample_workers()
 {
 	while :; do
-		for pid in $(bench_children 'payment worker'); do
+		for pid in $(bench_pids 'payment worker'); do
 			echo "$pid $(bench_cpu_ticks "$pid")"
 		done
-		sleep 0.2
+		sleep 0.5
 	done
 }
 # ticks used in the window: last sample minus the first per pid (0 for a
@@ -162,14 +162,14 @@ ours_rate=(); pgq_rate=(); plain_rate=(); ours_wal=(); pgq_wal=(); plain_wal=();
 for run in $(seq $RUNS); do
 	# ours
 	q "TRUNCATE payment.payments"
-	for pid in $(bench_children 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done > "$WORK/cpu0"
+	for pid in $(bench_pids 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done > "$WORK/cpu0"
 	sample_workers > "$WORK/cpu1" & sampler=$!
 	l0=$(lsn); t0=$(now)
 	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/ours.sql")
 	bench_wait_stored "$n"
 	t1=$(now); l1=$(lsn)
 	kill $sampler; wait $sampler 2>/dev/null || true
-	for pid in $(bench_children 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done >> "$WORK/cpu1"
+	for pid in $(bench_pids 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done >> "$WORK/cpu1"
 	ours_rate+=("$(rate "$n" "$t0" "$t1")"); ours_wal+=("$(wal_per "$l0" "$l1" "$n")")
 	ours_cpu+=("$(cpu_per "$(sampled_ticks "$WORK/cpu0" "$WORK/cpu1")" "$n")")
 
