@@ -70,7 +70,7 @@ bench_pause()
 	sleep 0.2
 }
 
-# pgbench [args...]: prints the number of transactions processed; fails
+# bench_pgbench_count PGBENCH-ARGS...: prints the number of transactions processed; fails
 # (with pgbench's output) if any transaction failed.
 bench_pgbench_count()
 {
@@ -86,8 +86,9 @@ bench_pgbench_count()
 
 # Wait until the embedded queue is empty (payment.stats) and payment.payments
 # holds N rows; polls in separate transactions so that the poller holds no
-# snapshot back.  Fails when the count has not grown for 30 s (a payment lost
-# or stuck), or when it passes N (one stored twice).
+# snapshot back.  Fails when neither the queue's depth nor the count has moved
+# for 30 s (a payment lost or stuck), or when the count passes N (one stored
+# twice).
 bench_wait_stored()
 {
 	bench_wait_count "$1" payment.payments "SELECT queue_depth FROM payment.stats"
