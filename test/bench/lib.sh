@@ -27,8 +27,17 @@ CONF
 	psql -qX -c 'CREATE EXTENSION payment' >/dev/null
 }
 
+# Commands run at exit before the cluster stops (daemons, held sessions).
+BENCH_CLEANUP=()
+bench_on_exit()
+{
+	BENCH_CLEANUP+=("$1")
+}
+
 bench_stop_cluster()
 {
+	local c
+	for c in "${BENCH_CLEANUP[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
 	pg_ctl -D "$BENCH_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
 	rm -rf "$BENCH_DIR"
 }
@@ -69,4 +78,123 @@ wait_settled()
 	while [ "$(q "SELECT stored + duplicates + dead_lettered >= submitted FROM payment.counters()")" != t ]; do
 		sleep 0.01
 	done
+# Pause or resume the workers (payment.paused is a reload setting).
+bench_pause()
+{
+	q "ALTER SYSTEM SET payment.paused = $1" && q "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.2
+}
+
+# bench_pgbench_count PGBENCH-ARGS...: prints the number of transactions processed; fails
+# (with pgbench's output) if any transaction failed.
+bench_pgbench_count()
+{
+	local out
+	if ! out=$(pgbench -n "$@" 2>&1); then
+		echo "$out" >&2
+		return 1
+	fi
+	awk '/^number of failed transactions: [1-9]/ {bad = 1}
+	     /^number of transactions actually processed:/ {n = $NF; sub(/\/.*/, "", n)}
+	     END {if (bad || n == "") exit 1; print n}' <<<"$out" || { echo "$out" >&2; return 1; }
+}
+
+# Wait until every submitted payment is settled and payment.payments holds N
+# rows; polls in separate transactions so that the poller holds no
+# snapshot back.  Fails when neither the queue's depth nor the count has moved
+# for 30 s (a payment lost or stuck), or when the count passes N (one stored
+# twice).
+bench_wait_stored()
+{
+	bench_wait_count "$1" payment.payments "$BENCH_PENDING_SQL"
+}
+
+# bench_wait_count N TABLE [PENDING-QUERY]: until TABLE holds N rows, counted
+# only once PENDING-QUERY (the queue's depth) returns 0; fails as
+# bench_wait_stored does, progress being a change of either number.
+bench_wait_count()
+{
+	local n=$1 table=$2 pending=${3:-SELECT 0} depth got=-1 state last= since
+	since=$(date +%s)
+	while :; do
+		depth=$(q "$pending")
+		if [ "$depth" = 0 ]; then
+			got=$(q "SELECT count(*) FROM $table")
+			[ "$got" -ge "$n" ] && break
+		fi
+		state="$depth/$got"
+		if [ "$state" != "$last" ]; then
+			last=$state; since=$(date +%s)
+		elif [ $(($(date +%s) - since)) -gt 30 ]; then
+			echo "$table: $got of $n stored (queue depth $depth), no progress for 30 s" \
+				"(payment.dead_letters: $(q "SELECT count(*) FROM payment.dead_letters"))" >&2
+			return 1
+		fi
+		sleep 0.01
+	done
+	[ "$got" = "$n" ] || { echo "$table: $got stored, expected $n" >&2; return 1; }
+}
+
+now()
+{
+	date +%s.%N
+}
+
+# CPU time (utime + stime, in clock ticks) of the given pids, summed; a pid
+# that is gone counts 0.
+bench_cpu_ticks()
+{
+	local pid total=0 f
+	for pid in "$@"; do
+		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		# fields after the ")" that closes the command: 12 = utime, 13 = stime
+		total=$((total + $(awk '{print $12 + $13}' <<<"${f##*) }")))
+	done
+	echo $total
+}
+
+# pids of this cluster's processes of a backend_type ('payment worker')
+bench_pids()
+{
+	q "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'"
+}
+
+# A session holding a snapshot: REPEATABLE READ, one read, then idle in
+# transaction until bench_hold_stop.  Fed from a fifo so that it stays open.
+bench_hold_start()
+{
+	mkfifo "$BENCH_DIR/hold.fifo"
+	psql -qXAt -v ON_ERROR_STOP=1 -o /dev/null < "$BENCH_DIR/hold.fifo" &
+	BENCH_HOLD_PID=$!
+	exec 7> "$BENCH_DIR/hold.fifo"
+	echo "SET application_name = 'bench hold'; BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ${1:-payment.payments};" >&7
+	local i
+	for i in $(seq 500); do
+		[ "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bench hold'
+		          AND state = 'idle in transaction' AND backend_xmin IS NOT NULL")" = 1 ] && return 0
+		sleep 0.01
+	done
+	echo "bench_hold_start: the holding session did not start" >&2
+	return 1
+}
+
+bench_hold_stop()
+{
+	[ -n "${BENCH_HOLD_PID:-}" ] || return 0
+	echo "COMMIT;" >&7
+	exec 7>&-
+	wait "$BENCH_HOLD_PID" || true
+	rm -f "$BENCH_DIR/hold.fifo"
+	BENCH_HOLD_PID=
+}
+
+# Dead rows in the tables of schema $1 whose names start with $2, as the
+# statistics system sees them after the backends' next flush.
+bench_dead_rows()
+{
+	sleep 1.5
+	psql -qXAt <<SQL
+SELECT pg_stat_clear_snapshot() \\g /dev/null
+SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = '$1' AND relname LIKE '$2%';
+SQL
 }

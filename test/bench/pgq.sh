@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# Benchmark of issue 10: the embedded queue vs Skype's PgQ (Debian's
+# postgresql-15-pgq3 + pgqd, ticker every 20 ms) and a plain INSERT, in one run
+# on one cluster.  PgQ does the same job as our workers: producers call
+# pgq.insert_event, one consumer stores every batch into a table like
+# payment.payments (ON CONFLICT DO NOTHING) and finishes the batch in the same
+# transaction.  Ours is driven only through public interfaces (submit_payment(s),
+# payment.payments, payment.stats), so the script measures whatever queue the
+# extension has.  Measures:
+#  1. sustained throughput, stored payments/s (4 clients submitting while the
+#     consumer side stores, timed until the last one is stored);
+#  2. WAL bytes per stored payment;  3. consumer-side CPU per 1,000 payments;
+#  4. drain of a backlog while a snapshot is held after N payments went
+#     through, vs without a hold, and the dead rows left in the queue tables;
+#  5. submit -> stored latency at 500/s (ours, PgQ, ours under a held snapshot);
+#  6. batched intake: 100 payloads per transaction.
+# Every payment of every measure is counted where it is stored: one missing
+# fails the run.  Usage (as the postgres OS user): pgq.sh [--short]
+source "$(dirname "$0")/lib.sh"
+
+RUNS=5; T=20; HOLD_N=20000; BACKLOG=5000; RATE=500; LAT_SECONDS=60; HOLD_LAT_SECONDS=300; BATCH_T=10
+if [ "${1:-}" = "--short" ]; then
+	RUNS=3; T=3; HOLD_N=5000; LAT_SECONDS=10; HOLD_LAT_SECONDS=10; BATCH_T=2
+fi
+BATCH=10
+CLIENTS=4
+
+if [ ! -f "$(pg_config --sharedir)/extension/pgq.control" ] || ! command -v pgqd >/dev/null; then
+	echo "pgq.sh: PgQ is not installed for $(pg_config --bindir) (postgresql-15-pgq3, pgqd)" >&2
+	exit 1
+fi
+
+# a failure inside $(...) (a payment lost while a rate is measured) fails the run
+shopt -s inherit_errexit
+trap 'exit 1' INT TERM
+bench_start_cluster 55505 "payment.batch_size = $BATCH" "payment.workers = 2"
+WORK=$BENCH_DIR
+
+PAYLOAD="jsonb_build_object('paymentId', gen_random_uuid()::text,
+  'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
+  'description', 'Regular payment made to Netflix from HSBC account',
+  'currency', 'GBP', 'amount', 7.99)"
+# payment.payments' columns, and their values from a payload b but the message id
+COLUMNS="payment_id, user_id, amount, currency, description, date_timestamp, body, message_id"
+ROW="(b->>'paymentId')::uuid, (b->>'userId')::uuid, (b->>'amount')::numeric,
+  b->>'currency', b->>'description', b->>'dateTimestamp', b"
+
+# == PgQ: the extension, a queue ticked every 20 ms, a consumer and its table ==
+psql -qX -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE EXTENSION pgq;
+SELECT pgq.create_queue('payments');
+-- pgqd calls pgq.ticker() every ticker_period; a tick is made only when
+-- ticker_max_count events or ticker_max_lag have passed (default 3 s)
+SELECT pgq.set_queue_config('payments', 'ticker_max_lag', '20 milliseconds');
+SELECT pgq.register_consumer('payments', 'store');
+CREATE TABLE pgq_payments (LIKE payment.payments INCLUDING ALL);
+CREATE TABLE plain_payments (LIKE payment.payments INCLUDING ALL);
+
+-- One transaction per batch, as durable and idempotent as the workers' store.
+-- Polls every 5 ms when there is no batch, as a worker waits for a wake-up.
+CREATE PROCEDURE pgq_consume() LANGUAGE plpgsql AS \$\$
+DECLARE
+    batch bigint;
+BEGIN
+    LOOP
+        batch := pgq.next_batch('payments', 'store');
+        IF batch IS NULL THEN
+            COMMIT;
+            PERFORM pg_sleep(0.005);
+            CONTINUE;
+        END IF;
+        INSERT INTO pgq_payments ($COLUMNS)
+        SELECT $ROW, ev_id::text
+          FROM pgq.get_batch_events(batch), LATERAL (SELECT ev_data::jsonb AS b) p
+        ON CONFLICT DO NOTHING;
+        PERFORM pgq.finish_batch(batch);
+        COMMIT;
+    END LOOP;
+END
+\$\$;
+SQL
+
+cat > "$WORK/pgqd.ini" <<INI
+[pgqd]
+logfile = $WORK/pgqd.log
+pidfile = $WORK/pgqd.pid
+base_connstr = host=$WORK port=$PGPORT user=postgres application_name=pgqd
+initial_database = postgres
+database_list = postgres
+syslog = 0
+ticker_period = 0.02
+INI
+pgqd -q -d "$WORK/pgqd.ini"
+bench_on_exit "kill \$(cat '$WORK/pgqd.pid')"
+for i in $(seq 200); do [ -s "$WORK/pgqd.pid" ] && break; sleep 0.05; done
+PGQD_PID=$(cat "$WORK/pgqd.pid")
+
+# The consumer runs only during PgQ's measures, so that its short
+# transactions never hold back our queue's cleanup.
+consumer_start()
+{
+	PGAPPNAME='pgq consumer' psql -qX -c 'CALL pgq_consume()' >/dev/null 2>&1 &
+	CONSUMER_PSQL=$!
+	for i in $(seq 500); do
+		CONSUMER_PID=$(q "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgq consumer'")
+		[ -n "$CONSUMER_PID" ] && return 0
+		sleep 0.01
+	done
+	echo "pgq.sh: the consumer did not start" >&2
+	return 1
+}
+consumer_stop()
+{
+	q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgq consumer'" >/dev/null
+	wait "$CONSUMER_PSQL" 2>/dev/null || true
+}
+bench_on_exit "q \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgq consumer'\""
+bench_on_exit bench_hold_stop
+
+pgq_wait_stored()
+{
+	bench_wait_count "$1" pgq_payments
+}
+
+# pgqd's own connections to the bench database (ticker, maintenance)
+pgqd_backends()
+{
+	q "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgqd'"
+}
+
+echo "SELECT submit_payment($PAYLOAD);" > "$WORK/ours.sql"
+echo "SELECT pgq.insert_event('payments', 'payment', ($PAYLOAD)::text);" > "$WORK/pgq.sql"
+echo "INSERT INTO plain_payments ($COLUMNS) SELECT $ROW, gen_random_uuid()::text FROM (SELECT $PAYLOAD AS b) s;" > "$WORK/plain.sql"
+lsn() { q "SELECT pg_current_wal_lsn()"; }
+wal_per() { q "SELECT round(pg_wal_lsn_diff('$2', '$1') / $3)"; }
+rate() { awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%d", n / (e - s)}'; }
+# CPU ms per 1,000 payments from clock ticks
+cpu_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz * 1000 * 1000 / n}'; }
+
+# Samples the CPU ticks of the payment workers every 0.5 s, so that a
+# worker the elastic pool retires within the window still counts (up to its
+# last sample); a last sample is taken at the end of the window.
+sample_workers()
+{
+	while :; do
+		for pid in $(bench_pids 'payment worker'); do
+			echo "$pid $(bench_cpu_ticks "$pid")"
+		done
+		sleep 0.5
+	done
+}
+# ticks used in the window: last sample minus the first per pid (0 for a
+# worker started within the window)
+sampled_ticks()
+{
+	awk 'NR == FNR {first[$1] = $2; next} {last[$1] = $2; if (!($1 in first)) first[$1] = 0}
+	     END {for (p in last) t += last[p] - first[p]; print t + 0}' "$1" "$2"
+}
+
+# == 1-3. sustained throughput, WAL, CPU; alternating runs ==
+ours_rate=(); pgq_rate=(); plain_rate=(); ours_wal=(); pgq_wal=(); plain_wal=(); ours_cpu=(); pgq_cpu=()
+for run in $(seq $RUNS); do
+	# ours
+	q "TRUNCATE payment.payments"
+	for pid in $(bench_pids 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done > "$WORK/cpu0"
+	sample_workers > "$WORK/cpu1" & sampler=$!
+	l0=$(lsn); t0=$(now)
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/ours.sql")
+	bench_wait_stored "$n"
+	t1=$(now); l1=$(lsn)
+	kill $sampler; wait $sampler 2>/dev/null || true
+	for pid in $(bench_pids 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done >> "$WORK/cpu1"
+	ours_rate+=("$(rate "$n" "$t0" "$t1")"); ours_wal+=("$(wal_per "$l0" "$l1" "$n")")
+	ours_cpu+=("$(cpu_per "$(sampled_ticks "$WORK/cpu0" "$WORK/cpu1")" "$n")")
+
+	# PgQ
+	q "TRUNCATE pgq_payments"
+	consumer_start
+	side="$CONSUMER_PID $PGQD_PID $(pgqd_backends)"
+	c0=$(bench_cpu_ticks $side)
+	l0=$(lsn); t0=$(now)
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/pgq.sql")
+	pgq_wait_stored "$n"
+	t1=$(now); l1=$(lsn)
+	c1=$(bench_cpu_ticks $side)
+	consumer_stop
+	pgq_rate+=("$(rate "$n" "$t0" "$t1")"); pgq_wal+=("$(wal_per "$l0" "$l1" "$n")")
+	pgq_cpu+=("$(cpu_per $((c1 - c0)) "$n")")
+
+	# plain INSERT
+	q "TRUNCATE plain_payments"
+	l0=$(lsn); t0=$(now)
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/plain.sql")
+	t1=$(now); l1=$(lsn)
+	[ "$(q "SELECT count(*) FROM plain_payments")" = "$n" ] || { echo "plain: rows lost" >&2; exit 1; }
+	plain_rate+=("$(rate "$n" "$t0" "$t1")"); plain_wal+=("$(wal_per "$l0" "$l1" "$n")")
+done
+m_ours=$(median "${ours_rate[@]}"); m_pgq=$(median "${pgq_rate[@]}"); m_plain=$(median "${plain_rate[@]}")
+w_ours=$(median "${ours_wal[@]}"); w_pgq=$(median "${pgq_wal[@]}"); w_plain=$(median "${plain_wal[@]}")
+u_ours=$(median "${ours_cpu[@]}"); u_pgq=$(median "${pgq_cpu[@]}")
+
+# == 4. a backlog drained with and without a held snapshot ==
+q "TRUNCATE payment.payments, pgq_payments"
+q "VACUUM"
+q "CHECKPOINT"
+ours_backlog()
+{
+	local before t0 t1
+	before=$(q "SELECT count(*) FROM payment.payments")
+	# one transaction, so that the whole backlog becomes visible at its commit
+	q "SELECT submit_payments(jsonb_agg($PAYLOAD)) FROM generate_series(1, $BACKLOG)" >/dev/null
+	t0=$(now)
+	bench_wait_stored $((before + BACKLOG))
+	t1=$(now)
+	rate $BACKLOG "$t0" "$t1"
+}
+pgq_backlog()
+{
+	local before t0 t1
+	before=$(q "SELECT count(*) FROM pgq_payments")
+	q "SELECT count(pgq.insert_event('payments', 'payment', ($PAYLOAD)::text)) FROM generate_series(1, $BACKLOG)" >/dev/null
+	t0=$(now)
+	pgq_wait_stored $((before + BACKLOG))
+	t1=$(now)
+	rate $BACKLOG "$t0" "$t1"
+}
+pgq_backlog_alone()
+{
+	consumer_start
+	pgq_backlog
+	consumer_stop
+}
+ours_free=(); pgq_free=(); ours_held=(); pgq_held=()
+for run in $(seq $RUNS); do
+	r=$(ours_backlog); ours_free+=("$r")
+	r=$(pgq_backlog_alone); pgq_free+=("$r")
+done
+# the dead rows the runs above left are vacuumed: count what the hold leaves
+q "VACUUM"
+dead_ours0=$(bench_dead_rows payment queue); dead_pgq0=$(bench_dead_rows pgq '')
+bench_hold_start
+# HOLD_N payments through each queue while the snapshot is held
+n=$(bench_pgbench_count -c $CLIENTS -j 2 -t $((HOLD_N / CLIENTS)) -f "$WORK/ours.sql")
+bench_wait_stored $((RUNS * BACKLOG + n))
+consumer_start
+n=$(bench_pgbench_count -c $CLIENTS -j 2 -t $((HOLD_N / CLIENTS)) -f "$WORK/pgq.sql")
+pgq_wait_stored $((RUNS * BACKLOG + n))
+consumer_stop
+for run in $(seq $RUNS); do
+	r=$(ours_backlog); ours_held+=("$r")
+	r=$(pgq_backlog_alone); pgq_held+=("$r")
+done
+dead_ours1=$(bench_dead_rows payment queue); dead_pgq1=$(bench_dead_rows pgq '')
+bench_hold_stop
+h_ours_free=$(median "${ours_free[@]}"); h_pgq_free=$(median "${pgq_free[@]}")
+h_ours_held=$(median "${ours_held[@]}"); h_pgq_held=$(median "${pgq_held[@]}")
+
+# == 5. latency at RATE/s, from the submitting statement's clock to stored ==
+SENT="$PAYLOAD || jsonb_build_object('sentAt', clock_timestamp())"
+echo "SELECT submit_payment($SENT);" > "$WORK/ours_lat.sql"
+echo "SELECT pgq.insert_event('payments', 'payment', ($SENT)::text);" > "$WORK/pgq_lat.sql"
+percentiles()
+{
+	q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' ' ||
+	          round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' ' || count(*)
+	     FROM (SELECT extract(epoch FROM stored_at - (body->>'sentAt')::timestamptz) * 1000 AS ms
+	             FROM $1 WHERE body ? 'sentAt') s"
+}
+# (TRUNCATE comes first, out of any hold: the holding session locks the table)
+ours_latency()
+{
+	local n
+	n=$(bench_pgbench_count -c 2 -j 2 -R $RATE -T "$1" -f "$WORK/ours_lat.sql")
+	bench_wait_stored "$n"
+	percentiles payment.payments
+}
+q "TRUNCATE payment.payments, pgq_payments"
+q "VACUUM"
+q "CHECKPOINT"
+r=$(ours_latency $LAT_SECONDS)
+read -r l_ours50 l_ours99 l_ours_n <<<"$r"
+consumer_start
+n=$(bench_pgbench_count -c 2 -j 2 -R $RATE -T $LAT_SECONDS -f "$WORK/pgq_lat.sql")
+pgq_wait_stored "$n"
+consumer_stop
+r=$(percentiles pgq_payments)
+read -r l_pgq50 l_pgq99 l_pgq_n <<<"$r"
+q "TRUNCATE payment.payments"
+q "VACUUM"
+bench_hold_start
+r=$(ours_latency $HOLD_LAT_SECONDS)
+read -r l_held50 l_held99 l_held_n <<<"$r"
+bench_hold_stop
+
+# == 6. batched intake: 100 payloads per transaction, consumers stopped ==
+echo "SELECT submit_payments(jsonb_agg($PAYLOAD)) FROM generate_series(1, 100);" > "$WORK/ours_100.sql"
+echo "SELECT count(pgq.insert_event('payments', 'payment', ($PAYLOAD)::text)) FROM generate_series(1, 100);" > "$WORK/pgq_100.sql"
+q "TRUNCATE payment.payments, pgq_payments"
+ours_100=(); pgq_100=(); ours_total=0; pgq_total=0
+for run in $(seq $RUNS); do
+	bench_pause on
+	t0=$(now)
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $BATCH_T -f "$WORK/ours_100.sql")
+	t1=$(now)
+	ours_100+=("$(rate $((n * 100)) "$t0" "$t1")"); ours_total=$((ours_total + n * 100))
+	bench_pause off
+	bench_wait_stored $ours_total
+
+	t0=$(now)
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $BATCH_T -f "$WORK/pgq_100.sql")
+	t1=$(now)
+	pgq_100+=("$(rate $((n * 100)) "$t0" "$t1")"); pgq_total=$((pgq_total + n * 100))
+	consumer_start
+	pgq_wait_stored $pgq_total
+	consumer_stop
+done
+b_ours=$(median "${ours_100[@]}"); b_pgq=$(median "${pgq_100[@]}")
+
+cat <<OUT
+## PgQ benchmark, issue 10 ($(date -u +%Y-%m-%d), $(machine), PgQ $(q "SELECT pgq.version()"))
+One cluster, fsync on, payment.workers = 2, batch size $BATCH; PgQ: one consumer (plpgsql, a transaction per
+batch), pgqd ticking every 20 ms. Medians of $RUNS alternating runs. Every payment counted where it is stored.
+
+| measure | payment | PgQ | plain | ratio | target |
+|---|---|---|---|---|---|
+| 1. sustained, $CLIENTS clients for ${T}s, stored/s until the last is stored | $m_ours | $m_pgq | $m_plain | $(ratio "$m_ours" "$m_pgq") PgQ, $(ratio "$m_ours" "$m_plain") plain | >= 1.0 PgQ, >= 0.9 plain |
+| 2. WAL bytes per stored payment | $w_ours | $w_pgq | $w_plain | $(ratio "$w_ours" "$w_pgq") PgQ, $(ratio "$w_ours" "$w_plain") plain | |
+| 3. consumer-side CPU ms per 1,000 payments (workers; consumer + pgqd) | $u_ours | $u_pgq | | $(ratio "$u_ours" "$u_pgq") | |
+| 4. drain of a $BACKLOG backlog, /s, no snapshot held | $h_ours_free | $h_pgq_free | | $(ratio "$h_ours_free" "$h_pgq_free") | |
+| 4'. the same with a snapshot held after $HOLD_N payments went through | $h_ours_held | $h_pgq_held | | $(ratio "$h_ours_held" "$h_ours_free") ours held/free, $(ratio "$h_pgq_held" "$h_pgq_free") PgQ | >= 0.8 |
+| 4''. dead rows, hold start -> end: payment.queue* tables; all of schema pgq | $dead_ours0 -> $dead_ours1 | $dead_pgq0 -> $dead_pgq1 | | | no growth |
+| 5. latency at $RATE/s for ${LAT_SECONDS}s, ms | p50 $l_ours50, p99 $l_ours99 | p50 $l_pgq50, p99 $l_pgq99 | | | p99 < 10 |
+| 5'. ours with a snapshot held for the whole ${HOLD_LAT_SECONDS}s run, ms | p50 $l_held50, p99 $l_held99 | | | | p99 < 20 |
+| 6. batched intake, 100 per transaction, payloads/s | $b_ours | $b_pgq | | $(ratio "$b_ours" "$b_pgq") | >= 1.0 |
+
+Runs: 1. payment ${ours_rate[*]} / PgQ ${pgq_rate[*]} / plain ${plain_rate[*]}; 2. WAL payment ${ours_wal[*]} / PgQ ${pgq_wal[*]} / plain ${plain_wal[*]};
+3. CPU payment ${ours_cpu[*]} / PgQ ${pgq_cpu[*]}; 4. free payment ${ours_free[*]} / PgQ ${pgq_free[*]}, held payment ${ours_held[*]} / PgQ ${pgq_held[*]};
+5. payments measured: payment $l_ours_n, PgQ $l_pgq_n, held $l_held_n; 6. payment ${ours_100[*]} / PgQ ${pgq_100[*]}
+Took ${SECONDS}s.
+OUT
