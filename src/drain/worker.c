@@ -316,6 +316,40 @@ drain_round(const QueueBackend *backend, double *idle_seconds)
 	return drain_backend(backend, true, idle_seconds);
 }
 
+/*
+ * Before a dynamic worker leaves: what the backends hold for it (a batch
+ * asked for in advance) goes back now rather than after its visibility
+ * timeout.  A failure only delays those messages, so it is a warning.
+ */
+static void
+give_back_held(void)
+{
+	const QueueBackend *backends[] = {&embedded_queue, &sqs_queue};
+
+	for (int i = 0; i < lengthof(backends); i++)
+	{
+		MemoryContext context = CurrentMemoryContext;
+
+		if (backends[i]->give_back == NULL)
+			continue;
+		PG_TRY();
+		{
+			backends[i]->give_back();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			edata->elevel = WARNING;
+			ThrowErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+}
+
 /* Reload settings; a replaced payment.queue_url is remembered for draining. */
 static void
 reload_settings(void)
@@ -386,6 +420,8 @@ payment_worker_main(Datum main_arg)
 					(errmsg("payment worker %d exits: no backlog for %d s",
 							worker_index + 1, payment_scale_down_after)));
 			payment_count(&payment_shared->counters.scale_events, 1);
+			MemoryContextSwitchTo(batch_context);
+			give_back_held();
 			proc_exit(0);
 		}
 

@@ -724,6 +724,14 @@ sqs_depth(void)
 	return depth;
 }
 
+/* A worker leaves: the batch asked for in advance goes back, the deletes are answered. */
+static void
+sqs_give_back(void)
+{
+	reap_deletes(true);
+	drop_prefetch();
+}
+
 const QueueBackend sqs_queue = {
 	.name = "sqs",
 	.enqueue = sqs_send_message,
@@ -734,4 +742,5 @@ const QueueBackend sqs_queue = {
 	.depth = sqs_depth,
 	.settle_with_store = NULL,
 	.settle_after_commit = sqs_settle,
+	.give_back = sqs_give_back,
 };
