@@ -32,6 +32,7 @@
 
 #include "common/backoff.h"
 #include "drain/pool.h"
+#include "drain/retired_queue.h"
 #include "drain/store.h"
 #include "drain/worker.h"
 #include "payment.h"
@@ -280,6 +281,7 @@ drain_replaced_sqs_queue(double *idle_seconds)
 	if (handled == 0)
 	{
 		pool_forget_retired_queue_url(url);
+		retired_queue_forget(url);
 		ereport(LOG,
 				(errmsg("payment worker %d found the replaced SQS queue empty", worker_index + 1),
 				 errdetail("Queue %s is no longer drained.", url)));
@@ -364,9 +366,15 @@ reload_settings(void)
 	if (strcmp(old_url, new_url) != 0)
 	{
 		if (old_url[0] != '\0')
+		{
 			pool_retire_queue_url(old_url);
+			retired_queue_record(old_url);
+		}
 		if (new_url[0] != '\0')
+		{
 			pool_forget_retired_queue_url(new_url);
+			retired_queue_forget(new_url);
+		}
 		other_queue_due = 0;
 	}
 	pfree(old_url);
@@ -396,6 +404,7 @@ payment_worker_main(Datum main_arg)
 
 	batch_context = AllocSetContextCreate(TopMemoryContext, "payment worker batch",
 										  ALLOCSET_DEFAULT_SIZES);
+	retired_queue_load();
 	ereport(LOG, (errmsg("payment worker %d started for database \"%s\"%s",
 						 worker_index + 1, payment_database,
 						 pool_slot_is_dynamic(worker_index) ? " (for a backlog)" : "")));
