@@ -177,10 +177,10 @@ CREATE INDEX dead_letters_message_id_idx ON payment.dead_letters (message_id);
 
 -- A queue payment.queue_url named before it was changed, which the workers
 -- drain until a receive finds it empty; kept here (by the workers) so that a
--- restart does not forget it.
+-- restart does not forget it.  State of this server's workers, not user
+-- data: not dumped, so that a restore elsewhere does not drain old queues.
 CREATE TABLE payment.retired_queues (
     queue_url   text        PRIMARY KEY,
     retired_at  timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON payment.retired_queues FROM PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('payment.retired_queues', '');
