@@ -289,3 +289,15 @@ SELECT payment.check_database();
 -- A message delivered again after it was dead-lettered is dead-lettered
 -- once: the workers look its message_id up before writing.
 CREATE INDEX dead_letters_message_id_idx ON payment.dead_letters (message_id);
+
+-- == The replaced SQS queue ==
+
+-- A queue payment.queue_url named before it was changed, which the workers
+-- drain until a receive finds it empty; kept here (by the workers) so that a
+-- restart does not forget it.  State of this server's workers, not user
+-- data: not dumped, so that a restore elsewhere does not drain old queues.
+CREATE TABLE payment.retired_queues (
+    queue_url   text        PRIMARY KEY,
+    retired_at  timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON payment.retired_queues FROM PUBLIC;

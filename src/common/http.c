@@ -3,14 +3,21 @@
  *	  The extension's one HTTP client (SQS requests, JWKS fetches), on
  *	  libcurl.
  *
- * Owns: the per-process curl handle (kept, so connections are reused),
- * the payment.http_timeout setting, TLS verification, cancellation, and
- * turning transport failures into ERRORs with a SQLSTATE.  It knows no
- * protocol above HTTP: messages name the peer the caller says it asks.
+ * Owns: the per-process libcurl multi handle (kept, so connections are
+ * reused), the payment.http_timeout setting, TLS verification,
+ * cancellation, and turning transport failures into ERRORs with a
+ * SQLSTATE.  It knows no protocol above HTTP: messages name the peer the
+ * caller says it asks.
+ *
+ * Every request is a transfer on the multi handle: http_start sends it and
+ * returns, http_finish waits for its answer.  The synchronous
+ * http_perform/http_try are start followed by finish, so both forms share
+ * the request building, the TLS settings and the error reporting, and any
+ * wait for one transfer moves the others on.
  *
  * No ereport may happen while libcurl is on the stack (a longjmp would
- * leave the handle inconsistent), so the callbacks only record state and
- * every error is raised after curl_easy_perform has returned.
+ * leave the handles inconsistent), so the callbacks only record state and
+ * every error is raised after curl_multi_perform has returned.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -40,8 +47,6 @@ http_define_settings(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }
-
-static CURL *curl_handle = NULL;
 
 typedef struct ResponseBuffer
 {
@@ -152,25 +157,6 @@ progress_callback(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 	return 0;
 }
 
-static CURL *
-get_handle(void)
-{
-	if (curl_handle != NULL)
-		return curl_handle;
-
-	/* once per process; backends are single-threaded */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not initialize libcurl")));
-	curl_handle = curl_easy_init();
-	if (curl_handle == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not create a libcurl handle")));
-	return curl_handle;
-}
-
 bool
 http_parse_url(const char *url, HttpUrl *parsed, char **problem)
 {
@@ -217,16 +203,110 @@ http_parse_url(const char *url, HttpUrl *parsed, char **problem)
 	return ok;
 }
 
+/* ------------------------------------------------------------------ */
+/* handles */
+
+/*
+ * One multi handle per process holds every transfer, synchronous or not,
+ * and the connection cache they share; finished easy handles are kept for
+ * reuse.  Backends are single-threaded.
+ */
+#define HTTP_SPARE_HANDLES 4
+
+static CURLM *multi_handle = NULL;
+static CURL *spare_handles[HTTP_SPARE_HANDLES];
+static int	nspare = 0;
+
+static CURLM *
+get_multi(void)
+{
+	if (multi_handle != NULL)
+		return multi_handle;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialize libcurl")));
+	multi_handle = curl_multi_init();
+	if (multi_handle == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	return multi_handle;
+}
+
+static CURL *
+get_easy_handle(void)
+{
+	CURL	   *h;
+
+	(void) get_multi();
+	if (nspare > 0)
+		h = spare_handles[--nspare];
+	else
+		h = curl_easy_init();
+	if (h == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	return h;
+}
+
+static void
+put_easy_handle(CURL *h)
+{
+	if (nspare < HTTP_SPARE_HANDLES)
+		spare_handles[nspare++] = h;
+	else
+		curl_easy_cleanup(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* transfers */
+
+/*
+ * A request under way.  It owns a memory context (under TopMemoryContext,
+ * so that it outlives the caller's per-batch memory) holding copies of
+ * everything libcurl points to, and the answer until it is collected.
+ */
+struct HttpTransfer
+{
+	MemoryContext cxt;
+	CURL	   *easy;
+	struct curl_slist *headers;
+	char	   *peer;
+	char	   *url;
+	char	   *body;
+	long		timeout_ms;
+	bool		in_multi;
+	bool		done;
+	CURLcode	rc;
+	long		status;
+	ResponseBuffer buf;
+	char		errbuf[CURL_ERROR_SIZE];
+};
+
+/* What is left of a finished transfer to report on it, in the caller's memory. */
+typedef struct TransferOutcome
+{
+	CURLcode	rc;
+	char	   *peer;
+	char	   *url;
+	char	   *error;			/* libcurl's message */
+	long		timeout_ms;
+	size_t		max_response;
+	bool		too_large;
+	bool		out_of_memory;
+} TransferOutcome;
+
 /* Raise the ERROR for a failed transfer; never returns. */
 static void
-report_transfer_error(CURLcode rc, const char *errbuf, const HttpRequest *req,
-					  ResponseBuffer *buf)
+report_transfer_error(const TransferOutcome *o)
 {
-	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-	const char *url = req->url;
-	const char *peer = req->peer;
+	const char *detail = o->error;
+	const char *url = o->url;
+	const char *peer = o->peer;
 
-	switch (rc)
+	switch (o->rc)
 	{
 		case CURLE_ABORTED_BY_CALLBACK:
 			/* cancel or die: let PostgreSQL report it as usual */
@@ -240,7 +320,7 @@ report_transfer_error(CURLcode rc, const char *errbuf, const HttpRequest *req,
 			ereport(ERROR,
 					(errcode(ERRCODE_CONNECTION_FAILURE),
 					 errmsg("%s request to \"%s\" timed out", peer, url),
-					 errdetail("No complete response within %ld ms.", req->timeout_ms),
+					 errdetail("No complete response within %ld ms.", o->timeout_ms),
 					 errhint("Check the endpoint, or raise payment.http_timeout.")));
 			break;
 		case CURLE_COULDNT_RESOLVE_HOST:
@@ -262,12 +342,12 @@ report_transfer_error(CURLcode rc, const char *errbuf, const HttpRequest *req,
 					 errhint("The server's certificate must verify against the system's trusted CAs.")));
 			break;
 		case CURLE_WRITE_ERROR:
-			if (buf->too_large)
+			if (o->too_large)
 				ereport(ERROR,
 						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						 errmsg("response from %s endpoint \"%s\" is too large", peer, url),
-						 errdetail("The limit is %zu bytes.", buf->max)));
-			if (buf->out_of_memory)
+						 errdetail("The limit is %zu bytes.", o->max_response)));
+			if (o->out_of_memory)
 				ereport(ERROR,
 						(errcode(ERRCODE_OUT_OF_MEMORY),
 						 errmsg("out of memory reading a response from %s endpoint \"%s\"",
@@ -281,68 +361,31 @@ report_transfer_error(CURLcode rc, const char *errbuf, const HttpRequest *req,
 	}
 }
 
-/*
- * Run the request on the kept handle.  Returns libcurl's result; errbuf
- * holds its message.  Nothing here may raise once libcurl runs.
- */
-static CURLcode
-perform(const HttpRequest *req, HttpResponse *response, char *errbuf,
-		ResponseBuffer *buf)
+/* The request options, the same for every transfer: TLS, timeouts, callbacks. */
+static void
+configure_handle(HttpTransfer *t, const HttpRequest *req)
 {
-	CURL	   *h = get_handle();
-	struct curl_slist *list = NULL;
-	char	  **lines;
-	bool		list_ok = true;
-	bool		post = strcmp(req->method, "POST") == 0;
-	CURLcode	rc;
+	CURL	   *h = t->easy;
 
-	/* everything that can ereport happens before libcurl runs */
-	lines = palloc((req->nheaders + 1) * sizeof(char *));
-	for (int i = 0; i < req->nheaders; i++)
-		lines[i] = psprintf("%s: %s", req->headers[i].name, req->headers[i].value);
-	/* no "Expect: 100-continue" round trip before larger bodies */
-	lines[req->nheaders] = "Expect:";
-	memset(buf, 0, sizeof(*buf));
-	buf->cxt = CurrentMemoryContext;
-	buf->max = req->max_response;
-	buf->capture = req->capture_header;
-	errbuf[0] = '\0';
-
-	for (int i = 0; i <= req->nheaders && list_ok; i++)
-	{
-		struct curl_slist *next = curl_slist_append(list, lines[i]);
-
-		if (next == NULL)
-			list_ok = false;
-		else
-			list = next;
-	}
-	if (!list_ok)
-	{
-		curl_slist_free_all(list);
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory building a %s request", req->peer)));
-	}
-
-	/* back to defaults; the connection cache survives a reset */
+	/* back to defaults; connections live in the multi handle's cache */
 	curl_easy_reset(h);
-	curl_easy_setopt(h, CURLOPT_URL, req->url);
+	curl_easy_setopt(h, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(h, CURLOPT_URL, t->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 #else
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	if (post)
+	if (strcmp(req->method, "POST") == 0)
 	{
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	}
 	else
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, HTTP_USER_AGENT);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -351,63 +394,266 @@ perform(const HttpRequest *req, HttpResponse *response, char *errbuf,
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_callback);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, buf);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &t->buf);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_callback);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, buf);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t->buf);
 	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_callback);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
+}
 
-	rc = curl_easy_perform(h);
+/*
+ * Let libcurl move every transfer on as far as it can without blocking, and
+ * mark the finished ones done.  Nothing here raises.
+ */
+static void
+drive(void)
+{
+	int			running;
+	int			queued;
+	CURLMsg    *msg;
 
-	/* the handle must not keep pointers into this frame or its memory */
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	curl_slist_free_all(list);
-	for (int i = 0; i < req->nheaders; i++)
-		pfree(lines[i]);
-	pfree(lines);
-
-	if (rc != CURLE_OK)
+	if (multi_handle == NULL)
+		return;
+	(void) curl_multi_perform(multi_handle, &running);
+	while ((msg = curl_multi_info_read(multi_handle, &queued)) != NULL)
 	{
-		if (buf->data)
-			pfree(buf->data);
-		return rc;
+		HttpTransfer *t = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		if (t == NULL)
+			continue;
+		t->done = true;
+		t->rc = msg->data.result;
+		if (t->rc == CURLE_OK)
+			curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+		curl_multi_remove_handle(multi_handle, t->easy);
+		t->in_multi = false;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response->status);
-	if (buf->data == NULL)
-		buf->data = pstrdup("");
-	response->body = buf->data;
-	response->body_len = buf->len;
-	response->captured_header = buf->captured;
-	return CURLE_OK;
+}
+
+/* Take the transfer out of libcurl's hands (aborting it if under way) and free it. */
+static void
+release_transfer(HttpTransfer *t)
+{
+	if (t->in_multi)
+		curl_multi_remove_handle(multi_handle, t->easy);
+	/* the handle must not keep pointers into the transfer's memory */
+	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, NULL);
+	put_easy_handle(t->easy);
+	curl_slist_free_all(t->headers);
+	MemoryContextDelete(t->cxt);
+}
+
+HttpTransfer *
+http_start(const HttpRequest *req)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "HTTP transfer",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext caller = MemoryContextSwitchTo(cxt);
+	HttpTransfer *t = palloc0(sizeof(HttpTransfer));
+	struct curl_slist *list = NULL;
+	bool		list_ok = true;
+	CURLMcode	mrc;
+
+	/* everything that can ereport happens before libcurl holds the transfer */
+	t->cxt = cxt;
+	t->peer = pstrdup(req->peer);
+	t->url = pstrdup(req->url);
+	t->timeout_ms = req->timeout_ms;
+	if (req->body != NULL)
+	{
+		t->body = palloc(req->body_len + 1);
+		memcpy(t->body, req->body, req->body_len);
+		t->body[req->body_len] = '\0';
+	}
+	t->buf.cxt = cxt;
+	t->buf.max = req->max_response;
+	t->buf.capture = req->capture_header ? pstrdup(req->capture_header) : NULL;
+
+	/* no "Expect: 100-continue" round trip before larger bodies */
+	for (int i = 0; i <= req->nheaders && list_ok; i++)
+	{
+		char	   *line = i < req->nheaders ?
+			psprintf("%s: %s", req->headers[i].name, req->headers[i].value) : "Expect:";
+		struct curl_slist *next = curl_slist_append(list, line);
+
+		if (next == NULL)
+			list_ok = false;
+		else
+			list = next;
+	}
+	MemoryContextSwitchTo(caller);
+	if (!list_ok)
+	{
+		curl_slist_free_all(list);
+		MemoryContextDelete(cxt);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory building a %s request", req->peer)));
+	}
+	t->headers = list;
+
+	PG_TRY();
+	{
+		t->easy = get_easy_handle();
+	}
+	PG_CATCH();
+	{
+		curl_slist_free_all(list);
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	configure_handle(t, req);
+	mrc = curl_multi_add_handle(multi_handle, t->easy);
+	if (mrc != CURLM_OK)
+	{
+		release_transfer(t);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not start a %s request", req->peer),
+				 errdetail_internal("%s", curl_multi_strerror(mrc))));
+	}
+	t->in_multi = true;
+
+	/* send it now: the answer can then come while the caller does other work */
+	drive();
+	return t;
+}
+
+void
+http_progress(void)
+{
+	drive();
+}
+
+bool
+http_done(HttpTransfer *t)
+{
+	if (!t->done)
+		drive();
+	return t->done;
+}
+
+void
+http_cancel(HttpTransfer *t)
+{
+	release_transfer(t);
+}
+
+/*
+ * How long one curl_multi_poll may sleep.  PostgreSQL's signal handlers
+ * only set flags and the latch, neither of which wakes curl_multi_poll, so
+ * the wait is cut into slices and the flags are looked at between them.
+ * This bounds how late a query cancel or SIGTERM is noticed while a long
+ * poll is under way, at the cost of a few idle wake-ups a second; waiting
+ * on the latch and curl's sockets together (WaitLatchOrSocket with a
+ * socket callback) would avoid them, but needs a wait set rebuilt
+ * whenever libcurl changes its sockets, for no gain in throughput.
+ */
+#define HTTP_WAIT_SLICE_MS 100
+
+static bool
+interrupt_wanted(void)
+{
+	return (InterruptPending && (QueryCancelPending || ProcDiePending)) ||
+		ShutdownRequestPending;
+}
+
+/*
+ * Wait for the transfer, moving the others on meanwhile.  The transfer is
+ * given up (and the interrupt serviced) on a cancel or a shutdown.
+ */
+static void
+wait_for(HttpTransfer *t)
+{
+	drive();
+	while (!t->done)
+	{
+		if (interrupt_wanted())
+		{
+			TransferOutcome o = {.rc = CURLE_ABORTED_BY_CALLBACK,
+				.peer = pstrdup(t->peer), .url = pstrdup(t->url), .error = ""};
+
+			release_transfer(t);
+			report_transfer_error(&o);
+		}
+		(void) curl_multi_poll(multi_handle, NULL, 0, HTTP_WAIT_SLICE_MS, NULL);
+		drive();
+	}
+}
+
+/*
+ * Wait for the transfer, free it, and return how it ended; on success the
+ * answer is copied into the caller's memory.
+ */
+static TransferOutcome
+collect(HttpTransfer *t, HttpResponse *response)
+{
+	TransferOutcome o;
+
+	wait_for(t);
+	o.rc = t->rc;
+	o.peer = pstrdup(t->peer);
+	o.url = pstrdup(t->url);
+	o.error = pstrdup(t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->rc));
+	o.timeout_ms = t->timeout_ms;
+	o.max_response = t->buf.max;
+	o.too_large = t->buf.too_large;
+	o.out_of_memory = t->buf.out_of_memory;
+	if (t->rc == CURLE_OK)
+	{
+		response->status = t->status;
+		response->body_len = t->buf.len;
+		response->body = palloc(t->buf.len + 1);
+		if (t->buf.len > 0)
+			memcpy(response->body, t->buf.data, t->buf.len);
+		response->body[t->buf.len] = '\0';
+		response->captured_header = t->buf.captured ? pstrdup(t->buf.captured) : NULL;
+	}
+	release_transfer(t);
+	return o;
+}
+
+void
+http_finish(HttpTransfer *t, HttpResponse *response)
+{
+	TransferOutcome o = collect(t, response);
+
+	if (o.rc != CURLE_OK)
+		report_transfer_error(&o);
+}
+
+bool
+http_finish_try(HttpTransfer *t, HttpResponse *response, char **error)
+{
+	TransferOutcome o = collect(t, response);
+
+	if (o.rc == CURLE_OK)
+		return true;
+	/* a cancel or shutdown is still the backend's to report */
+	CHECK_FOR_INTERRUPTS();
+	*error = o.error;
+	return false;
 }
 
 void
 http_perform(const HttpRequest *req, HttpResponse *response)
 {
-	char		errbuf[CURL_ERROR_SIZE];
-	ResponseBuffer buf;
-	CURLcode	rc = perform(req, response, errbuf, &buf);
-
-	if (rc != CURLE_OK)
-		report_transfer_error(rc, errbuf, req, &buf);
+	http_finish(http_start(req), response);
 }
 
 bool
 http_try(const HttpRequest *req, HttpResponse *response, char **error)
 {
-	char		errbuf[CURL_ERROR_SIZE];
-	ResponseBuffer buf;
-	CURLcode	rc = perform(req, response, errbuf, &buf);
-
-	if (rc == CURLE_OK)
-		return true;
-	/* a cancel or shutdown is still the backend's to report */
-	CHECK_FOR_INTERRUPTS();
-	*error = pstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
-	return false;
+	return http_finish_try(http_start(req), response, error);
 }

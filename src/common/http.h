@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * http.h
- *	  The extension's HTTP client, on libcurl: one keep-alive handle per
- *	  process, TLS verification on, cancellable.
+ *	  The extension's HTTP client, on libcurl: one multi handle per process
+ *	  (connections kept alive), TLS verification on, cancellable; requests
+ *	  either waited for or left in flight while the caller works.
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_HTTP_H
@@ -66,5 +67,23 @@ extern void http_perform(const HttpRequest *req, HttpResponse *response);
  * *error instead of raising; cancellation and shutdown still raise.
  */
 extern bool http_try(const HttpRequest *req, HttpResponse *response, char **error);
+
+/*
+ * The asynchronous form.  http_start sends the request and returns; the
+ * transfer then moves on whenever any transfer is waited for, or
+ * http_progress is called.  Every started transfer must end in exactly one
+ * of http_finish, http_finish_try (same results as http_perform and
+ * http_try, the answer in the caller's memory context) or http_cancel.  A
+ * transfer lives in its own memory and outlives the caller's contexts.
+ */
+typedef struct HttpTransfer HttpTransfer;
+
+extern HttpTransfer *http_start(const HttpRequest *req);
+extern void http_progress(void);
+extern bool http_done(HttpTransfer *transfer);	/* answered (or failed) */
+extern void http_finish(HttpTransfer *transfer, HttpResponse *response);
+extern bool http_finish_try(HttpTransfer *transfer, HttpResponse *response,
+							char **error);
+extern void http_cancel(HttpTransfer *transfer);
 
 #endif							/* PAYMENT_HTTP_H */

@@ -32,6 +32,7 @@
 
 #include "common/backoff.h"
 #include "drain/pool.h"
+#include "drain/retired_queue.h"
 #include "drain/store.h"
 #include "drain/worker.h"
 #include "payment.h"
@@ -280,6 +281,7 @@ drain_replaced_sqs_queue(double *idle_seconds)
 	if (handled == 0)
 	{
 		pool_forget_retired_queue_url(url);
+		retired_queue_forget(url);
 		ereport(LOG,
 				(errmsg("payment worker %d found the replaced SQS queue empty", worker_index + 1),
 				 errdetail("Queue %s is no longer drained.", url)));
@@ -316,6 +318,40 @@ drain_round(const QueueBackend *backend, double *idle_seconds)
 	return drain_backend(backend, true, idle_seconds);
 }
 
+/*
+ * Before a dynamic worker leaves: what the backends hold for it (a batch
+ * asked for in advance) goes back now rather than after its visibility
+ * timeout.  A failure only delays those messages, so it is a warning.
+ */
+static void
+give_back_held(void)
+{
+	const QueueBackend *backends[] = {&embedded_queue, &sqs_queue};
+
+	for (int i = 0; i < lengthof(backends); i++)
+	{
+		MemoryContext context = CurrentMemoryContext;
+
+		if (backends[i]->give_back == NULL)
+			continue;
+		PG_TRY();
+		{
+			backends[i]->give_back();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			edata->elevel = WARNING;
+			ThrowErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+}
+
 /* Reload settings; a replaced payment.queue_url is remembered for draining. */
 static void
 reload_settings(void)
@@ -330,9 +366,15 @@ reload_settings(void)
 	if (strcmp(old_url, new_url) != 0)
 	{
 		if (old_url[0] != '\0')
+		{
 			pool_retire_queue_url(old_url);
+			retired_queue_record(old_url);
+		}
 		if (new_url[0] != '\0')
+		{
 			pool_forget_retired_queue_url(new_url);
+			retired_queue_forget(new_url);
+		}
 		other_queue_due = 0;
 	}
 	pfree(old_url);
@@ -362,6 +404,7 @@ payment_worker_main(Datum main_arg)
 
 	batch_context = AllocSetContextCreate(TopMemoryContext, "payment worker batch",
 										  ALLOCSET_DEFAULT_SIZES);
+	retired_queue_load();
 	ereport(LOG, (errmsg("payment worker %d started for database \"%s\"%s",
 						 worker_index + 1, payment_database,
 						 pool_slot_is_dynamic(worker_index) ? " (for a backlog)" : "")));
@@ -386,6 +429,8 @@ payment_worker_main(Datum main_arg)
 					(errmsg("payment worker %d exits: no backlog for %d s",
 							worker_index + 1, payment_scale_down_after)));
 			payment_count(&payment_shared->counters.scale_events, 1);
+			MemoryContextSwitchTo(batch_context);
+			give_back_held();
 			proc_exit(0);
 		}
 

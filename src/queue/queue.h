@@ -107,6 +107,14 @@ typedef struct QueueBackend
 	 * timeout.
 	 */
 	void		(*release) (QueueMessage *messages, int count);
+
+	/*
+	 * A worker that leaves (not one that is stopped or killed) gives back
+	 * what it asked for in advance, and waits for its settling requests.
+	 * Outside any transaction; may raise.  NULL where a backend keeps
+	 * nothing between claims.
+	 */
+	void		(*give_back) (void);
 } QueueBackend;
 
 extern const QueueBackend embedded_queue;

@@ -5,9 +5,11 @@
  * Owns: the payment.wait_time setting and the operations (SendMessage,
  * SendMessageBatch, ReceiveMessage, DeleteMessageBatch,
  * ChangeMessageVisibilityBatch, GetQueueAttributes) built on one signed request of
- * sqs_client.c, behind the QueueBackend interface.  Every operation raises
- * an ERROR when it fails; the workers catch it and back off, and the entry
- * points let it reach the client.
+ * sqs_client.c, behind the QueueBackend interface.  A worker keeps requests
+ * in flight while it stores: the next ReceiveMessage (one batch ahead) and
+ * the DeleteMessageBatch of batches already committed.  Every operation
+ * raises an ERROR when it fails; the workers catch it and back off, and the
+ * entry points let it reach the client.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -18,6 +20,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "common/digest.h"
 #include "common/json_util.h"
@@ -243,24 +246,31 @@ sqs_send_message_batch(const QueuedPayment *payments, int count, char **message_
 	MemoryContextDelete(cxt);
 }
 
-/*
- * ReceiveMessage: a long poll of payment.wait_time seconds for at most
- * max_messages.  The wait is SQS's, so an empty answer asks for no sleep.
- */
-static int
-sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_seconds)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext cxt = AllocSetContextCreate(caller, "SQS ReceiveMessage",
-											  ALLOCSET_DEFAULT_SIZES);
-	int			want = Max(1, Min(max_messages, SQS_MAX_BATCH));
-	StringInfoData req;
-	JsonbContainer *answer;
-	JsonbContainer *list;
-	QueueMessage *out;
-	int			n = 0;
+/* ------------------------------------------------------------------ */
+/* receiving, with the next batch asked for in advance */
 
-	MemoryContextSwitchTo(cxt);
+/*
+ * While a backlog lasts, a worker asks for the next batch as soon as it has
+ * one, so the round trip of that ReceiveMessage overlaps the store of the
+ * current batch.  Those messages are received (SQS counts the receive and
+ * starts their visibility timeout), so at most one batch is asked for in
+ * advance, and only after a receive that found messages: an idle worker
+ * holds none.  A prefetched batch that a worker cannot use in time (its
+ * queue was replaced, or the worker spent half the visibility timeout
+ * elsewhere, e.g. backing off) is released; one held by a worker that is
+ * stopped (SIGTERM, kill -9) comes back after its visibility timeout, as a
+ * batch being stored would, and its receive is counted.
+ */
+static SqsCall *prefetch = NULL;
+static char *prefetch_url = NULL;
+static int	prefetch_want = 0;
+static TimestampTz prefetch_started = 0;
+
+static SqsCall *
+start_receive(int want)
+{
+	StringInfoData req;
+
 	sqs_start_request(&req);
 	appendStringInfo(&req,
 					 ",\"MaxNumberOfMessages\":%d,\"WaitTimeSeconds\":%d,"
@@ -269,13 +279,24 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 					 "\"MessageAttributeNames\":[\"" SCHEMA_VERSION_ATTRIBUTE "\"]}",
 					 want, payment_wait_time,
 					 Min(payment_visibility_timeout, SQS_MAX_VISIBILITY));
+	return sqs_call_start("ReceiveMessage", &req, payment_wait_time * 1000);
+}
 
-	answer = sqs_call("ReceiveMessage", &req, payment_wait_time * 1000);
-	list = json_get_container(answer, "Messages");
+/*
+ * The messages of a ReceiveMessage answer, in out_cxt; returns how many.
+ * *listed is how many the answer held, damaged ones included.
+ */
+static int
+parse_received(JsonbContainer *answer, MemoryContext out_cxt,
+			   QueueMessage **messages, int *listed)
+{
+	JsonbContainer *list = json_get_container(answer, "Messages");
+	QueueMessage *out;
+	int			n = 0;
 
-	out = MemoryContextAllocZero(caller,
-								 sizeof(QueueMessage) * Max(1, json_array_size(list)));
-	for (int i = 0; i < json_array_size(list); i++)
+	*listed = json_array_size(list);
+	out = MemoryContextAllocZero(out_cxt, sizeof(QueueMessage) * Max(1, *listed));
+	for (int i = 0; i < *listed; i++)
 	{
 		JsonbContainer *m = json_array_object(list, i);
 		char	   *message_id = json_get_string(m, "MessageId");
@@ -312,9 +333,9 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 		}
 
 		out[n].seq = 0;
-		out[n].message_id = MemoryContextStrdup(caller, message_id);
-		out[n].receipt_handle = MemoryContextStrdup(caller, receipt);
-		out[n].body = MemoryContextStrdup(caller, body);
+		out[n].message_id = MemoryContextStrdup(out_cxt, message_id);
+		out[n].receipt_handle = MemoryContextStrdup(out_cxt, receipt);
+		out[n].body = MemoryContextStrdup(out_cxt, body);
 		out[n].receive_count = Max(receive_count, 1);
 		out[n].outcome = STORE_PENDING;
 		out[n].retry_delay = 0;
@@ -323,45 +344,141 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 		out[n].schema_version = parse_schema_version(version);
 		n++;
 	}
+	*messages = out;
+	return n;
+}
+
+static void settle_all(const char *queue_url, QueueMessage *messages, int count,
+					   bool delete, MemoryContext cxt);
+
+/*
+ * Give up the batch asked for in advance: made visible again at once if it
+ * has arrived, else the request is abandoned (whatever SQS had sent then
+ * comes back after the visibility timeout).  Call in a context that may be
+ * reset.
+ */
+static void
+drop_prefetch(void)
+{
+	SqsCall    *call = prefetch;
+	char	   *url = prefetch_url;
+
+	prefetch = NULL;
+	prefetch_url = NULL;
+	if (call == NULL)
+		return;
+	if (!sqs_call_done(call))
+		sqs_call_cancel(call);
+	else
+	{
+		QueueMessage *messages;
+		int			listed;
+		int			n = parse_received(sqs_call_finish(call), CurrentMemoryContext,
+									   &messages, &listed);
+
+		for (int i = 0; i < n; i++)
+		{
+			messages[i].outcome = STORE_RETRY;
+			messages[i].retry_delay = 0;
+		}
+		/* the receipt handles belong to the queue that answered */
+		settle_all(url, messages, n, false, CurrentMemoryContext);
+	}
+	pfree(url);
+}
+
+static void reap_deletes(bool all);
+
+/*
+ * ReceiveMessage: a long poll of payment.wait_time seconds for at most
+ * max_messages, answered by the batch asked for in advance when there is
+ * one.  The wait is SQS's, so an empty answer asks for no sleep.
+ */
+static int
+sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_seconds)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext cxt = AllocSetContextCreate(caller, "SQS ReceiveMessage",
+											  ALLOCSET_DEFAULT_SIZES);
+	int			want = Max(1, Min(max_messages, SQS_MAX_BATCH));
+	char	   *url;
+	SqsCall    *call = NULL;
+	int			listed;
+	int			n;
+
+	MemoryContextSwitchTo(cxt);
+	url = pstrdup(sqs_current_queue_url());
+	reap_deletes(false);
+	if (prefetch != NULL)
+	{
+		bool		usable = strcmp(prefetch_url, url) == 0 && prefetch_want == want &&
+			!TimestampDifferenceExceeds(prefetch_started, GetCurrentTimestamp(),
+										payment_visibility_timeout * 1000 / 2);
+
+		if (usable)
+		{
+			call = prefetch;
+			prefetch = NULL;
+			pfree(prefetch_url);
+			prefetch_url = NULL;
+		}
+		else
+			drop_prefetch();
+	}
+	if (call == NULL)
+		call = start_receive(want);
+	n = parse_received(sqs_call_finish(call), caller, messages, &listed);
+
+	/* a backlog: ask for the next batch now, to arrive while this one is stored */
+	if (listed > 0)
+	{
+		prefetch = start_receive(want);
+		prefetch_url = MemoryContextStrdup(TopMemoryContext, url);
+		prefetch_want = want;
+		prefetch_started = GetCurrentTimestamp();
+	}
 
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(cxt);
-	*messages = out;
 	if (n == 0)
 		*idle_seconds = 0;
 	return n;
 }
 
-/*
- * One DeleteMessageBatch or ChangeMessageVisibilityBatch for up to 10
- * messages.  Entries SQS refuses are only warned about: such a message
- * comes back after its visibility timeout and the store recognises it.
- */
-static void
-settle_chunk(const char *operation, QueueMessage **chunk, int n, bool delete)
-{
-	StringInfoData req;
-	JsonbContainer *answer;
-	JsonbContainer *failed;
-	int			nfailed;
+/* ------------------------------------------------------------------ */
+/* settling */
 
-	sqs_start_request(&req);
-	appendStringInfoString(&req, ",\"Entries\":[");
+/* the request settling up to 10 messages */
+static void
+build_settle_request(StringInfo req, const char *queue_url,
+					 QueueMessage **chunk, int n, bool delete)
+{
+	sqs_start_request_to(req, queue_url);
+	appendStringInfoString(req, ",\"Entries\":[");
 	for (int i = 0; i < n; i++)
 	{
-		appendStringInfo(&req, "%s{\"Id\":\"%d\",\"ReceiptHandle\":",
+		appendStringInfo(req, "%s{\"Id\":\"%d\",\"ReceiptHandle\":",
 						 i > 0 ? "," : "", i);
-		escape_json(&req, chunk[i]->receipt_handle);
+		escape_json(req, chunk[i]->receipt_handle);
 		if (!delete)
-			appendStringInfo(&req, ",\"VisibilityTimeout\":%d",
+			appendStringInfo(req, ",\"VisibilityTimeout\":%d",
 							 Max(0, Min(chunk[i]->retry_delay, SQS_MAX_VISIBILITY)));
-		appendStringInfoChar(&req, '}');
+		appendStringInfoChar(req, '}');
 	}
-	appendStringInfoString(&req, "]}");
+	appendStringInfoString(req, "]}");
+}
 
-	answer = sqs_call(operation, &req, 0);
-	failed = json_get_container(answer, "Failed");
-	nfailed = json_array_size(failed);
+/*
+ * Entries SQS refused are only warned about: such a message comes back
+ * after its visibility timeout and the store recognises it.
+ */
+static void
+warn_refused(const char *operation, JsonbContainer *answer,
+			 char **message_ids, int n)
+{
+	JsonbContainer *failed = json_get_container(answer, "Failed");
+	int			nfailed = json_array_size(failed);
+
 	for (int i = 0; i < nfailed; i++)
 	{
 		JsonbContainer *f = json_array_object(failed, i);
@@ -373,15 +490,152 @@ settle_chunk(const char *operation, QueueMessage **chunk, int n, bool delete)
 		ereport(WARNING,
 				(errcode(sqs_error_sqlstate(code, 400)),
 				 errmsg("SQS %s refused message %s", operation,
-						index >= 0 && index < n ? chunk[index]->message_id : "?"),
+						index >= 0 && index < n ? message_ids[index] : "?"),
 				 errdetail("AWS error %s: %s", code ? code : "(none)",
 						   msg ? msg : "(no message)"),
 				 errhint("The message becomes visible again after its visibility timeout.")));
 	}
 }
 
+/*
+ * DeleteMessageBatch requests sent after a commit and not yet answered.
+ * They are answered while the worker waits for its next batch (any wait on
+ * the HTTP client moves every transfer on), so a delete's round trip does
+ * not hold up the next store; a delete that fails only means its messages
+ * are delivered again, and the store counts them as duplicates.
+ */
+#define SQS_MAX_PENDING_DELETES 8
+
+typedef struct PendingDelete
+{
+	SqsCall    *call;
+	MemoryContext cxt;			/* holds message_ids */
+	char	  **message_ids;	/* by entry, for warnings */
+	int			n;
+} PendingDelete;
+
+static PendingDelete pending_deletes[SQS_MAX_PENDING_DELETES];
+static int	npending_deletes = 0;
+
+/* Wait for pending delete i and take it off the list. */
 static void
-settle_all(const char *operation, QueueMessage *messages, int count,
+reap_delete(int i)
+{
+	PendingDelete p = pending_deletes[i];
+	MemoryContext caller = CurrentMemoryContext;
+
+	memmove(&pending_deletes[i], &pending_deletes[i + 1],
+			sizeof(PendingDelete) * (npending_deletes - i - 1));
+	npending_deletes--;
+
+	MemoryContextSwitchTo(p.cxt);
+	PG_TRY();
+	{
+		warn_refused("DeleteMessageBatch", sqs_call_finish(p.call),
+					 p.message_ids, p.n);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		/* a cancel is not the delete's failure */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		{
+			MemoryContextDelete(p.cxt);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("SQS DeleteMessageBatch of %d stored messages failed", p.n),
+				 errdetail_internal("%s", edata->message),
+				 errhint("They are delivered again after their visibility timeout and stored as duplicates.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	MemoryContextDelete(p.cxt);
+}
+
+/* Collect the answered deletes, or all of them (waiting) when all is set. */
+static void
+reap_deletes(bool all)
+{
+	int			i = 0;
+
+	while (i < npending_deletes)
+	{
+		if (all || sqs_call_done(pending_deletes[i].call))
+			reap_delete(i);
+		else
+			i++;
+	}
+}
+
+/* Send the DeleteMessageBatch for up to 10 committed messages; do not wait. */
+static void
+start_delete(const char *queue_url, QueueMessage **chunk, int n)
+{
+	MemoryContext cxt;
+	MemoryContext caller = CurrentMemoryContext;
+	StringInfoData req;
+	PendingDelete *p;
+
+	/* bounded: past that, wait for the oldest */
+	if (npending_deletes == SQS_MAX_PENDING_DELETES)
+		reap_delete(0);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "SQS pending delete",
+								ALLOCSET_SMALL_SIZES);
+	p = &pending_deletes[npending_deletes];
+	p->cxt = cxt;
+	p->n = n;
+	p->message_ids = MemoryContextAlloc(cxt, sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		p->message_ids[i] = MemoryContextStrdup(cxt, chunk[i]->message_id);
+	PG_TRY();
+	{
+		build_settle_request(&req, queue_url, chunk, n, true);
+		p->call = sqs_call_start("DeleteMessageBatch", &req, 0);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	npending_deletes++;
+}
+
+/* One ChangeMessageVisibilityBatch for up to 10 messages, waited for. */
+static void
+change_visibility(const char *queue_url, QueueMessage **chunk, int n)
+{
+	StringInfoData req;
+	char	   *ids[SQS_MAX_BATCH];
+
+	for (int i = 0; i < n; i++)
+		ids[i] = chunk[i]->message_id;
+	build_settle_request(&req, queue_url, chunk, n, false);
+	warn_refused("ChangeMessageVisibilityBatch",
+				 sqs_call("ChangeMessageVisibilityBatch", &req, 0), ids, n);
+}
+
+static void
+settle_chunk(const char *queue_url, QueueMessage **chunk, int n, bool delete)
+{
+	if (delete)
+		start_delete(queue_url, chunk, n);
+	else
+		change_visibility(queue_url, chunk, n);
+}
+
+static void
+settle_all(const char *queue_url, QueueMessage *messages, int count,
 		   bool delete, MemoryContext cxt)
 {
 	QueueMessage *chunk[SQS_MAX_BATCH];
@@ -405,19 +659,20 @@ settle_all(const char *operation, QueueMessage *messages, int count,
 		chunk[n++] = m;
 		if (n == SQS_MAX_BATCH)
 		{
-			settle_chunk(operation, chunk, n, delete);
+			settle_chunk(queue_url, chunk, n, delete);
 			MemoryContextReset(cxt);
 			n = 0;
 		}
 	}
 	if (n > 0)
-		settle_chunk(operation, chunk, n, delete);
+		settle_chunk(queue_url, chunk, n, delete);
 	MemoryContextReset(cxt);
 }
 
 /*
  * After the store committed: DeleteMessageBatch for stored, duplicate and
- * dead-lettered messages; ChangeMessageVisibilityBatch for retries.
+ * dead-lettered messages, sent now and answered later (see
+ * pending_deletes); ChangeMessageVisibilityBatch for retries.
  */
 static void
 sqs_settle(QueueMessage *messages, int count)
@@ -425,11 +680,14 @@ sqs_settle(QueueMessage *messages, int count)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS settle",
 											  ALLOCSET_DEFAULT_SIZES);
+	char	   *url;
 
 	/* messages left STORE_PENDING simply reappear after the timeout */
 	MemoryContextSwitchTo(cxt);
-	settle_all("DeleteMessageBatch", messages, count, true, cxt);
-	settle_all("ChangeMessageVisibilityBatch", messages, count, false, cxt);
+	reap_deletes(false);
+	url = pstrdup(sqs_current_queue_url());
+	settle_all(url, messages, count, true, cxt);
+	settle_all(url, messages, count, false, cxt);
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(cxt);
 }
@@ -466,6 +724,14 @@ sqs_depth(void)
 	return depth;
 }
 
+/* A worker leaves: the batch asked for in advance goes back, the deletes are answered. */
+static void
+sqs_give_back(void)
+{
+	reap_deletes(true);
+	drop_prefetch();
+}
+
 const QueueBackend sqs_queue = {
 	.name = "sqs",
 	.enqueue = sqs_send_message,
@@ -476,4 +742,5 @@ const QueueBackend sqs_queue = {
 	.depth = sqs_depth,
 	.settle_with_store = NULL,
 	.settle_after_commit = sqs_settle,
+	.give_back = sqs_give_back,
 };

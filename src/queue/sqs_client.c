@@ -300,13 +300,19 @@ require_queue(void)
 				 errmsg("payment.queue_url is not set")));
 }
 
+/* A signed request under way, and the operation it is, for messages. */
+struct SqsCall
+{
+	HttpTransfer *transfer;
+	char		operation[64];
+};
+
 /*
- * Send one signed AWS JSON 1.0 request and return the answer's top-level
- * object.  Raises an ERROR for transport failures, non-200 answers and
- * answers that are not a JSON object.
+ * Sign and send one AWS JSON 1.0 request without waiting for the answer.
+ * Raises when the request cannot be built or sent.
  */
-JsonbContainer *
-sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
+SqsCall *
+sqs_call_start(const char *operation, StringInfo request, int extra_wait_ms)
 {
 	AwsCredentials creds;
 	char	   *region;
@@ -319,8 +325,8 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 	int			nheaders = 0;
 	char	   *authorization;
 	HttpRequest http;
-	HttpResponse resp;
-	JsonbContainer *answer;
+	HttpTransfer *transfer = NULL;
+	SqsCall    *call;
 
 	require_queue();
 
@@ -382,13 +388,48 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 			.capture_header = "x-amzn-query-error",
 		};
 
-		http_perform(&http, &resp);
+		transfer = http_start(&http);
 	}
 	PG_FINALLY();
 	{
 		aws_free_credentials(&creds);
 	}
 	PG_END_TRY();
+
+	call = MemoryContextAlloc(TopMemoryContext, sizeof(SqsCall));
+	call->transfer = transfer;
+	strlcpy(call->operation, operation, sizeof(call->operation));
+	return call;
+}
+
+bool
+sqs_call_done(SqsCall *call)
+{
+	return http_done(call->transfer);
+}
+
+void
+sqs_call_cancel(SqsCall *call)
+{
+	http_cancel(call->transfer);
+	pfree(call);
+}
+
+/*
+ * Wait for the answer and return its top-level object, in the caller's
+ * memory.  Raises an ERROR for transport failures, non-200 answers and
+ * answers that are not a JSON object.  The call is freed either way.
+ */
+JsonbContainer *
+sqs_call_finish(SqsCall *call)
+{
+	HttpTransfer *transfer = call->transfer;
+	char	   *operation = pstrdup(call->operation);
+	HttpResponse resp;
+	JsonbContainer *answer;
+
+	pfree(call);
+	http_finish(transfer, &resp);
 
 	if (resp.status != 200)
 		report_aws_error(operation, &resp);
@@ -404,10 +445,28 @@ sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
 	return answer;
 }
 
+JsonbContainer *
+sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
+{
+	return sqs_call_finish(sqs_call_start(operation, request, extra_wait_ms));
+}
+
+const char *
+sqs_current_queue_url(void)
+{
+	return current_queue_url();
+}
+
 void
 sqs_start_request(StringInfo req)
 {
+	sqs_start_request_to(req, current_queue_url());
+}
+
+void
+sqs_start_request_to(StringInfo req, const char *queue_url)
+{
 	initStringInfo(req);
 	appendStringInfoString(req, "{\"QueueUrl\":");
-	escape_json(req, current_queue_url());
+	escape_json(req, queue_url);
 }

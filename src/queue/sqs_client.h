@@ -20,6 +20,8 @@ extern bool sqs_configured(void);
 
 /* a request body that starts {"QueueUrl": "<payment.queue_url>" */
 extern void sqs_start_request(StringInfo req);
+/* the same for another queue (receipt handles belong to the queue that gave them) */
+extern void sqs_start_request_to(StringInfo req, const char *queue_url);
 
 /*
  * Send operation's request, signed; return the answer's top-level object.
@@ -27,6 +29,22 @@ extern void sqs_start_request(StringInfo req);
  */
 extern JsonbContainer *sqs_call(const char *operation, StringInfo request,
 								int extra_wait_ms);
+
+/*
+ * The same in two steps, so that other work overlaps the round trip:
+ * sqs_call_start signs and sends; sqs_call_finish waits and returns what
+ * sqs_call would.  A started call ends in exactly one finish or cancel.
+ */
+typedef struct SqsCall SqsCall;
+
+extern SqsCall *sqs_call_start(const char *operation, StringInfo request,
+							   int extra_wait_ms);
+extern bool sqs_call_done(SqsCall *call);
+extern JsonbContainer *sqs_call_finish(SqsCall *call);
+extern void sqs_call_cancel(SqsCall *call);
+
+/* the queue requests now go to (payment.queue_url, or a replaced one) */
+extern const char *sqs_current_queue_url(void);
 
 /* SQLSTATE for an AWS error code, falling back on the HTTP status */
 extern int	sqs_error_sqlstate(const char *code, long status);

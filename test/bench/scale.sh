@@ -10,6 +10,9 @@
 #      stores nothing.
 # Medians of several runs.  Usage (as the postgres OS user, after npm ci):
 #   scale.sh [--short]
+# LATENCY_LOG=<file> keeps the proxy's log of every receive and delete (see
+# latency-proxy.mjs), with a {"op":"phase"} line before each part, for
+# profile-inflight.mjs.
 source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -29,7 +32,7 @@ node --no-warnings "$ROOT/test/sqs/fauxqs-server.mjs" --port $FAUXQS_PORT >/dev/
 FAUXQS_PID=$!
 node --no-warnings "$ROOT/test/sqs/latency-proxy.mjs" --port $LATENCY_PORT \
 	--control-port $CONTROL_PORT --upstream "http://127.0.0.1:$FAUXQS_PORT" \
-	--latency-ms "$LATENCY" >/dev/null &
+	--latency-ms "$LATENCY" ${LATENCY_LOG:+--log "$LATENCY_LOG"} >/dev/null &
 PROXY_PID=$!
 for _ in $(seq 100); do
 	curl -sf "http://127.0.0.1:$FAUXQS_PORT/health" >/dev/null &&
@@ -100,7 +103,10 @@ drain()
 }
 rate() { awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%.0f", (e > s ? n / (e - s) : 0)}'; }
 
+phase() { [ -z "${LATENCY_LOG:-}" ] || echo "{\"op\":\"phase\",\"name\":\"$1\"}" >>"$LATENCY_LOG"; }
+
 # (a), (b) the elastic pool
+phase elastic
 grow=(); elastic=(); elastic_all=()
 for i in $(seq $RUNS); do
 	settle 2
@@ -114,6 +120,7 @@ done
 settle 2
 
 # (b) a fixed pool of 8
+phase fixed
 q "ALTER SYSTEM SET payment.workers = $MAX" >/dev/null
 pg_ctl -D "$BENCH_DIR/data" -l "$BENCH_DIR/log" -w restart >/dev/null
 fixed=()
@@ -128,6 +135,7 @@ stored=$(q "SELECT count(*) FROM payment.payments")
 settle $MAX
 
 # (c) the SDK, 8 concurrent receive+delete loops through the same latency
+phase sdk
 sdk=()
 for i in $(seq $RUNS); do
 	latency 0

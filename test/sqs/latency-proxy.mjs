@@ -16,6 +16,13 @@
 //                             many wait (0: as the client asked)
 //   GET  /__stats             {"requests": n, "in_flight": n, "latency_ms": n,
 //                              "max_receive": n}
+// With --log FILE, each ReceiveMessage and DeleteMessageBatch is appended to
+// FILE as a JSON line when it is answered: {"op", "arrive", "answered" (ms
+// since the epoch, as the request reached the proxy and as its answer left),
+// "receipts" (the handles received or deleted), "ids" (ReceiveMessage: the
+// MessageId of each receipt)}, so that a test can check the order of what a
+// client did.
+import fs from "node:fs";
 import http from "node:http";
 import { parseArgs } from "node:util";
 
@@ -25,6 +32,7 @@ const { values } = parseArgs({
     upstream: { type: "string" },
     "latency-ms": { type: "string", default: "20" },
     "control-port": { type: "string" },
+    log: { type: "string" },
   },
 });
 const upstream = new URL(values.upstream);
@@ -34,10 +42,31 @@ const stats = { requests: 0, in_flight: 0 };
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 const later = (ms, f) => (ms > 0 ? setTimeout(f, ms) : f());
 
+const LOGGED = ["AmazonSQS.ReceiveMessage", "AmazonSQS.DeleteMessageBatch"];
+function logExchange(target, arrive, request, status, answer) {
+  if (!values.log || !LOGGED.includes(target)) return;
+  const entry = { op: target.slice("AmazonSQS.".length), arrive, answered: Date.now(),
+                  status, receipts: [], ids: [] };
+  try {
+    if (entry.op === "DeleteMessageBatch") {
+      entry.receipts = JSON.parse(request.toString("utf8")).Entries.map((e) => e.ReceiptHandle);
+    } else if (status === 200) {
+      for (const m of JSON.parse(answer.toString("utf8")).Messages ?? []) {
+        entry.receipts.push(m.ReceiptHandle);
+        entry.ids.push(m.MessageId);
+      }
+    }
+  } catch (e) {
+    entry.error = String(e);
+  }
+  fs.appendFileSync(values.log, JSON.stringify(entry) + "\n");
+}
+
 const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
   req.on("end", () => {
+    const arrive = Date.now();
     stats.requests++;
     stats.in_flight++;
     const half = latencyMs / 2;
@@ -63,6 +92,8 @@ const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
           if (res.destroyed) return;
           res.writeHead(upRes.statusCode, upRes.headers);
           res.end(Buffer.concat(answer));
+          logExchange(req.headers["x-amz-target"], arrive, body, upRes.statusCode,
+                      Buffer.concat(answer));
         }));
       });
       up.on("error", (e) => {

@@ -116,7 +116,8 @@ sub new
 		$upstream = "http://127.0.0.1:$self->{fault_port}";
 	}
 
-	# latency_ms => N: a latency proxy between the SigV4 proxy and fauxqs
+	# latency_ms => N: a latency proxy between the SigV4 proxy and fauxqs;
+	# latency_log => FILE: what it logs of receives and deletes (latency-proxy.mjs)
 	if (defined $args{latency_ms})
 	{
 		$self->{latency_port} = free_port();
@@ -124,7 +125,8 @@ sub new
 		$self->{latency} = $self->_spawn('latency', 'test/sqs/latency-proxy.mjs',
 			'--port', $self->{latency_port},
 			'--control-port', $self->{latency_control_port},
-			'--upstream', $upstream, '--latency-ms', $args{latency_ms});
+			'--upstream', $upstream, '--latency-ms', $args{latency_ms},
+			defined $args{latency_log} ? ('--log', $args{latency_log}) : ());
 		wait_until(sub { $self->_get("http://127.0.0.1:$self->{latency_control_port}/__stats") }, 30)
 		  or croak "latency proxy did not start";
 		$upstream = "http://127.0.0.1:$self->{latency_port}";
