@@ -33,21 +33,15 @@ tps()
 		awk '/^tps/ {print int($3); exit}'
 }
 
-pause()
-{
-	q "ALTER SYSTEM SET payment.paused = $1" && q "SELECT pg_reload_conf()" >/dev/null
-	sleep 0.2
-}
-
 # (a) alternate the runs so that all see the same machine state.  Intake
 # alone (workers paused, as the reference API Gateway -> SQS path is apart
 # from its Lambda) and the whole system (workers storing on the same 2 cores).
 submit_tps=(); busy_tps=(); plain_tps=()
 for i in $(seq $RUNS); do
 	plain_tps+=("$(tps "$WORK/plain.sql")")
-	pause on
+	bench_pause on
 	submit_tps+=("$(tps "$WORK/submit.sql")")
-	pause off
+	bench_pause off
 	wait_settled
 	busy_tps+=("$(tps "$WORK/submit.sql")")
 	wait_settled
