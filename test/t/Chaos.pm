@@ -345,6 +345,9 @@ sub record_ids
 	my $node = $self->{node};
 	my %acc = map { $_ => 1 } @{ $self->accepted_ids };
 	my $copy = join("\n", map { "$_\t" . ($acc{$_} ? 't' : 'f') } @{ $self->{ids} });
+	# a postmaster killed at the end of the run may still be recovering
+	$node->poll_query_until('postgres', 'SELECT true')
+	  or die 'the server did not come back after the chaos run';
 	$node->safe_psql('postgres', qq{
 DROP TABLE IF EXISTS chaos_ids;
 CREATE TABLE chaos_ids (payment_id uuid PRIMARY KEY, accepted bool NOT NULL);
