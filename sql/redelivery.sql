@@ -43,3 +43,17 @@ SELECT message_id, reason FROM payment.dead_letters
 -- leave nothing behind for later tests
 DELETE FROM payment.dead_letters WHERE message_id LIKE '0b0e5a1c-%';
 DELETE FROM payment.payments WHERE payment_id = '0b0e5a1c-0000-4000-8000-0000000000aa';
+
+-- payment.queue is a view from 1.1: an UPDATE is refused (0A000), a message
+-- needs a body (23502), and the claim needs READ COMMITTED (0A000)
+\set VERBOSITY sqlstate
+INSERT INTO payment.queue (body, visible_at)
+VALUES ('held for an hour', clock_timestamp() + interval '1 hour');
+UPDATE payment.queue SET body = 'changed' WHERE body = 'held for an hour';
+INSERT INTO payment.queue (payment_id) VALUES (NULL);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT * FROM payment.claim_messages(1);
+ROLLBACK;
+\set VERBOSITY default
+DELETE FROM payment.queue WHERE body = 'held for an hour';
+SELECT count(*) FROM payment.queue WHERE body = 'held for an hour';

@@ -22,7 +22,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -61,13 +60,11 @@ static SPIPlanPtr release_plans[2] = {NULL, NULL};
 static TimestampTz expired_due = 0;
 static TimestampTz rotate_due = 0;
 
-/* 1 from extension 1.1 on (the event tables exist), else 0 */
+/* 1 from extension 1.1 on (event tables, payment.queue_retry), else 0 */
 static int
 layout(void)
 {
-	Oid			nsp = get_namespace_oid("payment", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("queue_events_0", nsp)) ? 1 : 0;
+	return queue_records_schema_version() ? 1 : 0;
 }
 
 /*
@@ -165,7 +162,8 @@ next_visible_in(double cap, int lay)
 	bool		isnull;
 	Datum		d;
 
-	payment_prepare(&next_plans[lay],
+	if (next_plans[lay] == NULL)
+		payment_prepare(&next_plans[lay],
 					row_table_sql("SELECT extract(epoch FROM min(visible_at) - clock_timestamp())::float8"
 								  "  FROM %1$s", lay),
 					0, NULL);
@@ -193,7 +191,8 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 	QueueMessage *claimed = NULL;
 	int			count;
 
-	payment_prepare(&claim_plans[lay],
+	if (claim_plans[lay] == NULL)
+		payment_prepare(&claim_plans[lay],
 					row_table_sql("UPDATE %1$s"
 								  "   SET receive_count = receive_count + 1,"
 								  "       visible_at = clock_timestamp() + make_interval(secs => $2)"
@@ -374,7 +373,8 @@ embedded_settle(QueueMessage *messages, int count)
 			Datum		values[2] = {Int64GetDatum(messages[i].seq),
 			Int32GetDatum(messages[i].retry_delay)};
 
-			payment_prepare(&delay_plans[lay],
+			if (delay_plans[lay] == NULL)
+				payment_prepare(&delay_plans[lay],
 							row_table_sql("UPDATE %1$s"
 										  "   SET visible_at = clock_timestamp() + make_interval(secs => $2)"
 										  " WHERE seq = $1", lay),
@@ -389,7 +389,8 @@ embedded_settle(QueueMessage *messages, int count)
 	{
 		Datum		values[1] = {int8_array(done, ndone)};
 
-		payment_prepare(&delete_plans[lay],
+		if (delete_plans[lay] == NULL)
+			payment_prepare(&delete_plans[lay],
 						row_table_sql("DELETE FROM %1$s WHERE seq = ANY ($1)", lay),
 						1, (Oid[]) {INT8ARRAYOID});
 		if (SPI_execute_plan(delete_plans[lay], values, NULL, false, 0) != SPI_OK_DELETE)
@@ -424,7 +425,8 @@ embedded_release(QueueMessage *messages, int count)
 	{
 		Datum		values[1] = {int8_array(seqs, nrows)};
 
-		payment_prepare(&release_plans[lay],
+		if (release_plans[lay] == NULL)
+			payment_prepare(&release_plans[lay],
 						row_table_sql("UPDATE %1$s"
 									  "   SET visible_at = clock_timestamp(),"
 									  "       receive_count = greatest(receive_count - 1, 0)"
