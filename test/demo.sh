@@ -29,8 +29,12 @@ payment.database = 'postgres'
 max_worker_processes = 16
 CONF
 fi
-su postgres -c "$PGBIN/pg_ctl -D '$DATA' -l '$DATA/server.log' -w status" >/dev/null 2>&1 ||
+# a server left running is restarted, so that it preloads the library just installed
+if su postgres -c "$PGBIN/pg_ctl -D '$DATA' -w status" >/dev/null 2>&1; then
+	su postgres -c "$PGBIN/pg_ctl -D '$DATA' -l '$DATA/server.log' -w restart" >/dev/null
+else
 	su postgres -c "$PGBIN/pg_ctl -D '$DATA' -l '$DATA/server.log' -w start" >/dev/null
+fi
 
 psql_demo() { su postgres -c "psql -X -h $SOCK -p $PORT -d postgres $*"; }
 psql_demo "-qc 'CREATE EXTENSION IF NOT EXISTS payment'"

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -60,11 +61,18 @@ static SPIPlanPtr release_plans[2] = {NULL, NULL};
 static TimestampTz expired_due = 0;
 static TimestampTz rotate_due = 0;
 
-/* 1 from extension 1.1 on (event tables, payment.queue_retry), else 0 */
+/*
+ * 1 when the event tables exist (extension 1.1), else 0.  Not
+ * queue_records_schema_version(): a database made by an earlier build of
+ * 1.1 has schema_version on its payment.queue table but no event tables,
+ * and is served with the one table.
+ */
 static int
 layout(void)
 {
-	return queue_records_schema_version() ? 1 : 0;
+	Oid			nsp = get_namespace_oid("payment", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("queue_events_0", nsp)) ? 1 : 0;
 }
 
 /*
