@@ -19,6 +19,7 @@
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -127,6 +128,25 @@ payload_index_context(void *arg)
 	errcontext("payment at index %d of the array", *(int *) arg);
 }
 
+/*
+ * Copy what the queue needs of an accepted payload into the current
+ * context, then empty scratch, where it was validated: a large array would otherwise hold every
+ * payload's validation garbage until the statement ends.
+ */
+static QueuedPayment
+keep_payload(QueuedPayment accepted, MemoryContext scratch)
+{
+	QueuedPayment kept = accepted;
+
+	kept.body = pstrdup(accepted.body);
+	if (accepted.payment_id != (Datum) 0)
+		kept.payment_id = datumCopy(accepted.payment_id, false, UUID_LEN);
+	if (accepted.user_id != (Datum) 0)
+		kept.user_id = datumCopy(accepted.user_id, false, UUID_LEN);
+	MemoryContextReset(scratch);
+	return kept;
+}
+
 Datum
 submit_payments(PG_FUNCTION_ARGS)
 {
@@ -142,6 +162,9 @@ submit_payments(PG_FUNCTION_ARGS)
 	QueuedPayment *queued;
 	char	  **message_ids;
 	StringInfoData result;
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext payload_context;
+	QueuedPayment accepted;
 
 	payment_authenticate(optional_text(fcinfo, 1), "submit_payments", &caller);
 	if (PG_ARGISNULL(0))
@@ -156,6 +179,8 @@ submit_payments(PG_FUNCTION_ARGS)
 
 	count = JB_ROOT_COUNT(payloads);
 	queued = palloc(sizeof(QueuedPayment) * Max(count, 1));
+	payload_context = AllocSetContextCreate(outer, "submit_payments payload",
+											ALLOCSET_DEFAULT_SIZES);
 	message_ids = palloc0(sizeof(char *) * Max(count, 1));
 
 	/* validate every element before enqueueing any: all or nothing */
@@ -168,10 +193,14 @@ submit_payments(PG_FUNCTION_ARGS)
 	{
 		if (tok != WJB_ELEM)
 			continue;
-		queued[index] = accept_payload(JsonbValueToJsonb(&elem), &caller);
+		MemoryContextSwitchTo(payload_context);
+		accepted = accept_payload(JsonbValueToJsonb(&elem), &caller);
+		MemoryContextSwitchTo(outer);
+		queued[index] = keep_payload(accepted, payload_context);
 		index++;
 	}
 	error_context_stack = errcallback.previous;
+	MemoryContextDelete(payload_context);
 
 	if (count > 0)
 		backend->enqueue_batch(queued, count, message_ids);
@@ -189,15 +218,36 @@ submit_payments(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(jsonb_from_text(result.data));
 }
 
+/* The first row a caller bound to a user may see (that user's), or -1. */
+static int
+status_row_for(const PaymentCaller *caller)
+{
+	for (int i = 0; i < (int) SPI_processed; i++)
+	{
+		char	   *user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+
+		if (caller->user_id == NULL ||
+			(user_id != NULL && pg_strcasecmp(user_id, caller->user_id) == 0))
+			return i;
+	}
+	return -1;
+}
+
+#define STORED_STATUS \
+	"SELECT 1 AS rank, 'stored' AS status, stored_at AS changed_at," \
+	"       user_id, message_id, NULL::text AS reason, NULL::text AS error" \
+	"  FROM payment.payments WHERE payment_id = $1"
+
 Datum
 payment_status(PG_FUNCTION_ARGS)
 {
+	static SPIPlanPtr stored_plan = NULL;
 	static SPIPlanPtr status_plans[2] = {NULL, NULL};
 	bool		versioned;
 	PaymentCaller caller;
 	Datum		payment_id;
 	char	   *payment_id_text;
-	int			chosen = -1;
+	int			chosen;
 	StringInfoData result;
 
 	if (!PG_ARGISNULL(0))
@@ -211,35 +261,41 @@ payment_status(PG_FUNCTION_ARGS)
 	payment_id_text = DatumGetCString(DirectFunctionCall1(uuid_out, payment_id));
 
 	SPI_connect();
-	/* from 1.1, payment.queue is a view: ask its function for this payment only */
-	versioned = queue_records_schema_version();
-	payment_prepare(&status_plans[versioned],
-					psprintf("SELECT status, changed_at, user_id::text, message_id, reason, error"
-							 "  FROM (SELECT 1 AS rank, 'stored' AS status, stored_at AS changed_at,"
-							 "               user_id, message_id, NULL::text AS reason, NULL::text AS error"
-							 "          FROM payment.payments WHERE payment_id = $1"
-							 "        UNION ALL"
-							 "        SELECT 2, 'queued', enqueued_at, user_id, message_id::text, NULL, NULL"
-							 "          FROM %s"
-							 "        UNION ALL"
-							 "        SELECT 3, 'dead_lettered', dead_lettered_at, user_id, message_id,"
-							 "               reason, error"
-							 "          FROM payment.dead_letters WHERE payment_id = $1) s"
-							 " ORDER BY rank, changed_at DESC",
-							 versioned ? "payment.queue_messages($1)" :
-							 "payment.queue WHERE payment_id = $1"),
+
+	/*
+	 * A stored payment outranks every other state, and is found through
+	 * payment.payments' key: only a payment not stored costs a look at the
+	 * queue, whose event tables have no index on payment_id.
+	 */
+	payment_prepare(&stored_plan,
+					"SELECT status, changed_at, user_id::text, message_id, reason, error"
+					"  FROM (" STORED_STATUS ") s ORDER BY changed_at DESC",
 					1, (Oid[]) {UUIDOID});
-	if (SPI_execute_plan(status_plans[versioned], &payment_id, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(stored_plan, &payment_id, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payment status query failed");
-
-	/* a caller bound to a user sees only that user's payment */
-	for (int i = 0; i < (int) SPI_processed && chosen < 0; i++)
+	chosen = status_row_for(&caller);
+	if (chosen < 0)
 	{
-		char	   *user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
-
-		if (caller.user_id == NULL ||
-			(user_id != NULL && pg_strcasecmp(user_id, caller.user_id) == 0))
-			chosen = i;
+		/* from 1.1, payment.queue is a view: ask its function for this payment only */
+		versioned = queue_records_schema_version();
+		if (status_plans[versioned] == NULL)
+			payment_prepare(&status_plans[versioned],
+							psprintf("SELECT status, changed_at, user_id::text, message_id, reason, error"
+									 "  FROM (" STORED_STATUS
+									 "        UNION ALL"
+									 "        SELECT 2, 'queued', enqueued_at, user_id, message_id::text, NULL, NULL"
+									 "          FROM %s"
+									 "        UNION ALL"
+									 "        SELECT 3, 'dead_lettered', dead_lettered_at, user_id, message_id,"
+									 "               reason, error"
+									 "          FROM payment.dead_letters WHERE payment_id = $1) s"
+									 " ORDER BY rank, changed_at DESC",
+									 versioned ? "payment.queue_messages($1)" :
+									 "payment.queue WHERE payment_id = $1"),
+							1, (Oid[]) {UUIDOID});
+		if (SPI_execute_plan(status_plans[versioned], &payment_id, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "payment status query failed");
+		chosen = status_row_for(&caller);
 	}
 	if (chosen < 0 && SPI_processed > 0)
 		payment_authorize_user(&caller,

@@ -117,17 +117,28 @@ append_many(const QueuedPayment *payments, int count, char **message_ids,
 			MemoryContext caller, int gen)
 {
 	static SPIPlanPtr plans[GENERATIONS];
-	Datum	   *columns[4];
-	bool	   *nulls[4];
-	Datum		values[4];
+	Datum	   *columns[5];
+	bool	   *nulls[5];
+	Datum		values[5];
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * count);
 
 	if (plans[gen] == NULL)
 		payment_prepare(&plans[gen], event_generation_sql(
-						"INSERT INTO payment.queue_events_# (payment_id, user_id, body, schema_version)"
-						" SELECT * FROM unnest($1, $2, $3, $4)"
-						" RETURNING message_id::text", gen), 4,
-						(Oid[]) {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID});
-	for (int c = 0; c < 4; c++)
+						"INSERT INTO payment.queue_events_# (payment_id, user_id, body, schema_version,"
+						"  message_id)"
+						" SELECT * FROM unnest($1, $2, $3, $4, $5)"
+						" RETURNING message_id::text", gen), 5,
+						(Oid[]) {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID, UUIDARRAYOID});
+
+	/*
+	 * The message ids as gen_random_uuid() makes them (version 4), from one
+	 * call to the random source instead of one per row.
+	 */
+	if (!pg_strong_random(ids, sizeof(pg_uuid_t) * count))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	for (int c = 0; c < 5; c++)
 	{
 		columns[c] = palloc(sizeof(Datum) * count);
 		nulls[c] = palloc0(sizeof(bool) * count);
@@ -143,11 +154,15 @@ append_many(const QueuedPayment *payments, int count, char **message_ids,
 		columns[2][i] = CStringGetTextDatum(p->body);
 		columns[3][i] = Int32GetDatum(p->schema_version);
 		nulls[3][i] = p->schema_version < 0;
+		ids[i].data[6] = (ids[i].data[6] & 0x0f) | 0x40;	/* version 4 */
+		ids[i].data[8] = (ids[i].data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+		columns[4][i] = UUIDPGetDatum(&ids[i]);
 	}
 	values[0] = array_of(columns[0], nulls[0], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
 	values[1] = array_of(columns[1], nulls[1], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
 	values[2] = array_of(columns[2], nulls[2], count, TEXTOID, -1, false, TYPALIGN_INT);
 	values[3] = array_of(columns[3], nulls[3], count, INT4OID, 4, true, TYPALIGN_INT);
+	values[4] = array_of(columns[4], nulls[4], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
 	/* rows are inserted, and returned, in the order unnest gives them */
 	if (SPI_execute_plan(plans[gen], values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != (uint64) count)
