@@ -18,12 +18,13 @@
 #include "storage/shmem.h"
 #include "commands/dbcommands.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "payment.h"
 
 char	   *payment_database = NULL;
 int			payment_workers = 2;
-int			payment_batch_size = 10;
+int			payment_batch_size = 100;
 int			payment_visibility_timeout = 30;
 int			payment_max_receive_count = 3;
 int			payment_max_payload_size = 1024 * 1024;
@@ -69,9 +70,9 @@ payment_define_settings(void)
 
 	DefineCustomIntVariable("payment.batch_size",
 							gettext_noop("Messages a worker claims and stores per transaction."),
-							NULL,
+							gettext_noop("A receive from SQS takes at most 10."),
 							&payment_batch_size,
-							10, 1, 1000,
+							100, 1, 1000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -150,9 +151,11 @@ payment_shmem_init(void)
 		for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
 		{
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);
+			pg_atomic_init_u32(&payment_shared->worker_wakeable[i], 0);
 			pg_atomic_init_u32(&payment_shared->pool.slot_state[i], SLOT_FREE);
 			pg_atomic_init_u32(&payment_shared->pool.busy[i], 0);
 		}
+		pg_atomic_init_u64(&payment_shared->wake_pending_since, 0);
 		pg_atomic_init_u64(&payment_shared->pool.backlog_since, 0);
 		pg_atomic_init_u64(&payment_shared->pool.last_backlog, 0);
 		pg_atomic_init_u32(&payment_shared->pool.launcher_procno, PG_UINT32_MAX);
@@ -168,19 +171,70 @@ payment_count(pg_atomic_uint64 *counter, uint64 n)
 		pg_atomic_fetch_add_u64(counter, n);
 }
 
-/* Set the latch of every running worker; they share the work by SKIP LOCKED. */
+/*
+ * Wake one worker for new messages, as a commit does.  Waking every worker
+ * at every commit had them all claim a share of the same few messages: many
+ * small batches, each costing two transactions.  So one wakeable worker is
+ * woken, unless a wake is pending: the worker woken earlier has not taken
+ * its claim's snapshot yet, which will include this commit.  A pending wake
+ * older than a few batching windows is ignored, so a worker that died
+ * before its claim delays nothing.  A claim that comes back full wakes
+ * another worker (see run_batch), so a backlog engages them all.  No worker
+ * wakeable means each is busy, and claims again before it sleeps.
+ */
 void
 payment_wake_workers(void)
 {
+	static int	next = 0;
+	TimestampTz now;
+	TimestampTz pending;
+
 	if (payment_shared == NULL)
 		return;
-	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
+	now = GetCurrentTimestamp();
+	pending = (TimestampTz) pg_atomic_read_u64(&payment_shared->wake_pending_since);
+	if (pending != 0 &&
+		!TimestampDifferenceExceeds(pending, now, 3 * payment_batch_window + 10))
+		return;
+	for (int n = 0; n < PAYMENT_MAX_WORKERS; n++)
 	{
+		int			i = (next + n) % PAYMENT_MAX_WORKERS;
 		uint32		procno = pg_atomic_read_u32(&payment_shared->worker_procno[i]);
 
-		if (procno < ProcGlobal->allProcCount)
-			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+		if (procno >= ProcGlobal->allProcCount ||
+			pg_atomic_exchange_u32(&payment_shared->worker_wakeable[i], 0) == 0)
+			continue;
+		pg_atomic_write_u64(&payment_shared->wake_pending_since, (uint64) now);
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+		next = i + 1;
+		return;
 	}
+}
+
+/*
+ * A worker about to claim: from now on a commit may wake it, and a pending
+ * wake is answered by this claim, whose snapshot is taken after (the
+ * exchanges are full barriers).
+ */
+void
+payment_worker_about_to_claim(int worker_index)
+{
+	pg_atomic_exchange_u32(&payment_shared->worker_wakeable[worker_index], 1);
+	pg_atomic_exchange_u64(&payment_shared->wake_pending_since, 0);
+}
+
+/* A worker that will claim within the batching window, unwoken: a commit wakes no other. */
+void
+payment_worker_will_claim(void)
+{
+	pg_atomic_write_u64(&payment_shared->wake_pending_since, (uint64) GetCurrentTimestamp());
+}
+
+/* A worker that claimed a batch: it claims again before it sleeps. */
+void
+payment_worker_has_work(int worker_index)
+{
+	pg_atomic_write_u32(&payment_shared->worker_wakeable[worker_index], 0);
 }
 
 bool

@@ -77,6 +77,10 @@ typedef struct PaymentShared
 	PaymentCounters counters;
 	/* pgprocno of each running worker, or -1; a latch is found through it */
 	pg_atomic_uint32 worker_procno[PAYMENT_MAX_WORKERS];
+	/* 1 from before a worker's claim until it has work: a commit may wake it */
+	pg_atomic_uint32 worker_wakeable[PAYMENT_MAX_WORKERS];
+	/* TimestampTz of a wake not yet followed by a claim, or 0 */
+	pg_atomic_uint64 wake_pending_since;
 	PaymentPool pool;
 } PaymentShared;
 
@@ -88,6 +92,9 @@ extern void payment_shmem_init(void);
 
 extern void payment_count(pg_atomic_uint64 *counter, uint64 n);
 extern void payment_wake_workers(void);
+extern void payment_worker_about_to_claim(int worker_index);
+extern void payment_worker_has_work(int worker_index);
+extern void payment_worker_will_claim(void);
 extern void payment_note_enqueued(uint64 n);
 
 /*

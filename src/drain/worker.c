@@ -50,6 +50,9 @@ static int	worker_index = -1;
 /* when to look again at the queue that is not in use */
 static TimestampTz other_queue_due = 0;
 
+/* the last claim from a queue woken by commits took what there was, but not a full batch */
+static bool last_claim_partial = false;
+
 void
 payment_register_workers(void)
 {
@@ -211,6 +214,7 @@ run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
 		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
 
 	count = backend->claim(&messages, payment_batch_size, idle_seconds);
+	last_claim_partial = backend->transactional && count > 0 && count < wanted;
 
 	/*
 	 * A full claim from any queue is a sign of a backlog; a short one ends
@@ -221,6 +225,10 @@ run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
 		pool_note_claim(count, wanted);
 	if (count == 0)
 		return 0;
+	payment_worker_has_work(worker_index);
+	/* a full batch: there may be more, for a worker asleep */
+	if (count >= wanted)
+		payment_wake_workers();
 	pool_set_busy(worker_index, true);
 	pgstat_report_activity(STATE_RUNNING, "storing a batch");
 	store_claimed(backend, messages, count);
@@ -437,6 +445,7 @@ payment_worker_main(Datum main_arg)
 		MemoryContextReset(batch_context);
 		MemoryContextSwitchTo(batch_context);
 		backend = queue_backend();
+		payment_worker_about_to_claim(worker_index);
 
 		PG_TRY();
 		{
@@ -503,5 +512,17 @@ payment_worker_main(Datum main_arg)
 			wait_ms = Min(wait_ms, DYNAMIC_MAX_WAIT_MS);
 		if (handled == 0 && wait_ms > 0)
 			wait_on_latch(wait_ms);
+		else if (handled > 0 && last_claim_partial && payment_batch_window > 0)
+		{
+			/*
+			 * The queue was drained: gather the next batch for the batching
+			 * window, as a worker woken from sleep does, instead of claiming
+			 * each few messages that arrived during the store at once.  The
+			 * commits meanwhile leave the other workers asleep.
+			 */
+			payment_worker_will_claim();
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 payment_batch_window, PG_WAIT_EXTENSION);
+		}
 	}
 }

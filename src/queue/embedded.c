@@ -251,13 +251,33 @@ claim_in_transaction(QueueMessage **messages, int max_messages,
 					 MemoryContext result_context, bool look_for_expired,
 					 double *idle_seconds)
 {
+	/* a look at the rows found a full batch: there may be more */
+	static bool more_rows = false;
 	int			lay = layout();
-	int			count;
+	int			count = 0;
 
-	count = claim_rows(messages, max_messages, result_context, lay);
+	/*
+	 * From 1.1 the table with a row per message holds only retries, due
+	 * after a backoff of seconds, and 1.0's leftovers: it is empty nearly
+	 * always, and a look at it cost a third of every claim.  So while there
+	 * are events to claim, it is looked at first only with the upkeep (every
+	 * second) and while it yields full batches; otherwise after the events.
+	 */
+	bool		rows_first = lay == 0 || look_for_expired || more_rows;
+
+	if (rows_first)
+	{
+		count = claim_rows(messages, max_messages, result_context, lay);
+		more_rows = count >= max_messages;
+	}
 	if (count == 0 && lay == 1)
 		count = event_log_claim(messages, max_messages, result_context,
 								look_for_expired, idle_seconds);
+	if (count == 0 && !rows_first)
+	{
+		count = claim_rows(messages, max_messages, result_context, lay);
+		more_rows = count >= max_messages;
+	}
 	if (count == 0)
 		*idle_seconds = next_visible_in(*idle_seconds, lay);
 	return count;

@@ -26,7 +26,6 @@ fi
 # BENCH_HOLD_LAT_SECONDS
 RUNS=${BENCH_RUNS:-$RUNS}; T=${BENCH_T:-$T}; HOLD_N=${BENCH_HOLD_N:-$HOLD_N}
 LAT_SECONDS=${BENCH_LAT_SECONDS:-$LAT_SECONDS}; HOLD_LAT_SECONDS=${BENCH_HOLD_LAT_SECONDS:-$HOLD_LAT_SECONDS}
-BATCH=10
 CLIENTS=4
 
 if [ ! -f "$(pg_config --sharedir)/extension/pgq.control" ] || ! command -v pgqd >/dev/null; then
@@ -37,7 +36,8 @@ fi
 # a failure inside $(...) (a payment lost while a rate is measured) fails the run
 shopt -s inherit_errexit
 trap 'exit 1' INT TERM
-bench_start_cluster 55505 "payment.batch_size = $BATCH" "payment.workers = 2"
+bench_start_cluster 55505 "payment.workers = 2"
+BATCH=$(q "SHOW payment.batch_size")
 WORK=$BENCH_DIR
 
 PAYLOAD="jsonb_build_object('paymentId', gen_random_uuid()::text,
