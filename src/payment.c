@@ -17,7 +17,9 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "commands/dbcommands.h"
+#include "utils/array.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "payment.h"
@@ -318,6 +320,20 @@ payment_note_enqueued(uint64 n)
 	}
 	wake_at_commit = true;
 	submitted_in_xact += n;
+}
+
+/* A one-dimensional array of count items of type (nulls may be NULL), for an SPI parameter. */
+Datum
+payment_array(Datum *items, bool *nulls, int count, Oid type)
+{
+	int			dims[1] = {count};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(type, &typlen, &byval, &align);
+	return PointerGetDatum(construct_md_array(items, nulls, 1, dims, lbs, type, typlen, byval, align));
 }
 
 /* SPI_prepare + SPI_keepplan, once per process */

@@ -108,6 +108,9 @@ extern void payment_warn_if_unserved(void);
 extern int	payment_workers_busy(void);
 
 
+/* a one-dimensional array Datum of count items (nulls may be NULL) */
+extern Datum payment_array(Datum *items, bool *nulls, int count, Oid type);
+
 /* SPI_prepare + SPI_keepplan of sql into *plan, once per process */
 struct _SPI_plan;
 extern struct _SPI_plan *payment_prepare(struct _SPI_plan **plan, const char *sql,

@@ -24,6 +24,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/uuid.h"
 
 #include "common/backoff.h"
 #include "drain/store.h"
@@ -167,12 +168,24 @@ parse_body(const char *body, bool precheck, char **why)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
 }
 
-static void
-store_one(QueueMessage *m, bool isolated)
+/* payment.payments' columns for one checked message */
+#define PAYMENT_COLUMNS 8
+typedef struct PaymentRow
 {
-	Oid			argtypes[8] = {UUIDOID, UUIDOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[PAYMENT_COLUMNS];
+	bool		isnull[PAYMENT_COLUMNS];
+} PaymentRow;
+
+static const Oid payment_column_types[PAYMENT_COLUMNS] =
+{UUIDOID, UUIDOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
+
+/*
+ * Check a message and build its row.  Returns false when the message ended
+ * as a dead letter instead.
+ */
+static bool
+prepare_row(QueueMessage *m, bool isolated, PaymentRow *row)
+{
 	PaymentFields fields;
 	Jsonb	   *doc;
 	char	   *why;
@@ -183,76 +196,159 @@ store_one(QueueMessage *m, bool isolated)
 		dead_letter(m, DEAD_LETTER_MAX_RECEIVES,
 					psprintf("received %d times, more than payment.max_receive_count (%d)",
 							 m->receive_count, payment_max_receive_count));
-		return;
+		return false;
 	}
 	if (length > (size_t) payment_max_payload_size)
 	{
 		dead_letter(m, DEAD_LETTER_INVALID,
 					psprintf("body is %zu bytes, more than payment.max_payload_size (%d)",
 							 length, payment_max_payload_size));
-		return;
+		return false;
 	}
 	doc = parse_body(m->body, isolated, &why);
 	if (doc == NULL)
 	{
 		dead_letter(m, DEAD_LETTER_INVALID, why);
-		return;
+		return false;
 	}
 	/* as it was accepted: a later schema must not refuse an accepted payment */
 	if (!payment_validate_version(doc, m->schema_version, &why))
 	{
 		dead_letter(m, DEAD_LETTER_INVALID, psprintf("payment does not match the payment schema: %s", why));
-		return;
+		return false;
 	}
 
 	payment_extract_fields(doc, &fields);
-	values[0] = fields.payment_id;
-	values[1] = fields.user_id;
+	memset(row->isnull, 0, sizeof(row->isnull));
+	row->values[0] = fields.payment_id;
+	row->values[1] = fields.user_id;
 	/* a team's schema need not have these: SQL NULL where absent */
-	values[2] = fields.amount;
-	nulls[2] = fields.has_amount ? ' ' : 'n';
-	values[3] = fields.currency ? CStringGetTextDatum(fields.currency) : (Datum) 0;
-	nulls[3] = fields.currency ? ' ' : 'n';
-	values[4] = fields.description ? CStringGetTextDatum(fields.description) : (Datum) 0;
-	nulls[4] = fields.description ? ' ' : 'n';
-	values[5] = fields.date_timestamp ? CStringGetTextDatum(fields.date_timestamp) : (Datum) 0;
-	nulls[5] = fields.date_timestamp ? ' ' : 'n';
-	values[6] = JsonbPGetDatum(doc);
-	values[7] = CStringGetTextDatum(m->message_id ? m->message_id : "");
+	row->values[2] = fields.amount;
+	row->isnull[2] = !fields.has_amount;
+	row->values[3] = fields.currency ? CStringGetTextDatum(fields.currency) : (Datum) 0;
+	row->isnull[3] = fields.currency == NULL;
+	row->values[4] = fields.description ? CStringGetTextDatum(fields.description) : (Datum) 0;
+	row->isnull[4] = fields.description == NULL;
+	row->values[5] = fields.date_timestamp ? CStringGetTextDatum(fields.date_timestamp) : (Datum) 0;
+	row->isnull[5] = fields.date_timestamp == NULL;
+	row->values[6] = JsonbPGetDatum(doc);
+	row->values[7] = CStringGetTextDatum(m->message_id ? m->message_id : "");
+	return true;
+}
 
+/* A row whose key is taken: an identical body is a duplicate delivery, another a conflict. */
+static void
+settle_taken_key(QueueMessage *m, const PaymentRow *row)
+{
+	bool		isnull;
+	bool		same;
+
+	payment_prepare(&same_body_plan,
+					"SELECT body = $3 FROM payment.payments"
+					" WHERE payment_id = $1 AND user_id = $2",
+					3, (Oid[]) {UUIDOID, UUIDOID, JSONBOID});
+	if (SPI_execute_plan(same_body_plan, (Datum[]) {row->values[0], row->values[1], row->values[6]},
+						 NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "stored payment vanished while checking a duplicate");
+	same = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (same)
+		m->outcome = STORE_DUPLICATE;
+	else
+		dead_letter(m, DEAD_LETTER_CONFLICT,
+					"a different payment with the same paymentId and userId is already stored");
+}
+
+static void
+store_one(QueueMessage *m, bool isolated)
+{
+	PaymentRow	row;
+	char		nulls[PAYMENT_COLUMNS];
+
+	if (!prepare_row(m, isolated, &row))
+		return;
+	for (int c = 0; c < PAYMENT_COLUMNS; c++)
+		nulls[c] = row.isnull[c] ? 'n' : ' ';
 	payment_prepare(&insert_plan,
 					"INSERT INTO payment.payments"
 					" (payment_id, user_id, amount, currency, description,"
 					"  date_timestamp, body, message_id)"
 					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 					" ON CONFLICT (payment_id, user_id) DO NOTHING",
-					8, argtypes);
-	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+					PAYMENT_COLUMNS, (Oid *) payment_column_types);
+	if (SPI_execute_plan(insert_plan, row.values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "storing a payment failed");
 	if (SPI_processed == 1)
-	{
 		m->outcome = STORE_STORED;
-		return;
-	}
+	else
+		settle_taken_key(m, &row);
+}
 
-	/* The key is taken: an identical body is a duplicate delivery. */
-	payment_prepare(&same_body_plan,
-					"SELECT body = $3 FROM payment.payments"
-					" WHERE payment_id = $1 AND user_id = $2",
-					3, (Oid[]) {UUIDOID, UUIDOID, JSONBOID});
-	if (SPI_execute_plan(same_body_plan, (Datum[]) {values[0], values[1], values[6]},
-						 NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "stored payment vanished while checking a duplicate");
+static bool
+same_key(const PaymentRow *row, HeapTuple returned, TupleDesc desc)
+{
+	bool		isnull;
+
+	for (int c = 0; c < 2; c++)
 	{
-		bool		isnull;
-		bool		same = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		d = SPI_getbinval(returned, desc, c + 1, &isnull);
 
-		if (same)
-			m->outcome = STORE_DUPLICATE;
+		if (isnull || row->isnull[c] ||
+			memcmp(DatumGetUUIDP(d), DatumGetUUIDP(row->values[c]), UUID_LEN) != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The checked rows of a batch in one INSERT: one executor run, not one per
+ * message.  Rows are inserted in order, so of two with one key the first is
+ * stored; a row not returned found its key taken.
+ */
+static void
+store_rows(QueueMessage **ms, PaymentRow *rows, int n)
+{
+	static SPIPlanPtr batch_plan = NULL;
+	Datum		arrays[PAYMENT_COLUMNS];
+	Oid			array_types[PAYMENT_COLUMNS] =
+	{UUIDARRAYOID, UUIDARRAYOID, NUMERICARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	JSONBARRAYOID, TEXTARRAYOID};
+	bool	   *stored = palloc0(sizeof(bool) * n);
+
+	for (int c = 0; c < PAYMENT_COLUMNS; c++)
+	{
+		Datum	   *items = palloc(sizeof(Datum) * n);
+		bool	   *nulls = palloc(sizeof(bool) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			items[i] = rows[i].values[c];
+			nulls[i] = rows[i].isnull[c];
+		}
+		arrays[c] = payment_array(items, nulls, n, payment_column_types[c]);
+	}
+	payment_prepare(&batch_plan,
+					"INSERT INTO payment.payments"
+					" (payment_id, user_id, amount, currency, description,"
+					"  date_timestamp, body, message_id)"
+					" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
+					" ON CONFLICT (payment_id, user_id) DO NOTHING"
+					" RETURNING payment_id, user_id",
+					PAYMENT_COLUMNS, array_types);
+	if (SPI_execute_plan(batch_plan, arrays, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "storing a batch of payments failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
+		for (int i = 0; i < n; i++)
+			if (!stored[i] && same_key(&rows[i], SPI_tuptable->vals[r], SPI_tuptable->tupdesc))
+			{
+				stored[i] = true;
+				break;
+			}
+	for (int i = 0; i < n; i++)
+	{
+		if (stored[i])
+			ms[i]->outcome = STORE_STORED;
 		else
-			dead_letter(m, DEAD_LETTER_CONFLICT,
-						"a different payment with the same paymentId and userId is already stored");
+			settle_taken_key(ms[i], &rows[i]);
 	}
 }
 
@@ -328,6 +424,10 @@ store_isolated(QueueMessage *m)
 void
 store_batch(QueueMessage *messages, int count, bool isolate)
 {
+	PaymentRow *rows = isolate ? NULL : palloc(sizeof(PaymentRow) * count);
+	QueueMessage **checked = isolate ? NULL : palloc(sizeof(QueueMessage *) * count);
+	int			n = 0;
+
 	for (int i = 0; i < count; i++)
 	{
 		messages[i].outcome = STORE_PENDING;
@@ -335,9 +435,11 @@ store_batch(QueueMessage *messages, int count, bool isolate)
 		messages[i].error = NULL;
 		if (isolate)
 			store_isolated(&messages[i]);
-		else
-			store_one(&messages[i], false);
+		else if (prepare_row(&messages[i], false, &rows[n]))
+			checked[n++] = &messages[i];
 	}
+	if (n > 0)
+		store_rows(checked, rows, n);
 }
 
 /* After the store committed: count outcomes for payment.stats. */

@@ -394,6 +394,7 @@ payment_worker_main(Datum main_arg)
 	MemoryContext batch_context;
 	int			failures = 0;
 	char	   *last_error = NULL;
+	int			last_error_code = 0;
 	bool		extension_ready = false;
 
 	worker_index = DatumGetInt32(main_arg);
@@ -462,15 +463,24 @@ payment_worker_main(Datum main_arg)
 				if (handled == 0)
 					wait_ms = (long) (idle_seconds * 1000);
 			}
-			if (failures > 0)
-				ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
-									 worker_index + 1, failures)));
-			failures = 0;
-			/* a later repeat of the same error is news again */
-			if (last_error != NULL)
+			/*
+			 * Only a round that stored messages shows the fault is gone: a
+			 * claim that found nothing (the failed batches wait for their
+			 * retry) proves nothing about the store.
+			 */
+			if (handled > 0)
 			{
-				pfree(last_error);
-				last_error = NULL;
+				if (failures > 0)
+					ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
+										 worker_index + 1, failures)));
+				failures = 0;
+				/* a later repeat of the same error is news again */
+				last_error_code = 0;
+				if (last_error != NULL)
+				{
+					pfree(last_error);
+					last_error = NULL;
+				}
 			}
 		}
 		PG_CATCH();
@@ -486,7 +496,14 @@ payment_worker_main(Datum main_arg)
 			extension_ready = false;
 
 			/* log once per change of state, not once per attempt */
-			if (last_error == NULL || strcmp(last_error, edata->message) != 0)
+			/*
+			 * One fault, one line: the same SQLSTATE is the same fault, as
+			 * a read-only server refusing a claim's UPDATE or its INSERT;
+			 * internal errors are told apart by their text.
+			 */
+			if (last_error == NULL || edata->sqlerrcode != last_error_code ||
+				(edata->sqlerrcode == ERRCODE_INTERNAL_ERROR &&
+				 strcmp(last_error, edata->message) != 0))
 			{
 				edata->elevel = WARNING;
 				edata->hide_stmt = true;
@@ -494,6 +511,7 @@ payment_worker_main(Datum main_arg)
 				if (last_error)
 					pfree(last_error);
 				last_error = MemoryContextStrdup(TopMemoryContext, edata->message);
+				last_error_code = edata->sqlerrcode;
 			}
 			failures++;
 			wait_ms = (long) backoff_delay(failures, FIRST_BACKOFF_MS, MAX_BACKOFF_MS);

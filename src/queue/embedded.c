@@ -366,16 +366,6 @@ payment_claim_messages(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-static Datum
-int8_array(int64 *items, int count)
-{
-	Datum	   *datums = palloc(sizeof(Datum) * Max(count, 1));
-
-	for (int i = 0; i < count; i++)
-		datums[i] = Int64GetDatum(items[i]);
-	return PointerGetDatum(construct_array(datums, count, INT8OID, 8,
-										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
 
 /*
  * In the store's transaction (SPI connected): settle the batch of events;
@@ -386,7 +376,7 @@ static void
 embedded_settle(QueueMessage *messages, int count)
 {
 	int			lay = layout();
-	int64	   *done = palloc(sizeof(int64) * count);
+	Datum	   *done = palloc(sizeof(Datum) * count);
 	int			ndone = 0;
 
 	if (lay == 1)
@@ -411,11 +401,11 @@ embedded_settle(QueueMessage *messages, int count)
 				elog(ERROR, "delaying a retried message failed");
 		}
 		else if (messages[i].outcome != STORE_PENDING)
-			done[ndone++] = messages[i].seq;
+			done[ndone++] = Int64GetDatum(messages[i].seq);
 	}
 	if (ndone > 0)
 	{
-		Datum		values[1] = {int8_array(done, ndone)};
+		Datum		values[1] = {payment_array(done, NULL, ndone, INT8OID)};
 
 		if (delete_plans[lay] == NULL)
 			payment_prepare(&delete_plans[lay],
@@ -435,7 +425,7 @@ embedded_settle(QueueMessage *messages, int count)
 static void
 embedded_release(QueueMessage *messages, int count)
 {
-	int64	   *seqs = palloc(sizeof(int64) * count);
+	Datum	   *seqs = palloc(sizeof(Datum) * count);
 	int			nrows = 0;
 	int			lay;
 
@@ -448,10 +438,10 @@ embedded_release(QueueMessage *messages, int count)
 		event_log_release(messages, count);
 	for (int i = 0; i < count; i++)
 		if (messages[i].batch_id == 0)
-			seqs[nrows++] = messages[i].seq;
+			seqs[nrows++] = Int64GetDatum(messages[i].seq);
 	if (nrows > 0)
 	{
-		Datum		values[1] = {int8_array(seqs, nrows)};
+		Datum		values[1] = {payment_array(seqs, NULL, nrows, INT8OID)};
 
 		if (release_plans[lay] == NULL)
 			payment_prepare(&release_plans[lay],

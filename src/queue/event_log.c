@@ -102,15 +102,6 @@ event_for_each_generation(const char *fmt, const char *glue)
 
 /* ---- appending ---- */
 
-static Datum
-array_of(Datum *items, bool *nulls, int count, Oid type, int16 typlen, bool byval, char align)
-{
-	int			dims[1] = {count};
-	int			lbs[1] = {1};
-
-	return PointerGetDatum(construct_md_array(items, nulls, 1, dims, lbs, type, typlen, byval, align));
-}
-
 /* Many messages in one statement (submit_payments, a redrive): one executor run, not one each. */
 static void
 append_many(const QueuedPayment *payments, int count, char **message_ids,
@@ -158,11 +149,11 @@ append_many(const QueuedPayment *payments, int count, char **message_ids,
 		ids[i].data[8] = (ids[i].data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
 		columns[4][i] = UUIDPGetDatum(&ids[i]);
 	}
-	values[0] = array_of(columns[0], nulls[0], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
-	values[1] = array_of(columns[1], nulls[1], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
-	values[2] = array_of(columns[2], nulls[2], count, TEXTOID, -1, false, TYPALIGN_INT);
-	values[3] = array_of(columns[3], nulls[3], count, INT4OID, 4, true, TYPALIGN_INT);
-	values[4] = array_of(columns[4], nulls[4], count, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+	values[0] = payment_array(columns[0], nulls[0], count, UUIDOID);
+	values[1] = payment_array(columns[1], nulls[1], count, UUIDOID);
+	values[2] = payment_array(columns[2], nulls[2], count, TEXTOID);
+	values[3] = payment_array(columns[3], nulls[3], count, INT4OID);
+	values[4] = payment_array(columns[4], nulls[4], count, UUIDOID);
 	/* rows are inserted, and returned, in the order unnest gives them */
 	if (SPI_execute_plan(plans[gen], values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != (uint64) count)
