@@ -89,3 +89,19 @@ SELECT reason, error, receive_count FROM payment.dead_letters
  WHERE user_id = '99999999-0000-4000-8000-000000000001';
 DROP TRIGGER flaky ON payment.payments;
 DROP TABLE test.flaky_until_dropped;
+
+-- one batch holding a payment twice and once with another body: stored once,
+-- then a duplicate, then a conflict (the batch is written by one INSERT)
+SELECT duplicates AS duplicates_before FROM payment.stats \gset
+SELECT submit_payments(jsonb_build_array(
+  test.payload('{"paymentId": "abababab-abab-4bab-8bab-abababababab"}'),
+  test.payload('{"paymentId": "abababab-abab-4bab-8bab-abababababab"}'),
+  test.payload('{"paymentId": "abababab-abab-4bab-8bab-abababababab", "amount": 5}'))) ->> 'count';
+SELECT test.drain();
+SELECT count(*) AS stored, min(amount) AS amount FROM payment.payments
+ WHERE payment_id = 'abababab-abab-4bab-8bab-abababababab';
+SELECT duplicates - :duplicates_before AS new_duplicates FROM payment.stats;
+SELECT reason, body::jsonb ->> 'amount' AS amount FROM payment.dead_letters
+ WHERE payment_id = 'abababab-abab-4bab-8bab-abababababab';
+DELETE FROM payment.dead_letters WHERE payment_id = 'abababab-abab-4bab-8bab-abababababab';
+DELETE FROM payment.payments WHERE payment_id = 'abababab-abab-4bab-8bab-abababababab';
