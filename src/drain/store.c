@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/uuid.h"
@@ -309,9 +310,7 @@ store_rows(QueueMessage **ms, PaymentRow *rows, int n)
 {
 	static SPIPlanPtr batch_plan = NULL;
 	Datum		arrays[PAYMENT_COLUMNS];
-	Oid			array_types[PAYMENT_COLUMNS] =
-	{UUIDARRAYOID, UUIDARRAYOID, NUMERICARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	JSONBARRAYOID, TEXTARRAYOID};
+	Oid			array_types[PAYMENT_COLUMNS];
 	bool	   *stored = palloc0(sizeof(bool) * n);
 
 	for (int c = 0; c < PAYMENT_COLUMNS; c++)
@@ -326,6 +325,9 @@ store_rows(QueueMessage **ms, PaymentRow *rows, int n)
 		}
 		arrays[c] = payment_array(items, nulls, n, payment_column_types[c]);
 	}
+	if (batch_plan == NULL)
+		for (int c = 0; c < PAYMENT_COLUMNS; c++)
+			array_types[c] = get_array_type(payment_column_types[c]);
 	payment_prepare(&batch_plan,
 					"INSERT INTO payment.payments"
 					" (payment_id, user_id, amount, currency, description,"

@@ -130,8 +130,8 @@ payload_index_context(void *arg)
 
 /*
  * Copy what the queue needs of an accepted payload into the current
- * context, then empty scratch, where it was validated: a large array would otherwise hold every
- * payload's validation garbage until the statement ends.
+ * context, then empty scratch, where it was validated: a large array would
+ * otherwise hold every payload's validation garbage until the statement ends.
  */
 static QueuedPayment
 keep_payload(QueuedPayment accepted, MemoryContext scratch)

@@ -243,7 +243,7 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 
 /*
  * Claim in the current transaction (SPI connected): the messages with a row
- * of their own first (retries are due), else a batch of events.  When there
+ * of their own (due retries, 1.0's leftovers) or a batch of events.  When there
  * is none, *idle_seconds (in: a cap) says when one may become visible.
  */
 static int
@@ -255,6 +255,7 @@ claim_in_transaction(QueueMessage **messages, int max_messages,
 	static bool more_rows = false;
 	int			lay = layout();
 	int			count = 0;
+	int			rows = -1;		/* what a look at the rows found; -1: none */
 
 	/*
 	 * From 1.1 the table with a row per message holds only retries, due
@@ -266,18 +267,14 @@ claim_in_transaction(QueueMessage **messages, int max_messages,
 	bool		rows_first = lay == 0 || look_for_expired || more_rows;
 
 	if (rows_first)
-	{
-		count = claim_rows(messages, max_messages, result_context, lay);
-		more_rows = count >= max_messages;
-	}
+		count = rows = claim_rows(messages, max_messages, result_context, lay);
 	if (count == 0 && lay == 1)
 		count = event_log_claim(messages, max_messages, result_context,
 								look_for_expired, idle_seconds);
 	if (count == 0 && !rows_first)
-	{
-		count = claim_rows(messages, max_messages, result_context, lay);
-		more_rows = count >= max_messages;
-	}
+		count = rows = claim_rows(messages, max_messages, result_context, lay);
+	if (rows >= 0)
+		more_rows = rows >= max_messages;
 	if (count == 0)
 		*idle_seconds = next_visible_in(*idle_seconds, lay);
 	return count;
