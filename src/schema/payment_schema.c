@@ -19,6 +19,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
@@ -30,6 +31,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "common/json_util.h"
@@ -570,12 +572,12 @@ finder_scalar(void *state, char *token, JsonTokenType tokentype)
 	f->target = NULL;
 }
 
-void
-payment_find_keys(const char *body, Datum *payment_id, Datum *user_id)
+static void
+find_keys(const char *body, size_t length, Datum *payment_id, Datum *user_id)
 {
 	KeyFinder	finder = {0};
 	JsonSemAction sem = {0};
-	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) body, strlen(body),
+	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) body, length,
 													   GetDatabaseEncoding(), true);
 
 	sem.semstate = &finder;
@@ -594,4 +596,44 @@ payment_find_keys(const char *body, Datum *payment_id, Datum *user_id)
 		*payment_id = DirectFunctionCall1(uuid_in, CStringGetDatum(finder.payment_id));
 	if (finder.user_id && json_is_canonical_uuid(finder.user_id, strlen(finder.user_id)))
 		*user_id = DirectFunctionCall1(uuid_in, CStringGetDatum(finder.user_id));
+}
+
+/*
+ * The parser raises only when nesting exhausts the stack, which a body this
+ * short cannot do (a level costs it a few hundred bytes of stack): it is
+ * parsed directly, a longer one in a subtransaction, so that no body (a
+ * dead letter's, a listed message's) makes the caller fail.
+ */
+#define KEYS_PARSED_DIRECTLY 2048
+
+void
+payment_find_keys(const char *body, Datum *payment_id, Datum *user_id)
+{
+	size_t		length = strlen(body);
+	MemoryContext context = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (length <= KEYS_PARSED_DIRECTLY)
+	{
+		find_keys(body, length, payment_id, user_id);
+		return;
+	}
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(context);
+	PG_TRY();
+	{
+		find_keys(body, length, payment_id, user_id);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(context);
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		*payment_id = (Datum) 0;
+		*user_id = (Datum) 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(context);
+	CurrentResourceOwner = owner;
 }
