@@ -11,6 +11,20 @@ SELECT submit_payment(test.payload('{"paymentId": "12121212-1212-4212-8212-12121
 SELECT payment_status('12121212-1212-4212-8212-121212121212') - 'changedAt' - 'messageId' AS queued;
 ROLLBACK;
 
+-- The event tables keep no key columns: payment.queue and payment_status read
+-- the keys from the body, also where it spells them in capitals or escapes.
+BEGIN;
+SELECT submit_payment(test.payload('{"paymentId": "13131313-1313-4313-8313-131313131313"}')) IS NOT NULL AS submitted;
+SELECT payment_id, user_id IS NOT NULL AS has_user_id
+  FROM payment.queue WHERE payment_id = '13131313-1313-4313-8313-131313131313';
+INSERT INTO payment.queue (body) VALUES
+    ('{"paymentId": "1414141A-1414-4414-8414-141414141414", "userId": "not a uuid"}'),
+    ('{"paymentId": "\u00315151515-1515-4515-8515-151515151515"}');
+SELECT payment_id, user_id FROM payment.queue WHERE body LIKE '%1414141A%' OR body LIKE '%u0031%' ORDER BY seq;
+SELECT payment_status('1414141a-1414-4414-8414-141414141414') ->> 'status' AS capitals,
+       payment_status('15151515-1515-4515-8515-151515151515') ->> 'status' AS escaped;
+ROLLBACK;
+
 SELECT payment_status('55555555-5555-4555-8555-555555555555') - 'changedAt' - 'messageId' AS dead_lettered;
 SELECT payment_status('88888888-8888-4888-8888-888888888888') ->> 'reason' AS max_receives_reason;
 

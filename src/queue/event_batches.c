@@ -16,6 +16,7 @@
 #include "payment.h"
 #include "queue/event_internal.h"
 #include "queue/event_log.h"
+#include "schema/payment_schema.h"
 
 /* pg_advisory_xact_lock key of the claimers: "paymnt" and 1 */
 #define CLAIM_LOCK_KEY INT64CONST(0x7061796d6e740001)
@@ -354,25 +355,32 @@ event_log_settle(QueueMessage *messages, int count)
 			continue;
 		if (m->outcome == STORE_RETRY)
 		{
-			/* the few messages to retry later get a row of their own */
-			Datum		values[4] = {xid8_datum(m->txid), Int64GetDatum(m->seq),
+			/*
+			 * The few messages to retry later get a row of their own, with the
+			 * payment's keys (for payment_status' index lookup there).
+			 */
+			Datum		values[6] = {xid8_datum(m->txid), Int64GetDatum(m->seq),
 			Int32GetDatum(m->retry_delay), Int32GetDatum(m->receive_count)};
+			char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
+			payment_find_keys(m->body, &values[4], &values[5]);
+			nulls[4] = values[4] == (Datum) 0 ? 'n' : ' ';
+			nulls[5] = values[5] == (Datum) 0 ? 'n' : ' ';
 			if (retry_plan == NULL)
 				payment_prepare(&retry_plan,
 								psprintf("INSERT INTO payment.queue_retry"
 										 " (seq, message_id, payment_id, user_id, body, enqueued_at,"
 										 "  visible_at, receive_count, schema_version)"
 										 " OVERRIDING SYSTEM VALUE"
-										 " SELECT seq, message_id, payment_id, user_id, body, enqueued_at,"
+										 " SELECT seq, message_id, $5, $6, body, enqueued_at,"
 										 "        clock_timestamp() + make_interval(secs => $3), $4,"
 										 "        schema_version"
 										 "   FROM (%s) e LIMIT 1",
 										 event_for_each_generation("SELECT * FROM payment.queue_events_#"
 															 " WHERE txid = $1 AND seq = $2",
 															 " UNION ALL ")),
-								4, (Oid[]) {XID8OID, INT8OID, INT4OID, INT4OID});
-			if (SPI_execute_plan(retry_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+								6, (Oid[]) {XID8OID, INT8OID, INT4OID, INT4OID, UUIDOID, UUIDOID});
+			if (SPI_execute_plan(retry_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "moving a retried message failed");
 		}
 		if (m->batch_id != settled_batch)

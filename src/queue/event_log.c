@@ -108,18 +108,17 @@ append_many(const QueuedPayment *payments, int count, char **message_ids,
 			MemoryContext caller, int gen)
 {
 	static SPIPlanPtr plans[GENERATIONS];
-	Datum	   *columns[5];
-	bool	   *nulls[5];
-	Datum		values[5];
+	Datum	   *columns[3];
+	bool	   *nulls[3];
+	Datum		values[3];
 	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * count);
 
 	if (plans[gen] == NULL)
 		payment_prepare(&plans[gen], event_generation_sql(
-						"INSERT INTO payment.queue_events_# (payment_id, user_id, body, schema_version,"
-						"  message_id)"
-						" SELECT * FROM unnest($1, $2, $3, $4, $5)"
-						" RETURNING message_id::text", gen), 5,
-						(Oid[]) {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID, INT4ARRAYOID, UUIDARRAYOID});
+						"INSERT INTO payment.queue_events_# (body, schema_version, message_id)"
+						" SELECT * FROM unnest($1, $2, $3)"
+						" RETURNING message_id::text", gen), 3,
+						(Oid[]) {TEXTARRAYOID, INT4ARRAYOID, UUIDARRAYOID});
 
 	/*
 	 * The message ids as gen_random_uuid() makes them (version 4), from one
@@ -129,7 +128,7 @@ append_many(const QueuedPayment *payments, int count, char **message_ids,
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate random values")));
-	for (int c = 0; c < 5; c++)
+	for (int c = 0; c < 3; c++)
 	{
 		columns[c] = palloc(sizeof(Datum) * count);
 		nulls[c] = palloc0(sizeof(bool) * count);
@@ -138,22 +137,16 @@ append_many(const QueuedPayment *payments, int count, char **message_ids,
 	{
 		const QueuedPayment *p = &payments[i];
 
-		columns[0][i] = p->payment_id;
-		nulls[0][i] = p->payment_id == (Datum) 0;
-		columns[1][i] = p->user_id;
-		nulls[1][i] = p->user_id == (Datum) 0;
-		columns[2][i] = CStringGetTextDatum(p->body);
-		columns[3][i] = Int32GetDatum(p->schema_version);
-		nulls[3][i] = p->schema_version < 0;
+		columns[0][i] = CStringGetTextDatum(p->body);
+		columns[1][i] = Int32GetDatum(p->schema_version);
+		nulls[1][i] = p->schema_version < 0;
 		ids[i].data[6] = (ids[i].data[6] & 0x0f) | 0x40;	/* version 4 */
 		ids[i].data[8] = (ids[i].data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
-		columns[4][i] = UUIDPGetDatum(&ids[i]);
+		columns[2][i] = UUIDPGetDatum(&ids[i]);
 	}
-	values[0] = payment_array(columns[0], nulls[0], count, UUIDOID);
-	values[1] = payment_array(columns[1], nulls[1], count, UUIDOID);
-	values[2] = payment_array(columns[2], nulls[2], count, TEXTOID);
-	values[3] = payment_array(columns[3], nulls[3], count, INT4OID);
-	values[4] = payment_array(columns[4], nulls[4], count, UUIDOID);
+	values[0] = payment_array(columns[0], nulls[0], count, TEXTOID);
+	values[1] = payment_array(columns[1], nulls[1], count, INT4OID);
+	values[2] = payment_array(columns[2], nulls[2], count, UUIDOID);
 	/* rows are inserted, and returned, in the order unnest gives them */
 	if (SPI_execute_plan(plans[gen], values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != (uint64) count)
@@ -179,34 +172,28 @@ event_log_append(const QueuedPayment *payments, int count, char **message_ids,
 	if (plans[gen] == NULL)
 		payment_prepare(&plans[gen], event_generation_sql(
 						   "INSERT INTO payment.queue_events_#"
-						   " (payment_id, user_id, body, schema_version, message_id, enqueued_at)"
-						   " VALUES ($1, $2, $3, $4, coalesce($5, gen_random_uuid()),"
-						   "         coalesce($6, clock_timestamp()))"
-						   " RETURNING message_id::text", gen), 6,
-						   (Oid[]) {UUIDOID, UUIDOID, TEXTOID, INT4OID, UUIDOID, TIMESTAMPTZOID});
+						   " (body, schema_version, message_id, enqueued_at)"
+						   " VALUES ($1, $2, coalesce($3, gen_random_uuid()),"
+						   "         coalesce($4, clock_timestamp()))"
+						   " RETURNING message_id::text", gen), 4,
+						   (Oid[]) {TEXTOID, INT4OID, UUIDOID, TIMESTAMPTZOID});
 	for (int i = 0; i < count; i++)
 	{
 		const QueuedPayment *p = &payments[i];
-		Datum		values[6];
-		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+		Datum		values[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
 		int			rc;
 
-		values[0] = p->payment_id;
-		values[1] = p->user_id;
-		values[2] = CStringGetTextDatum(p->body);
-		values[3] = Int32GetDatum(p->schema_version);
-		values[4] = message_id ? DirectFunctionCall1(uuid_in, CStringGetDatum(message_id)) : (Datum) 0;
-		values[5] = enqueued_at;
-		if (p->payment_id == (Datum) 0)
-			nulls[0] = 'n';
-		if (p->user_id == (Datum) 0)
-			nulls[1] = 'n';
+		values[0] = CStringGetTextDatum(p->body);
+		values[1] = Int32GetDatum(p->schema_version);
+		values[2] = message_id ? DirectFunctionCall1(uuid_in, CStringGetDatum(message_id)) : (Datum) 0;
+		values[3] = enqueued_at;
 		if (p->schema_version < 0)
-			nulls[3] = 'n';
+			nulls[1] = 'n';
 		if (message_id == NULL)
-			nulls[4] = 'n';
+			nulls[2] = 'n';
 		if (enqueued_at == (Datum) 0)
-			nulls[5] = 'n';
+			nulls[3] = 'n';
 		rc = SPI_execute_plan(plans[gen], values, nulls, false, 1);
 		if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 			elog(ERROR, "appending to the event table failed: %s", SPI_result_code_string(rc));

@@ -13,12 +13,14 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/uuid.h"
 
 #include "payment.h"
 #include "queue/event_internal.h"
 #include "queue/event_log.h"
+#include "schema/payment_schema.h"
 
-#define EVENT_COLUMNS "seq, message_id, payment_id, user_id, body, enqueued_at, schema_version, txid"
+#define EVENT_COLUMNS "seq, message_id, body, enqueued_at, schema_version, txid"
 
 /* ---- what is settled ---- */
 
@@ -48,7 +50,7 @@ typedef struct Position
 	"SELECT " EVENT_COLUMNS " FROM payment.queue_events_#" \
 	" WHERE txid = ANY (ARRAY(SELECT pg_snapshot_xip($1))) " extra " AND NOT " CONSUMED
 
-static Oid	unsettled_types[6] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID, UUIDOID};
+static Oid	unsettled_types[6] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID, TEXTOID};
 
 static void
 position_values(const Position *pos, Datum *values, char *nulls)
@@ -224,8 +226,9 @@ covers(const Batch *b, Cursor c)
 
 /*
  * Add the unsettled messages (of one payment, or all) to the tuplestore,
- * with 1.0's columns: those of the event tables, their receive count and
- * visibility their batch's; then those waiting for a retry.
+ * with 1.0's columns: those of the event tables, the payment's keys read
+ * from the body, their receive count and visibility their batch's; then
+ * those waiting for a retry.
  */
 void
 event_log_list(Tuplestorestate *store, TupleDesc desc, Datum payment_id, bool all)
@@ -238,15 +241,21 @@ event_log_list(Tuplestorestate *store, TupleDesc desc, Datum payment_id, bool al
 	Datum		params[6];
 	char		nulls[6];
 
+	/*
+	 * For one payment, only the bodies that may hold its id are parsed: those
+	 * with its text, or with an escape that could spell it.
+	 */
 	if (event_plans[all] == NULL)
 		payment_prepare(&event_plans[all],
 						psprintf("SELECT * FROM (%s) e ORDER BY seq",
 								 event_for_each_generation(all ? UNSETTLED_EVENTS("") :
-													 UNSETTLED_EVENTS("AND payment_id = $6"),
+													 UNSETTLED_EVENTS("AND (strpos(lower(body), $6) > 0"
+																	  " OR strpos(body, '\\u') > 0)"),
 													 " UNION ALL ")),
 						all ? 5 : 6, unsettled_types);
 	position_values(&pos, params, nulls);
-	params[5] = payment_id;
+	params[5] = all ? (Datum) 0 :
+		CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(uuid_out, payment_id)));
 	nulls[5] = ' ';
 	if (SPI_execute_plan(event_plans[all], params, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the event tables failed");
@@ -258,22 +267,33 @@ event_log_list(Tuplestorestate *store, TupleDesc desc, Datum payment_id, bool al
 		bool		isnull[9];
 		Cursor		c;
 		const Batch *batch = NULL;
+		Datum		keys[2];
 
 		c.seq = DatumGetInt64(SPI_getbinval(row, rowdesc, 1, &isnull[0]));
-		c.txid = xid8_value(SPI_getbinval(row, rowdesc, 8, &isnull[0]));
+		c.txid = xid8_value(SPI_getbinval(row, rowdesc, 6, &isnull[0]));
 		for (int b = 0; b < nbatches && batch == NULL; b++)
 			if (covers(&batches[b], c))
 				batch = &batches[b];
 		if (batch != NULL && batch->done)
 			continue;
-		/* seq, message_id, payment_id, user_id, body, enqueued_at */
-		for (int col = 0; col < 6; col++)
-			values[col] = SPI_getbinval(row, rowdesc, col + 1, &isnull[col]);
+		values[4] = SPI_getbinval(row, rowdesc, 3, &isnull[4]);
+		payment_find_keys(TextDatumGetCString(values[4]), &keys[0], &keys[1]);
+		if (!all && (keys[0] == (Datum) 0 ||
+					 memcmp(DatumGetUUIDP(keys[0]), DatumGetUUIDP(payment_id), UUID_LEN) != 0))
+			continue;
+		values[0] = SPI_getbinval(row, rowdesc, 1, &isnull[0]);	/* seq */
+		values[1] = SPI_getbinval(row, rowdesc, 2, &isnull[1]);	/* message_id */
+		for (int k = 0; k < 2; k++)
+		{
+			values[2 + k] = keys[k];
+			isnull[2 + k] = keys[k] == (Datum) 0;
+		}
+		values[5] = SPI_getbinval(row, rowdesc, 4, &isnull[5]);	/* enqueued_at */
 		values[6] = batch ? TimestampTzGetDatum(batch->visible_at) : values[5];
 		isnull[6] = false;
 		values[7] = Int32GetDatum(batch ? batch->attempt : 0);
 		isnull[7] = false;
-		values[8] = SPI_getbinval(row, rowdesc, 7, &isnull[8]);
+		values[8] = SPI_getbinval(row, rowdesc, 5, &isnull[8]);	/* schema_version */
 		tuplestore_putvalues(store, desc, values, isnull);
 	}
 
