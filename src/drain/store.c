@@ -14,17 +14,26 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/relcache.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/uuid.h"
 
 #include "common/backoff.h"
@@ -252,22 +261,6 @@ store_one(QueueMessage *m, bool isolated)
 		settle_taken_key(m, &row);
 }
 
-static bool
-same_key(const PaymentRow *row, HeapTuple returned, TupleDesc desc)
-{
-	bool		isnull;
-
-	for (int c = 0; c < 2; c++)
-	{
-		Datum		d = SPI_getbinval(returned, desc, c + 1, &isnull);
-
-		if (isnull || row->isnull[c] ||
-			memcmp(DatumGetUUIDP(d), DatumGetUUIDP(row->values[c]), UUID_LEN) != 0)
-			return false;
-	}
-	return true;
-}
-
 /* qsort order of row positions: by key, then by position */
 static const PaymentRow *sorting_rows;
 
@@ -313,14 +306,46 @@ later_of_same_key(const PaymentRow *rows, int n)
 }
 
 /*
+ * Which rows find their key stored already: a probe of the primary key
+ * each, with the active snapshot (as a statement would see the table).
+ */
+static bool *
+stored_before(const PaymentRow *rows, int n, const bool *skip)
+{
+	bool	   *taken = palloc0(sizeof(bool) * n);
+	Relation	heap = table_open(get_relname_relid("payments",
+												   get_namespace_oid("payment", false)),
+								  AccessShareLock);
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(heap), AccessShareLock);
+	IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 2, 0);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	ScanKeyData keys[2];
+
+	for (int i = 0; i < n; i++)
+	{
+		if (skip[i])
+			continue;
+		for (int c = 0; c < 2; c++)
+			ScanKeyInit(&keys[c], c + 1, BTEqualStrategyNumber, F_UUID_EQ, rows[i].values[c]);
+		index_rescan(scan, keys, 2, NULL, 0);
+		taken[i] = index_getnext_slot(scan, ForwardScanDirection, slot);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return taken;
+}
+
+/*
  * The checked rows of a batch in one INSERT: one executor run, not one per
  * message.  Not INSERT ... ON CONFLICT: its speculative insertion writes a
  * second WAL record per row (a tenth of what storing a payment writes).
  * Instead, of two rows with one key only the first is offered, and a row
- * whose key is stored already is filtered out by a lookup of the key; a
- * row not returned found its key taken.  A payment another worker stores
- * at the same moment makes the INSERT raise a unique violation, and the
- * batch is stored again message by message, where ON CONFLICT settles it.
+ * whose key is stored already is not; those found their key taken.  A
+ * payment another worker stores at the same moment makes the INSERT raise
+ * a unique violation, and the batch is stored again message by message,
+ * where ON CONFLICT settles it.
  */
 static void
 store_rows(QueueMessage **ms, PaymentRow *rows, int n)
@@ -329,7 +354,7 @@ store_rows(QueueMessage **ms, PaymentRow *rows, int n)
 	Datum		arrays[PAYMENT_COLUMNS];
 	Oid			array_types[PAYMENT_COLUMNS];
 	bool	   *later = later_of_same_key(rows, n);
-	bool	   *stored = palloc0(sizeof(bool) * n);
+	bool	   *taken = stored_before(rows, n, later);
 	int			offered = 0;
 
 	for (int c = 0; c < PAYMENT_COLUMNS; c++)
@@ -340,7 +365,7 @@ store_rows(QueueMessage **ms, PaymentRow *rows, int n)
 		offered = 0;
 		for (int i = 0; i < n; i++)
 		{
-			if (later[i])
+			if (later[i] || taken[i])
 				continue;
 			items[offered] = rows[i].values[c];
 			nulls[offered] = rows[i].isnull[c];
@@ -348,41 +373,27 @@ store_rows(QueueMessage **ms, PaymentRow *rows, int n)
 		}
 		arrays[c] = payment_array(items, nulls, offered, payment_column_types[c]);
 	}
-	if (batch_plan == NULL)
-		for (int c = 0; c < PAYMENT_COLUMNS; c++)
-			array_types[c] = get_array_type(payment_column_types[c]);
-
-	/*
-	 * The lookup is a scalar subquery, which the planner keeps as a probe of
-	 * the primary key per row, whatever it believes of the table's size.
-	 */
-	payment_prepare(&batch_plan,
-					"INSERT INTO payment.payments"
-					" (payment_id, user_id, amount, currency, description,"
-					"  date_timestamp, body, message_id)"
-					" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
-					"  AS r (payment_id, user_id, amount, currency, description,"
-					"        date_timestamp, body, message_id)"
-					"  WHERE (SELECT true FROM payment.payments p"
-					"          WHERE p.payment_id = r.payment_id AND p.user_id = r.user_id) IS NULL"
-					" RETURNING payment_id, user_id",
-					PAYMENT_COLUMNS, array_types);
-	if (SPI_execute_plan(batch_plan, arrays, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "storing a batch of payments failed");
-	for (uint64 r = 0; r < SPI_processed; r++)
-		for (int i = 0; i < n; i++)
-			if (!later[i] && !stored[i] &&
-				same_key(&rows[i], SPI_tuptable->vals[r], SPI_tuptable->tupdesc))
-			{
-				stored[i] = true;
-				break;
-			}
+	if (offered > 0)
+	{
+		if (batch_plan == NULL)
+			for (int c = 0; c < PAYMENT_COLUMNS; c++)
+				array_types[c] = get_array_type(payment_column_types[c]);
+		payment_prepare(&batch_plan,
+						"INSERT INTO payment.payments"
+						" (payment_id, user_id, amount, currency, description,"
+						"  date_timestamp, body, message_id)"
+						" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)",
+						PAYMENT_COLUMNS, array_types);
+		if (SPI_execute_plan(batch_plan, arrays, NULL, false, 0) != SPI_OK_INSERT ||
+			SPI_processed != (uint64) offered)
+			elog(ERROR, "storing a batch of payments failed");
+	}
 	for (int i = 0; i < n; i++)
 	{
-		if (stored[i])
-			ms[i]->outcome = STORE_STORED;
-		else
+		if (later[i] || taken[i])
 			settle_taken_key(ms[i], &rows[i]);
+		else
+			ms[i]->outcome = STORE_STORED;
 	}
 }
 
