@@ -261,24 +261,31 @@ store_one(QueueMessage *m, bool isolated)
 		settle_taken_key(m, &row);
 }
 
-/* qsort order of row positions: by key, then by position */
-static const PaymentRow *sorting_rows;
-
+/* order of two rows' keys (paymentId, userId) */
 static int
-compare_row_keys(const void *a, const void *b)
+compare_keys(const PaymentRow *x, const PaymentRow *y)
 {
-	int			i = *(const int *) a;
-	int			j = *(const int *) b;
-
 	for (int c = 0; c < 2; c++)
 	{
-		int			diff = memcmp(DatumGetUUIDP(sorting_rows[i].values[c]),
-								  DatumGetUUIDP(sorting_rows[j].values[c]), UUID_LEN);
+		int			diff = memcmp(DatumGetUUIDP(x->values[c]),
+								  DatumGetUUIDP(y->values[c]), UUID_LEN);
 
 		if (diff != 0)
 			return diff;
 	}
-	return (i > j) - (i < j);
+	return 0;
+}
+
+/* qsort_arg order of row positions (arg: the rows): by key, then by position */
+static int
+compare_positions(const void *a, const void *b, void *arg)
+{
+	const PaymentRow *rows = arg;
+	int			i = *(const int *) a;
+	int			j = *(const int *) b;
+	int			diff = compare_keys(&rows[i], &rows[j]);
+
+	return diff != 0 ? diff : (i > j) - (i < j);
 }
 
 /*
@@ -293,13 +300,9 @@ later_of_same_key(const PaymentRow *rows, int n)
 
 	for (int i = 0; i < n; i++)
 		order[i] = i;
-	sorting_rows = rows;
-	qsort(order, n, sizeof(int), compare_row_keys);
+	qsort_arg(order, n, sizeof(int), compare_positions, (void *) rows);
 	for (int k = 1; k < n; k++)
-		if (memcmp(DatumGetUUIDP(rows[order[k]].values[0]),
-				   DatumGetUUIDP(rows[order[k - 1]].values[0]), UUID_LEN) == 0 &&
-			memcmp(DatumGetUUIDP(rows[order[k]].values[1]),
-				   DatumGetUUIDP(rows[order[k - 1]].values[1]), UUID_LEN) == 0)
+		if (compare_keys(&rows[order[k]], &rows[order[k - 1]]) == 0)
 			later[order[k]] = true;
 	pfree(order);
 	return later;
