@@ -38,6 +38,7 @@ bench_stop_cluster()
 {
 	local c
 	for c in "${BENCH_CLEANUP[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+	bench_ask_end
 	pg_ctl -D "$BENCH_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
 	rm -rf "$BENCH_DIR"
 }
@@ -79,8 +80,11 @@ BENCH_PENDING_SQL="SELECT greatest(submitted - stored - duplicates - dead_letter
 # Wait until the workers have settled every payment submitted.
 wait_settled()
 {
-	while [ "$(q "$BENCH_PENDING_SQL")" != 0 ]; do
-		sleep 0.01
+	local pending
+	while :; do
+		bench_ask_into pending "$BENCH_PENDING_SQL"
+		[ "$pending" = 0 ] && break
+		bench_nap 0.01
 	done
 }
 
@@ -120,23 +124,22 @@ bench_wait_stored()
 # bench_wait_stored does, progress being a change of either number.
 bench_wait_count()
 {
-	local n=$1 table=$2 pending=${3:-SELECT 0} depth got=-1 state last= since
-	since=$(date +%s)
+	local n=$1 table=$2 pending=${3:-SELECT 0} depth got=-1 state last= since=$EPOCHSECONDS
 	while :; do
-		depth=$(q "$pending")
+		bench_ask_into depth "$pending"
 		if [ "$depth" = 0 ]; then
-			got=$(q "SELECT count(*) FROM $table")
+			bench_ask_into got "SELECT count(*) FROM $table"
 			[ "$got" -ge "$n" ] && break
 		fi
 		state="$depth/$got"
 		if [ "$state" != "$last" ]; then
-			last=$state; since=$(date +%s)
-		elif [ $(($(date +%s) - since)) -gt 30 ]; then
+			last=$state; since=$EPOCHSECONDS
+		elif [ $((EPOCHSECONDS - since)) -gt 30 ]; then
 			echo "$table: $got of $n stored (queue depth $depth), no progress for 30 s" \
 				"(payment.dead_letters: $(q "SELECT count(*) FROM payment.dead_letters"))" >&2
 			return 1
 		fi
-		sleep 0.01
+		bench_nap 0.01
 	done
 	[ "$got" = "$n" ] || { echo "$table: $got stored, expected $n" >&2; return 1; }
 }
@@ -146,23 +149,91 @@ now()
 	date +%s.%N
 }
 
-# CPU time (utime + stime, in clock ticks) of the given pids, summed; a pid
-# that is gone counts 0.
-bench_cpu_ticks()
+# Samplers that run while a rate is measured start no process: on a 2-core VM
+# each psql costs about 35 ms of CPU and each cat or awk about 5 ms, so a
+# sampler forking them every 0.5 s used a fifth of a core, taken from
+# whichever system was being measured.
+
+# CPU time (utime + stime, in clock ticks) of the given pids, summed into the
+# variable named $1; a pid that is gone counts 0.
+bench_cpu_ticks_into()
 {
-	local pid total=0 f
+	local -n ticks_=$1
+	local pid line fields
+	shift
+	ticks_=0
 	for pid in "$@"; do
-		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		{ read -r line < "/proc/$pid/stat"; } 2>/dev/null || continue
 		# fields after the ")" that closes the command: 12 = utime, 13 = stime
-		total=$((total + $(awk '{print $12 + $13}' <<<"${f##*) }")))
+		read -ra fields <<<"${line##*) }"
+		ticks_=$((ticks_ + fields[11] + fields[12]))
 	done
-	echo $total
 }
 
-# pids of this cluster's processes of a backend_type ('payment worker')
-bench_pids()
+bench_cpu_ticks()
 {
-	q "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'"
+	local ticks
+	bench_cpu_ticks_into ticks "$@"
+	echo "$ticks"
+}
+
+# pids of this cluster's processes of a kind ('payment worker'), into the
+# array named $1, from the postmaster's children's process titles
+# ("postgres: payment worker 1").
+bench_pids_into()
+{
+	local -n pids_=$1
+	local postmaster child title children=()
+	pids_=()
+	read -r postmaster < "$BENCH_DIR/data/postmaster.pid"
+	# one line without a newline: read reports the end of the file
+	read -ra children < "/proc/$postmaster/task/$postmaster/children" || true
+	for child in "${children[@]}"; do
+		# a child that has just ended has no cmdline any more
+		title=
+		{ IFS= read -r -d '' title < "/proc/$child/cmdline" || [ -n "$title" ]; } 2>/dev/null || continue
+		[[ $title == "postgres: $2"* ]] && pids_+=("$child")
+	done
+	return 0
+}
+
+# sleep $1 seconds, as a read that times out on a fifo nobody writes
+bench_nap()
+{
+	[ -p "$BENCH_DIR/nap.fifo" ] || mkfifo "$BENCH_DIR/nap.fifo"
+	[ -n "${BENCH_NAP_FD:-}" ] || exec {BENCH_NAP_FD}<>"$BENCH_DIR/nap.fifo"
+	read -rt "$1" -u "$BENCH_NAP_FD" _ || true
+}
+
+# A query asked while a rate is measured, through one psql session kept open
+# (until bench_ask_end, which a server restart needs): the answer's lines into
+# the variable named $1.  Each query is its own transaction, so the session holds
+# no snapshot between polls.  An error ends the session and fails the call.
+bench_ask_into()
+{
+	local -n answer_=$1
+	local line
+	if [ -z "${BENCH_ASK_PID:-}" ] || ! kill -0 "$BENCH_ASK_PID" 2>/dev/null; then
+		coproc BENCH_ASK { exec psql -qXAt -v ON_ERROR_STOP=1 2>&1; }
+	fi
+	printf '%s;\n\\echo bench-ask-end\n' "$2" >&"${BENCH_ASK[1]}"
+	answer_=
+	while IFS= read -r line <&"${BENCH_ASK[0]}"; do
+		[ "$line" = bench-ask-end ] && return 0
+		answer_+=${answer_:+$'\n'}$line
+	done
+	echo "bench_ask_into: the session ended: $answer_" >&2
+	return 1
+}
+
+bench_ask_end()
+{
+	[ -n "${BENCH_ASK_PID:-}" ] || return 0
+	local pid=$BENCH_ASK_PID fd=${BENCH_ASK[1]:-}
+	# psql ends at the end of its input
+	[ -z "$fd" ] || exec {fd}>&-
+	wait "$pid" 2>/dev/null || true
+	BENCH_ASK_PID=
 }
 
 # A session holding a snapshot: REPEATABLE READ, one read, then idle in

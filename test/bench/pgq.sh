@@ -145,14 +145,22 @@ cpu_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%
 
 # Samples the CPU ticks of the payment workers every 0.5 s, so that a
 # worker the elastic pool retires within the window still counts (up to its
-# last sample); a last sample is taken at the end of the window.
+# last sample); a last sample is taken at the end of the window.  It starts no
+# process (see lib.sh): PgQ's side is read only before and after its window.
+sample_workers_once()
+{
+	local pids pid ticks
+	bench_pids_into pids 'payment worker'
+	for pid in "${pids[@]}"; do
+		bench_cpu_ticks_into ticks "$pid"
+		echo "$pid $ticks"
+	done
+}
 sample_workers()
 {
 	while :; do
-		for pid in $(bench_pids 'payment worker'); do
-			echo "$pid $(bench_cpu_ticks "$pid")"
-		done
-		sleep 0.5
+		sample_workers_once
+		bench_nap 0.5
 	done
 }
 # ticks used in the window: last sample minus the first per pid (0 for a
@@ -167,16 +175,16 @@ sampled_ticks()
 ours_rate=(); pgq_rate=(); plain_rate=(); ours_wal=(); pgq_wal=(); plain_wal=(); ours_cpu=(); pgq_cpu=()
 sustained_ours()
 {
-	local n l0 l1 t0 t1 sampler pid
+	local n l0 l1 t0 t1 sampler
 	q "TRUNCATE payment.payments"
-	for pid in $(bench_pids 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done > "$WORK/cpu0"
+	sample_workers_once > "$WORK/cpu0"
 	sample_workers > "$WORK/cpu1" & sampler=$!
 	l0=$(lsn); t0=$(now)
 	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/ours.sql")
 	bench_wait_stored "$n"
 	t1=$(now); l1=$(lsn)
 	kill $sampler; wait $sampler 2>/dev/null || true
-	for pid in $(bench_pids 'payment worker'); do echo "$pid $(bench_cpu_ticks "$pid")"; done >> "$WORK/cpu1"
+	sample_workers_once >> "$WORK/cpu1"
 	ours_rate+=("$(rate "$n" "$t0" "$t1")"); ours_wal+=("$(wal_per "$l0" "$l1" "$n")")
 	ours_cpu+=("$(cpu_per "$(sampled_ticks "$WORK/cpu0" "$WORK/cpu1")" "$n")")
 }

@@ -61,7 +61,6 @@ pause()
 	[ "$1" = on ] && sleep 1.5
 	return 0
 }
-now() { date +%s.%N; }
 workers() { q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'"; }
 
 # a backlog sent without latency (the producer is not what is measured)
@@ -93,12 +92,12 @@ drain()
 	pause off
 	while :; do
 		local row n stored
-		row=$(q "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'),
-		                (SELECT count(*) FROM payment.payments)")
+		bench_ask_into row "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'),
+		                (SELECT count(*) FROM payment.payments)"
 		n=${row%%|*}; stored=${row##*|}
 		if [ -z "$FULL_AT" ] && [ "$n" -ge $MAX ]; then FULL_AT=$(now); STORED_AT_FULL=$stored; fi
 		[ "$stored" -ge $BACKLOG ] && break
-		sleep 0.05
+		bench_nap 0.05
 	done
 	END=$(now)
 	pause on
@@ -124,6 +123,7 @@ settle 2
 # (b) a fixed pool of 8
 phase fixed
 q "ALTER SYSTEM SET payment.workers = $MAX" >/dev/null
+bench_ask_end
 pg_ctl -D "$BENCH_DIR/data" -l "$BENCH_DIR/log" -w restart >/dev/null
 fixed=()
 for i in $(seq $RUNS); do

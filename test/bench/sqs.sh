@@ -47,8 +47,6 @@ pause()
 	return 0
 }
 
-now() { date +%s.%N; }
-
 # (a) workers: pause, fill, unpause, time until every payment is stored
 worker_rates=(); sdk_rates=()
 for i in $(seq $RUNS); do
@@ -59,7 +57,11 @@ for i in $(seq $RUNS); do
 	start=$(now)
 	pause off
 	# poll in separate transactions, so no snapshot holds back vacuum
-	while [ "$(q "SELECT count(*) >= $BACKLOG FROM payment.payments")" != t ]; do sleep 0.02; done
+	while :; do
+		bench_ask_into all_stored "SELECT count(*) >= $BACKLOG FROM payment.payments"
+		[ "$all_stored" = t ] && break
+		bench_nap 0.02
+	done
 	end=$(now)
 	pause on
 	worker_rates+=("$(awk -v n=$BACKLOG -v s="$start" -v e="$end" 'BEGIN {printf "%.0f", n / (e - s)}')")
