@@ -17,6 +17,7 @@
 #include "common/http.h"
 #include "drain/pool.h"
 #include "drain/worker.h"
+#include "drain/worker_session.h"
 #include "frontdoor/auth.h"
 #include "payment.h"
 #include "queue/queue.h"
@@ -55,6 +56,7 @@ _PG_init(void)
 {
 	payment_define_settings();
 	pool_define_settings();
+	worker_session_define_settings();
 	http_define_settings();
 	payment_auth_init();
 	queue_define_settings();

@@ -35,6 +35,7 @@
 #include "drain/retired_queue.h"
 #include "drain/store.h"
 #include "drain/worker.h"
+#include "drain/worker_session.h"
 #include "payment.h"
 #include "queue/queue.h"
 
@@ -81,7 +82,10 @@ forget_worker_latch(int code, Datum arg)
 	pool_worker_exiting(worker_index);
 }
 
-/* The worker serves its database once CREATE EXTENSION payment ran there. */
+/*
+ * The worker serves its database once CREATE EXTENSION payment ran there,
+ * and its role has the privileges it needs (else 42501, logged once).
+ */
 static bool
 extension_installed(void)
 {
@@ -91,6 +95,8 @@ extension_installed(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("payment", true));
+	if (installed)
+		worker_check_privileges();
 	CommitTransactionCommand();
 	/* commit leaves TopMemoryContext current: the batch must not go there */
 	MemoryContextSwitchTo(context);
@@ -403,7 +409,7 @@ payment_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(payment_database, NULL, 0);
+	worker_session_connect();
 
 	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
 	pool_worker_started(worker_index);
@@ -413,7 +419,6 @@ payment_worker_main(Datum main_arg)
 
 	batch_context = AllocSetContextCreate(TopMemoryContext, "payment worker batch",
 										  ALLOCSET_DEFAULT_SIZES);
-	retired_queue_load();
 	ereport(LOG, (errmsg("payment worker %d started for database \"%s\"%s",
 						 worker_index + 1, payment_database,
 						 pool_slot_is_dynamic(worker_index) ? " (for a backlog)" : "")));
@@ -452,7 +457,12 @@ payment_worker_main(Datum main_arg)
 		{
 			/* checked again only after a failure (DROP EXTENSION makes one) */
 			if (!extension_ready)
+			{
 				extension_ready = extension_installed();
+				/* only once the role is known to read it (no-op after the first) */
+				if (extension_ready)
+					retired_queue_load();
+			}
 			if (payment_paused || !extension_ready)
 				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
 			else

@@ -1,4 +1,4 @@
-# The 1.0 -> 1.1 release path: a database created at 1.0 and populated in
+# The 1.0 -> 1.1 release path (401_upgrade_1_2.pl takes it on to 1.2): a database created at 1.0 and populated in
 # every user table (stored payments, dead letters, queued messages, API keys,
 # reader mappings) is served by the new library while still at 1.0; after
 # ALTER EXTENSION payment UPDATE every row is still there, the queued
@@ -15,8 +15,8 @@ use Test::More;
 my $node = new_release_node('upgrade');
 
 is($node->safe_psql('postgres',
-		q{SELECT default_version FROM pg_available_extensions WHERE name = 'payment'}),
-	'1.1', 'the installed default version is 1.1');
+		q{SELECT count(*) FROM pg_available_extension_versions WHERE name = 'payment' AND version IN ('1.0', '1.1')}),
+	'2', 'versions 1.0 and 1.1 are installable');
 $node->safe_psql('postgres', q{CREATE EXTENSION payment VERSION '1.0'});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'payment'}),
 	'1.0', 'created at 1.0');
@@ -35,7 +35,7 @@ my $columns_10 = columns($node, 'postgres');
 my $before = digests($node, 'postgres', $columns_10);
 is(scalar(keys %$before), 5, 'five user tables at 1.0');
 
-$node->safe_psql('postgres', 'ALTER EXTENSION payment UPDATE');
+$node->safe_psql('postgres', q{ALTER EXTENSION payment UPDATE TO '1.1'});
 
 like($node->safe_psql('postgres', '\dx payment'), qr/^payment\|1\.1\|public\|/m, '\dx shows 1.1');
 my $after = digests($node, 'postgres', $columns_10);
@@ -108,14 +108,14 @@ ok($node->poll_query_until('postgres', q{
 SELECT payment_status('aaaaaaaa-0000-4000-8000-000000000300') ->> 'status' = 'stored'}),
 	'a payment submitted after the update is stored');
 
-# A fresh CREATE EXTENSION payment (1.1) has exactly the objects of 1.0 + the
+# A fresh CREATE EXTENSION payment VERSION '1.1' has exactly the objects of 1.0 + the
 # update: pg_dump --binary-upgrade writes every member of the extension, with
 # columns, privileges and the pg_dump registrations; oids, xids and sequence
 # positions (data, not objects) differ and are left out.
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', 'CREATE EXTENSION payment');
+$node->safe_psql('fresh', q{CREATE EXTENSION payment VERSION '1.1'});
 is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'payment'}),
-	'1.1', 'a fresh CREATE EXTENSION installs 1.1');
+	'1.1', 'a fresh CREATE EXTENSION VERSION 1.1 installs 1.1');
 my $dir = PostgreSQL::Test::Utils::tempdir();
 my %objects;
 for my $db ('postgres', 'fresh')

@@ -44,9 +44,14 @@ ok(-f $p->{docfile}, "provides.docfile ($p->{docfile}) exists");
 # every script of that version is either shipped or built by the Makefile
 my $makefile = slurp('Makefile');
 like($makefile, qr/^DATA\b.*payment--1\.0\.sql/m, 'Makefile installs the 1.0 script');
-like($makefile, qr/^DATA\b.*payment--1\.0--$default_version\.sql/m,
-	"Makefile installs the upgrade script to $default_version");
-ok(-f "payment--1.0--$default_version.sql", 'the upgrade script exists');
+# one upgrade script per release, from 1.0 to default_version, none skipped
+my ($major, $minor) = split /\./, $default_version;
+for my $to (1 .. $minor)
+{
+	my $script = sprintf('payment--%d.%d--%d.%d.sql', $major, $to - 1, $major, $to);
+	like($makefile, qr/^DATA\b.*\Q$script\E/m, "Makefile installs $script");
+	ok(-f $script, "$script exists");
+}
 
 like($meta->{prereqs}{runtime}{requires}{PostgreSQL} // '', qr/^15\.\d+\.\d+$/,
 	'requires PostgreSQL 15 or later');

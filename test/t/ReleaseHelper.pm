@@ -22,17 +22,21 @@ our @USER_SEQUENCES = qw(payment.dead_letters_id_seq payment.queue_seq_seq
 
 our $USER = '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4';
 
-# A cluster with the library preloaded and two workers serving 'postgres'.
+# A started cluster with the library preloaded and two workers serving
+# 'postgres'; %settings (name => value as written in postgresql.conf) are
+# added or override those.
 sub new_release_node
 {
-	my ($name) = @_;
+	my ($name, %settings) = @_;
+	my %conf = (
+		shared_preload_libraries => "'payment'",
+		'payment.database' => "'postgres'",
+		'payment.workers' => 2,
+		%settings);
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-});
+	$node->append_conf('postgresql.conf',
+		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
 	$node->start;
 	return $node;
 }

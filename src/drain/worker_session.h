@@ -1,0 +1,28 @@
+/*-------------------------------------------------------------------------
+ * worker_session.h
+ *	  The payment workers' session: role and pinned settings
+ *	  (worker_session.c), and the privileges the role needs
+ *	  (worker_privileges.c).
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENT_WORKER_SESSION_H
+#define PAYMENT_WORKER_SESSION_H
+
+/* payment.worker_role: empty means the bootstrap superuser */
+extern char *payment_worker_role;
+
+extern void worker_session_define_settings(void);
+
+/*
+ * Connect to payment.database as payment.worker_role, then pin search_path
+ * and the isolation level over whatever the database or role sets.
+ */
+extern void worker_session_connect(void);
+
+/*
+ * In a transaction: raise 42501, naming every missing privilege and the
+ * call that grants them, when the worker's role lacks one it needs.
+ */
+extern void worker_check_privileges(void);
+
+#endif							/* PAYMENT_WORKER_SESSION_H */
