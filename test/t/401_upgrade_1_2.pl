@@ -1,0 +1,90 @@
+# The 1.1 -> 1.2 release path: a database created at 1.1 and populated in
+# every user table (stored payments, dead letters, messages still queued,
+# API keys, reader mappings, a schema version) is updated with ALTER
+# EXTENSION payment UPDATE; every row is still there, the queued payments
+# drain, the API keys still authenticate, the 1.2 objects work, and the
+# result is the same set of objects as a fresh CREATE EXTENSION payment.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+use ReleaseHelper;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = new_release_node('upgrade_1_2');
+
+is($node->safe_psql('postgres',
+		q{SELECT default_version FROM pg_available_extensions WHERE name = 'payment'}),
+	'1.2', 'the installed default version is 1.2');
+$node->safe_psql('postgres', q{CREATE EXTENSION payment VERSION '1.1'});
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'payment'}),
+	'1.1', 'created at 1.1');
+is(query($node, 'postgres', q{SELECT set_payment_schema('} . reference_schema() . q{', 'at 1.1')}),
+	'1', 'a schema version set at 1.1');
+
+my $key = populate($node, 'postgres', 'at 1.1');
+my $columns = columns($node, 'postgres');
+my $before = digests($node, 'postgres', $columns);
+is(scalar(keys %$before), 6, 'six user tables at 1.1');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '2', 'two dead letters at 1.1');
+
+$node->safe_psql('postgres', 'ALTER EXTENSION payment UPDATE');
+like($node->safe_psql('postgres', '\dx payment'), qr/^payment\|1\.2\|public\|/m, '\dx shows 1.2');
+my $after = digests($node, 'postgres', $columns);
+for my $t (sort keys %$before)
+{
+	is($after->{$t}, $before->{$t}, "$t: every row unchanged by the update");
+}
+is($node->safe_psql('postgres', 'SELECT count(*) || \' \' || sum(receive_count) FROM payment.queue'),
+	'5 0', 'the 5 queued payments are still queued, none received');
+
+# the queued payments drain after the update
+set_paused($node, 0);
+ok($node->poll_query_until('postgres', q{
+SELECT (SELECT count(*) FROM payment.queue) = 0
+   AND (SELECT count(*) FROM payment.payments) = 25}), 'the queued payments are stored after the update');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '2',
+	'and nothing more dead-lettered');
+
+# the API key made at 1.1 still authenticates; the revoked one still does not
+$node->safe_psql('postgres', q{ALTER SYSTEM SET payment.auth = 'api_key'; SELECT pg_reload_conf()});
+$node->poll_query_until('postgres', 'SHOW payment.auth', 'api_key') or die 'payment.auth not reloaded';
+is(query($node, 'postgres', "SELECT submit_payment('" . payment_doc(400) . "', '$key') ->> 'message'"),
+	'OK', 'the API key created at 1.1 is accepted at 1.2');
+like(query($node, 'postgres', "SELECT submit_payment('" . payment_doc(401) . "', 'pay_nope_nope')"),
+	qr/invalid API key/, 'a made-up key is still refused');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET payment.auth; SELECT pg_reload_conf()});
+ok($node->poll_query_until('postgres', q{
+SELECT payment_status('aaaaaaaa-0000-4000-8000-000000000400') ->> 'status' = 'stored'}),
+	'and its payment is stored');
+
+# the 1.2 objects
+$node->safe_psql('postgres', 'CREATE ROLE payment_worker LOGIN');
+is(query($node, 'postgres', q{SELECT payment.grant_worker_privileges('payment_worker')}), '',
+	'payment.grant_worker_privileges works after the update');
+is($node->safe_psql('postgres', q{
+SELECT has_table_privilege('payment_worker', 'payment.payments', 'INSERT')
+   AND NOT has_table_privilege('payment_worker', 'payment.api_keys', 'SELECT')}),
+	't', 'and grants what the workers need, not the API keys');
+is($node->safe_psql('postgres', q{
+SELECT has_function_privilege('public', 'payment.grant_worker_privileges(name)', 'EXECUTE')}),
+	'f', 'not executable by PUBLIC');
+
+# a fresh 1.2 has exactly the objects of 1.1 + the update
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', 'CREATE EXTENSION payment');
+is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'payment'}),
+	'1.2', 'a fresh CREATE EXTENSION installs 1.2');
+# the grant made above is state of the updated database, not an object of the release
+# (DROP OWNED revokes the grants and drops the role's policy)
+$node->safe_psql('postgres', 'DROP OWNED BY payment_worker; DROP ROLE payment_worker');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_policy WHERE polname LIKE 'payments_worker_%'}),
+	'0', 'no worker policy left');
+my %objects = map { $_ => extension_objects($node, $_) } ('postgres', 'fresh');
+cmp_ok(scalar(() = $objects{fresh} =~ /^ALTER EXTENSION payment ADD /mg), '>=', 20,
+	'the dump lists the extension\'s members');
+is($objects{postgres}, $objects{fresh}, '1.1 + update and a fresh 1.2 have the same objects');
+
+$node->stop;
+done_testing();
