@@ -126,7 +126,9 @@ ok($peers->wait_queue_empty(30),
 ### payment.max_receive_count (3) receives
 $node->safe_psql('postgres', q{
 	CREATE SEQUENCE flaky_seq;
-	CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+	-- the workers run it with their pinned search_path and their role
+	CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql
+	SECURITY DEFINER SET search_path = public, pg_catalog AS $$
 	BEGIN
 		IF NEW.description = 'flaky twice' AND nextval('flaky_seq') <= 2
 		   OR NEW.description = 'always flaky' THEN

@@ -24,15 +24,11 @@ my $old_url = $peers->create_queue('old', 5);
 my $new_url = $peers->create_queue('new', 5);
 $peers->{queue_url} = $old_url;
 
-my $node = PostgreSQL::Test::Cluster->new('sqs_retired');
-$node->init;
-$node->append_conf('postgresql.conf', $peers->node_conf($key,
+my $node = $peers->start_node('sqs_retired', $key,
 	'payment.workers' => 1,
 	'payment.max_workers' => 1,
 	'payment.wait_time' => 1,
-	'payment.paused' => 'on'));
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+	'payment.paused' => 'on');
 sub sql { return $node->safe_psql('postgres', shift); }
 
 # a backlog in the old queue, which nobody drains before the switch

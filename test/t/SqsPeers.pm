@@ -296,15 +296,29 @@ sub node_conf
 }
 
 # A started cluster named $name whose workers use this queue, signing as $key,
-# with the given extra settings and the extension created.
+# with the given extra settings and the extension created.  With
+# PAYMENT_TEST_WORKER_ROLE set, the workers connect as that role, a LOGIN
+# role with only what payment.grant_worker_privileges gives it.
 sub start_node
 {
 	my ($self, $name, $key, %settings) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $role = $ENV{PAYMENT_TEST_WORKER_ROLE};
 	$node->init;
 	$node->append_conf('postgresql.conf', $self->node_conf($key, %settings));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+	if ($role)
+	{
+		$node->safe_psql('postgres',
+			qq{CREATE ROLE "$role" LOGIN; SELECT payment.grant_worker_privileges('$role')});
+		$node->append_conf('postgresql.conf', "payment.worker_role = '$role'\n");
+		$node->restart;
+		wait_until(sub {
+			$node->safe_psql('postgres', qq{SELECT count(*) > 0 AND bool_and(usename = '$role')
+			  FROM pg_stat_activity WHERE backend_type = 'payment worker'}) eq 't' }, 30)
+		  or croak "the payment workers did not connect as $role";
+	}
 	return $node;
 }
 
