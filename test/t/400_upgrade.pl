@@ -67,13 +67,7 @@ SELECT count(*) FROM pg_proc WHERE proname IN ('validate_json', 'set_payment_sch
   'validate_payment', 'payment_schema_from_openapi') AND has_function_privilege('public', oid, 'EXECUTE')}),
 	'0', 'none of them executable by PUBLIC');
 
-# the queued payments drain after the update
-set_paused($node, 0);
-ok($node->poll_query_until('postgres', q{
-SELECT (SELECT count(*) FROM payment.queue) = 0
-   AND (SELECT count(*) FROM payment.payments) = 25}), 'the queued payments are stored after the update');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '2',
-	'and nothing more dead-lettered');
+drains_after_update($node, 'postgres');
 
 # The new functions work (their real results, not their mere presence).
 is(query($node, 'postgres', q{SELECT validate_json('{"a": 1}', '{"type": "object"}') ->> 'valid'}),
@@ -108,18 +102,9 @@ ok($node->poll_query_until('postgres', q{
 SELECT payment_status('aaaaaaaa-0000-4000-8000-000000000300') ->> 'status' = 'stored'}),
 	'a payment submitted after the update is stored');
 
-# A fresh CREATE EXTENSION payment VERSION '1.1' has exactly the objects of 1.0 + the
-# update: pg_dump --binary-upgrade writes every member of the extension, with
-# columns, privileges and the pg_dump registrations; oids, xids and sequence
-# positions (data, not objects) differ and are left out.
-$node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', q{CREATE EXTENSION payment VERSION '1.1'});
-is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'payment'}),
-	'1.1', 'a fresh CREATE EXTENSION VERSION 1.1 installs 1.1');
-my %objects = map { $_ => extension_objects($node, $_) } ('postgres', 'fresh');
-cmp_ok(scalar(() = $objects{fresh} =~ /^ALTER EXTENSION payment ADD /mg), '>=', 20,
-	'the dump lists the extension\'s members');
-is($objects{postgres}, $objects{fresh}, '1.0 + update and a fresh 1.1 have the same objects');
+# A fresh CREATE EXTENSION payment VERSION '1.1' has exactly the objects of
+# 1.0 + the update.
+same_objects_as_fresh($node, 'postgres', '1.1');
 
 $node->stop;
 done_testing();

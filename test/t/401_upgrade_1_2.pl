@@ -39,13 +39,7 @@ for my $t (sort keys %$before)
 is($node->safe_psql('postgres', 'SELECT count(*) || \' \' || sum(receive_count) FROM payment.queue'),
 	'5 0', 'the 5 queued payments are still queued, none received');
 
-# the queued payments drain after the update
-set_paused($node, 0);
-ok($node->poll_query_until('postgres', q{
-SELECT (SELECT count(*) FROM payment.queue) = 0
-   AND (SELECT count(*) FROM payment.payments) = 25}), 'the queued payments are stored after the update');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '2',
-	'and nothing more dead-lettered');
+drains_after_update($node, 'postgres');
 
 # the API key made at 1.1 still authenticates; the revoked one still does not
 $node->safe_psql('postgres', q{ALTER SYSTEM SET payment.auth = 'api_key'; SELECT pg_reload_conf()});
@@ -71,20 +65,13 @@ is($node->safe_psql('postgres', q{
 SELECT has_function_privilege('public', 'payment.grant_worker_privileges(name)', 'EXECUTE')}),
 	'f', 'not executable by PUBLIC');
 
-# a fresh 1.2 has exactly the objects of 1.1 + the update
-$node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', 'CREATE EXTENSION payment');
-is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'payment'}),
-	'1.2', 'a fresh CREATE EXTENSION installs 1.2');
-# the grant made above is state of the updated database, not an object of the release
-# (DROP OWNED revokes the grants and drops the role's policy)
+# the grant made above is state of the updated database, not an object of the
+# release (DROP OWNED revokes the grants and drops the role's policy)
 $node->safe_psql('postgres', 'DROP OWNED BY payment_worker; DROP ROLE payment_worker');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_policy WHERE polname LIKE 'payments_worker_%'}),
 	'0', 'no worker policy left');
-my %objects = map { $_ => extension_objects($node, $_) } ('postgres', 'fresh');
-cmp_ok(scalar(() = $objects{fresh} =~ /^ALTER EXTENSION payment ADD /mg), '>=', 20,
-	'the dump lists the extension\'s members');
-is($objects{postgres}, $objects{fresh}, '1.1 + update and a fresh 1.2 have the same objects');
+# a fresh 1.2 has exactly the objects of 1.1 + the update
+same_objects_as_fresh($node, 'postgres', '1.2');
 
 $node->stop;
 done_testing();

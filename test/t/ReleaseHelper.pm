@@ -12,7 +12,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(columns @USER_TABLES @USER_SEQUENCES new_release_node payment_doc
-  reference_schema query digests set_paused populate extension_objects);
+  reference_schema query digests set_paused populate drains_after_update same_objects_as_fresh);
 
 # Every table holding user data, and the identity sequences behind their ids.
 our @USER_TABLES = qw(payment.payments payment.dead_letters payment.queue
@@ -111,21 +111,47 @@ SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::te
 	return \%d;
 }
 
-# The extension's objects in $db as pg_dump --schema-only --binary-upgrade
-# writes every member, with columns, privileges and the pg_dump
-# registrations; oids, xids and sequence positions (data, not objects) are
-# left out, so that two databases reached by different paths compare equal.
-sub extension_objects
+# After populate() and an update: the workers resumed, the 5 payments left
+# queued are stored (25 in all) and nothing more is dead-lettered.
+sub drains_after_update
 {
 	my ($node, $db) = @_;
-	my $file = PostgreSQL::Test::Utils::tempdir() . "/$db.sql";
-	$node->command_ok([ 'pg_dump', '--schema-only', '--binary-upgrade', '-f', $file, $db ],
-		"pg_dump --schema-only --binary-upgrade $db");
-	return join "\n", map {
-		s/(binary_upgrade_create_empty_extension\('payment', 'public', false, '[^']*', )'\{[0-9,]*\}'/$1'{oids}'/r
-	} grep {
-		!/^\\(un)?restrict|binary_upgrade_set_next_|relfrozenxid|^WHERE oid = |pg_catalog\.setval\(/
-	} split /\n/, slurp_file($file);
+	set_paused($node, 0);
+	ok($node->poll_query_until($db, q{
+SELECT (SELECT count(*) FROM payment.queue) = 0
+   AND (SELECT count(*) FROM payment.payments) = 25}), 'the queued payments are stored after the update');
+	is($node->safe_psql($db, 'SELECT count(*) FROM payment.dead_letters'), '2',
+		'and nothing more dead-lettered');
+}
+
+# The extension's objects in $db, updated to $version, are exactly those of
+# a fresh CREATE EXTENSION payment VERSION $version (in a new database):
+# pg_dump --schema-only --binary-upgrade writes every member, with columns,
+# privileges and the pg_dump registrations; oids, xids and sequence
+# positions (data, not objects) are left out.
+sub same_objects_as_fresh
+{
+	my ($node, $db, $version) = @_;
+	my $fresh = 'fresh_' . ($version =~ s/\./_/gr);
+	$node->safe_psql('postgres', "CREATE DATABASE $fresh");
+	$node->safe_psql($fresh, "CREATE EXTENSION payment VERSION '$version'");
+	is($node->safe_psql($fresh, q{SELECT extversion FROM pg_extension WHERE extname = 'payment'}),
+		$version, "a fresh CREATE EXTENSION payment VERSION '$version' installs $version");
+	my %objects;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	for my $d ($db, $fresh)
+	{
+		$node->command_ok([ 'pg_dump', '--schema-only', '--binary-upgrade', '-f', "$dir/$d.sql", $d ],
+			"pg_dump --schema-only --binary-upgrade $d");
+		$objects{$d} = join "\n", map {
+			s/(binary_upgrade_create_empty_extension\('payment', 'public', false, '[^']*', )'\{[0-9,]*\}'/$1'{oids}'/r
+		} grep {
+			!/^\\(un)?restrict|binary_upgrade_set_next_|relfrozenxid|^WHERE oid = |pg_catalog\.setval\(/
+		} split /\n/, slurp_file("$dir/$d.sql");
+	}
+	cmp_ok(scalar(() = $objects{$fresh} =~ /^ALTER EXTENSION payment ADD /mg), '>=', 20,
+		'the dump lists the extension\'s members');
+	is($objects{$db}, $objects{$fresh}, "$db updated to $version and a fresh $version have the same objects");
 }
 
 # Workers stop (on) or resume (off) draining: a reload, then a second for
