@@ -53,8 +53,48 @@ for my $to (1 .. $minor)
 	ok(-f $script, "$script exists");
 }
 
-like($meta->{prereqs}{runtime}{requires}{PostgreSQL} // '', qr/^15\.\d+\.\d+$/,
-	'requires PostgreSQL 15 or later');
+# The PostgreSQL prerequisite is a version range (meta-spec "Version
+# Ranges": comma-separated clauses, each an operator and a version, a bare
+# version meaning >=).  It must name only the majors built and tested: every
+# 15.x, and neither 14 nor 16.
+sub version_cmp
+{
+	my ($x, $y) = @_;
+	my @x = split /\./, $x;
+	my @y = split /\./, $y;
+	for my $i (0 .. 2)
+	{
+		my $c = ($x[$i] // 0) <=> ($y[$i] // 0);
+		return $c if $c;
+	}
+	return 0;
+}
+
+# undef when the range is not well-formed, else whether $version is in it
+sub in_range
+{
+	my ($range, $version) = @_;
+	my %holds = (
+		'>=' => sub { $_[0] >= 0 },
+		'>' => sub { $_[0] > 0 },
+		'<=' => sub { $_[0] <= 0 },
+		'<' => sub { $_[0] < 0 },
+		'==' => sub { $_[0] == 0 },
+		'!=' => sub { $_[0] != 0 });
+	my $admits = 1;
+	for my $clause (split /,/, $range, -1)
+	{
+		my ($op, $v) = $clause =~ /^\s*(>=|<=|==|!=|>|<)?\s*(\d+\.\d+\.\d+)\s*$/
+		  or return undef;
+		$admits &&= $holds{ $op // '>=' }->(version_cmp($version, $v));
+	}
+	return $admits;
+}
+
+my $pg_range = $meta->{prereqs}{runtime}{requires}{PostgreSQL} // '';
+ok(defined in_range($pg_range, '15.0.0'), "the PostgreSQL prerequisite \"$pg_range\" is a version range");
+ok(in_range($pg_range, $_), "requires PostgreSQL 15: admits $_") for qw(15.0.0 15.4.0 15.99.0);
+ok(!in_range($pg_range, $_), "requires PostgreSQL 15: excludes $_") for qw(14.99.0 16.0.0 16.4.0 17.0.0);
 
 # licence strings the spec knows (section "license")
 my %licenses = map { $_ => 1 }
