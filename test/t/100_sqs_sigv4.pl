@@ -1,4 +1,4 @@
-# The extension's SigV4 signer (src/sigv4.c, called through the library's
+# The extension's SigV4 signer (src/queue/sigv4.c, called through the library's
 # test hook payment_sigv4_test_sign) against AWS's published SigV4 test
 # vectors, test/sqs/sigv4-vectors.json.
 use strict;
