@@ -30,6 +30,7 @@ int			payment_batch_size = 100;
 int			payment_visibility_timeout = 30;
 int			payment_max_receive_count = 3;
 int			payment_max_payload_size = 1024 * 1024;
+int			payment_max_batch_payments = 1000;
 bool		payment_paused = false;
 int			payment_batch_window = 5;
 
@@ -122,6 +123,15 @@ payment_define_settings(void)
 							1024 * 1024, 64, 1024 * 1024,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payment.max_batch_payments",
+							gettext_noop("Most payments accepted in one call of submit_payments."),
+							NULL,
+							&payment_max_batch_payments,
+							1000, 1, 1000000,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 }
 

@@ -24,6 +24,7 @@ extern int	payment_batch_size;
 extern int	payment_visibility_timeout;
 extern int	payment_max_receive_count;
 extern int	payment_max_payload_size;
+extern int	payment_max_batch_payments;
 extern bool payment_paused;
 extern int	payment_batch_window;
 

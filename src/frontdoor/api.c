@@ -4,8 +4,10 @@
  *	  PUT /submit), submit_payments, payment_status (the "secondary
  *	  endpoint"), redrive_dead_letters and the counters behind payment.stats.
  *
- *	  Order of work at the front door: authenticate, validate, authorize the
- *	  payload's user, then hand the payment to the queue backend.
+ *	  Order of work at the front door: authenticate, throttle (each payment
+ *	  of a batch is a call), bound the payload's size before it is rendered,
+ *	  validate, authorize the payload's user, then hand the payment to the
+ *	  queue backend.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -29,6 +31,7 @@
 
 #include "frontdoor/auth.h"
 #include "payment.h"
+#include "schema/payload_size.h"
 #include "schema/payment_schema.h"
 #include "queue/queue.h"
 
@@ -62,18 +65,21 @@ count_submitted(const QueueBackend *backend, int count)
 
 /*
  * Validate one payload for the caller and return it as the queue takes it.
- * Raises 54000 for a payload nested too deep, class 22 for one the schema
- * refuses, and 42501 for another user's.
+ * Raises 54000 for a payload nested too deep, class 22 for one too large or
+ * the schema refuses, and 42501 for another user's.
  */
 static QueuedPayment
 accept_payload(Jsonb *payload, const PaymentCaller *caller)
 {
 	QueuedPayment queued;
 	PaymentFields fields;
-	char	   *body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
+	char	   *body;
 	char	   *user_id;
 
 	payment_defence_check(payload);
+	/* rendering is not bounded by the jsonb's size: bound the text first */
+	payment_check_payload_size(&payload->root, VARSIZE(payload) - VARHDRSZ);
+	body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
 	/* recorded with the message: the store checks it against the same version */
 	queued.schema_version = payment_schema_active_version();
 	payment_check_payload(payload, strlen(body), queued.schema_version);
@@ -166,7 +172,7 @@ submit_payments(PG_FUNCTION_ARGS)
 	MemoryContext payload_context;
 	QueuedPayment accepted;
 
-	payment_authenticate(optional_text(fcinfo, 1), "submit_payments", &caller);
+	payment_identify(optional_text(fcinfo, 1), "submit_payments", &caller);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -178,6 +184,16 @@ submit_payments(PG_FUNCTION_ARGS)
 				 errmsg("payments must be a JSON array of payment objects")));
 
 	count = JB_ROOT_COUNT(payloads);
+	if (count > payment_max_batch_payments)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many payments in one batch"),
+				 errdetail("The batch holds %d payments; the limit is %d.",
+						   count, payment_max_batch_payments),
+				 errhint("Submit the payments in batches of at most %d.",
+						 payment_max_batch_payments)));
+	/* each payment is a call for the rate limits and quotas: all or none */
+	payment_throttle(&caller, count);
 	queued = palloc(sizeof(QueuedPayment) * Max(count, 1));
 	payload_context = AllocSetContextCreate(outer, "submit_payments payload",
 											ALLOCSET_DEFAULT_SIZES);

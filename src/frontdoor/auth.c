@@ -198,39 +198,57 @@ credential_from_headers(const char *header)
 }
 
 static void refuse_throttled(const char *operation, ThrottleResult result,
-							 double wait, const char *key_name) pg_attribute_noreturn();
+							 const ThrottleRefusal *refusal, int calls,
+							 const PaymentCaller *caller) pg_attribute_noreturn();
 static void refuse_credential(const char *operation, const char *reason,
 							  int sqlstate, const char *message,
 							  const char *detail, const char *key_name) pg_attribute_noreturn();
 
 static void
-refuse_throttled(const char *operation, ThrottleResult result, double wait,
-				 const char *key_name)
+refuse_throttled(const char *operation, ThrottleResult result,
+				 const ThrottleRefusal *refusal, int calls,
+				 const PaymentCaller *caller)
 {
-	const char *what = key_name ? "API key" : "server-wide";
+	const char *what = refusal->server ? "server-wide" : "API key";
+	const char *limit = result == THROTTLE_QUOTA ? "quota" : "rate limit";
 
 	if (result == THROTTLE_NO_SLOT)
 	{
-		audit_refusal(operation, "no free throttling slot for the API key", key_name, NULL, NULL);
+		audit_refusal(operation, "no free throttling slot for the API key",
+					  caller->key_name, caller->user_id, NULL);
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYMENT_THROTTLED),
 				 errmsg("too many API keys in use at once"),
 				 errhint("Try again later; an administrator may revoke unused keys."),
 				 errhidestmt(true)));
 	}
-	else
-	{
-		const char *limit = result == THROTTLE_QUOTA ? "quota" : "rate limit";
 
-		audit_refusal(operation, psprintf("%s %s exceeded", what, limit),
-					  key_name, NULL, NULL);
+	audit_refusal(operation, psprintf("%s %s exceeded", what, limit),
+				  caller->key_name, caller->user_id, NULL);
+	if (refusal->retry_after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYMENT_THROTTLED),
+				 errmsg("%s exceeded", limit),
+				 errdetail("The batch counts as %d calls; the %s %s allows at most %d %s.",
+						   calls, what, limit, refusal->most,
+						   result == THROTTLE_QUOTA ? "per period" : "at once"),
+				 errhint("Submit smaller batches."),
+				 errhidestmt(true)));
+	else if (calls > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAYMENT_THROTTLED),
+				 errmsg("%s exceeded", limit),
+				 errdetail("The batch counts as %d calls; the %s %s allows fewer now.",
+						   calls, what, limit),
+				 errhint("Retry after %.3f seconds.", refusal->retry_after),
+				 errhidestmt(true)));
+	else
 		ereport(ERROR,
 				(errcode(ERRCODE_PAYMENT_THROTTLED),
 				 errmsg("%s exceeded", limit),
 				 errdetail("The %s %s allows no more calls now.", what, limit),
-				 errhint("Retry after %.3f seconds.", wait),
+				 errhint("Retry after %.3f seconds.", refusal->retry_after),
 				 errhidestmt(true)));
-	}
 	pg_unreachable();
 }
 
@@ -245,10 +263,34 @@ require_shared_throttling(const char *why)
 				 errhint("Add payment to shared_preload_libraries and restart the server.")));
 }
 
+/*
+ * Refuse a failed authentication.  Failures are counted in a server-wide
+ * bucket of their own (payment.auth_failure_rate_limit), never in the one
+ * of valid callers; once it is empty they get 53400 instead of their own
+ * SQLSTATE.
+ */
 static void
 refuse_credential(const char *operation, const char *reason, int sqlstate,
 				  const char *message, const char *detail, const char *key_name)
 {
+	double		wait;
+
+	if (payment_auth_failure_rate_limit > 0)
+	{
+		require_shared_throttling("payment.auth_failure_rate_limit");
+		if (throttle_auth_failure(&wait) != THROTTLE_OK)
+		{
+			audit_refusal(operation,
+						  psprintf("%s; server-wide failed-authentication rate limit exceeded", reason),
+						  key_name, NULL, NULL);
+			ereport(ERROR,
+					(errcode(ERRCODE_PAYMENT_THROTTLED),
+					 errmsg("too many failed authentications"),
+					 errdetail("The server-wide limit of failed authentications allows no more now."),
+					 errhint("Retry after %.3f seconds.", wait),
+					 errhidestmt(true)));
+		}
+	}
 	audit_refusal(operation, reason, key_name, NULL, NULL);
 	ereport(ERROR,
 			(errcode(sqlstate),
@@ -264,8 +306,6 @@ authenticate_api_key(const char *credential, const char *operation,
 {
 	ApiKey		key;
 	ApiKeyResult result;
-	ThrottleResult throttled;
-	double		wait;
 
 	if (credential == NULL)
 		refuse_credential(operation, "no API key presented",
@@ -281,11 +321,9 @@ authenticate_api_key(const char *credential, const char *operation,
 						  ERRCODE_INVALID_PASSWORD, "invalid API key", NULL,
 						  key.name);
 
-	throttled = throttle_key(key.key_id, &key.limits, &wait);
-	if (throttled != THROTTLE_OK)
-		refuse_throttled(operation, throttled, wait, key.name);
-
 	caller->key_name = key.name;
+	strlcpy(caller->key_id, key.key_id, sizeof(caller->key_id));
+	caller->key_limits = key.limits;
 }
 
 static void
@@ -318,14 +356,11 @@ authenticate_jwt(const char *credential, const char *operation,
 }
 
 void
-payment_authenticate(const char *credential, const char *operation,
-					 PaymentCaller *caller)
+payment_identify(const char *credential, const char *operation,
+				 PaymentCaller *caller)
 {
-	ThrottleResult throttled;
-	double		wait;
-
-	caller->user_id = NULL;
-	caller->key_name = NULL;
+	memset(caller, 0, sizeof(*caller));
+	caller->key_limits.quota_limit = -1;	/* no key, no limits of its own */
 	current_operation = operation;
 	if (!xact_callback_registered)
 	{
@@ -334,15 +369,6 @@ payment_authenticate(const char *credential, const char *operation,
 	}
 	if (credential != NULL)
 		credential_in_statement = true;
-
-	/* like stage throttling, the server-wide limit counts every call */
-	if (payment_rate_limit > 0)
-	{
-		require_shared_throttling("payment.rate_limit");
-		throttled = throttle_server(&wait);
-		if (throttled != THROTTLE_OK)
-			refuse_throttled(operation, throttled, wait, NULL);
-	}
 
 	switch ((AuthMode) payment_auth_mode)
 	{
@@ -359,7 +385,31 @@ payment_authenticate(const char *credential, const char *operation,
 							 operation, caller);
 			break;
 	}
+}
+
+void
+payment_throttle(const PaymentCaller *caller, int calls)
+{
+	ThrottleResult result;
+	ThrottleRefusal refusal;
+
+	calls = Max(calls, 1);
+	/* only authenticated calls get here: failures cannot use up this limit */
+	if (payment_rate_limit > 0)
+		require_shared_throttling("payment.rate_limit");
+	result = throttle_calls(caller->key_id[0] != '\0' ? caller->key_id : NULL,
+							&caller->key_limits, calls, &refusal);
+	if (result != THROTTLE_OK)
+		refuse_throttled(current_operation, result, &refusal, calls, caller);
 	noted_payment_id[0] = '\0';
+}
+
+void
+payment_authenticate(const char *credential, const char *operation,
+					 PaymentCaller *caller)
+{
+	payment_identify(credential, operation, caller);
+	payment_throttle(caller, 1);
 }
 
 /*

@@ -9,10 +9,15 @@
 
 #include "utils/jsonb.h"
 
+#include "frontdoor/throttle.h"
+
 typedef struct PaymentCaller
 {
 	char	   *user_id;		/* user the credential speaks for, or NULL */
 	char	   *key_name;		/* API key name, or NULL */
+	/* for throttling: the API key's public id ("" if none) and its limits */
+	char		key_id[THROTTLE_KEY_LEN + 1];
+	ThrottleLimits key_limits;
 } PaymentCaller;
 
 /* define settings; called from _PG_init */
@@ -34,12 +39,30 @@ extern void payment_auth_shmem_startup(void);
 extern void payment_audit_note_payment(const char *payment_id);
 
 /*
- * Authenticate (and throttle) the caller of an entry point before any other
- * work.  credential may be NULL.  Raises an ERROR of class 28 when
- * authentication fails; fills *caller on success.
+ * Authenticate and throttle the caller of an entry point, as one call,
+ * before any other work.  credential may be NULL.  Raises an ERROR of class
+ * 28 when authentication fails (53400 once failures exceed
+ * payment.auth_failure_rate_limit), 53400 when throttled; fills *caller on
+ * success.  Same as payment_identify then payment_throttle(caller, 1).
  */
 extern void payment_authenticate(const char *credential, const char *operation,
 								 PaymentCaller *caller);
+
+/*
+ * The two halves of payment_authenticate, for an entry point that counts as
+ * several calls (submit_payments: one per payment) and checks its argument
+ * in between.  Every successful payment_identify must be followed by
+ * payment_throttle before the call does any work.
+ */
+extern void payment_identify(const char *credential, const char *operation,
+							 PaymentCaller *caller);
+
+/*
+ * Take `calls` calls (at least 1) from the server-wide limit and the API
+ * key's bucket and quota, all or none; raises 53400 when any of them
+ * cannot allow them all now.
+ */
+extern void payment_throttle(const PaymentCaller *caller, int calls);
 
 /*
  * Allow the caller to act for user_id (the payload's userId, or the owner

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * throttle.h
  *	  Token-bucket throttling and quotas shared by all backends
- *	  (server-wide limit and per-API-key limits).
+ *	  (server-wide limit, per-API-key limits, and the server-wide limit of
+ *	  failed authentications).
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_THROTTLE_H
@@ -26,18 +27,33 @@ typedef enum ThrottleResult
 	THROTTLE_NO_SLOT			/* more keys in use than slots */
 } ThrottleResult;
 
+/* why throttle_calls refused */
+typedef struct ThrottleRefusal
+{
+	bool		server;			/* the server-wide limit refused, else the key's */
+	double		retry_after;	/* seconds; < 0: never, more calls than the limit allows at once */
+	int			most;			/* when never: the most calls the limit allows at once */
+} ThrottleRefusal;
+
 extern double payment_rate_limit;
 extern int	payment_burst_limit;
+extern double payment_auth_failure_rate_limit;
+extern int	payment_auth_failure_burst_limit;
 
 extern void throttle_define_settings(void);
 extern Size throttle_shmem_size(void);
 extern void throttle_shmem_startup(void);
 extern bool throttle_available(void);
 
-/* On a refusal, *retry_after is the number of seconds to wait. */
-extern ThrottleResult throttle_server(double *retry_after);
-extern ThrottleResult throttle_key(const char *key_id,
-								   const ThrottleLimits *limits,
-								   double *retry_after);
+/*
+ * Take `calls` (>= 1) calls of an authenticated caller from the server-wide
+ * limit and, when key_id is not NULL, from that key's limits: all or nothing.
+ */
+extern ThrottleResult throttle_calls(const char *key_id,
+									 const ThrottleLimits *limits, int calls,
+									 ThrottleRefusal *refusal);
+
+/* Count a failed authentication; on THROTTLE_RATE, *retry_after is the wait. */
+extern ThrottleResult throttle_auth_failure(double *retry_after);
 
 #endif							/* PAYMENT_THROTTLE_H */

@@ -36,6 +36,7 @@
 
 #include "common/json_util.h"
 #include "payment.h"
+#include "schema/payload_size.h"
 #include "schema/payment_schema.h"
 
 /* The reference Payment model (draft-04), as the reference API enforced it. */
@@ -386,19 +387,15 @@ payment_validate(Jsonb *payload, char **problems)
 /*
  * Size limit and schema check of a submitted payload against the given
  * schema version (from payment_schema_active_version()); raises class 22.
+ * text_length is that of the rendered text, whose size was bounded before
+ * rendering with payment_check_payload_size.
  */
 void
 payment_check_payload(Jsonb *payload, Size text_length, int version)
 {
 	char	   *problems;
 
-	if (text_length > (Size) payment_max_payload_size)
-		ereport(ERROR,
-				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-				 errmsg("payment payload is too large"),
-				 errdetail("The payload is %zu bytes as JSON text; the limit is %d bytes.",
-						   text_length, payment_max_payload_size),
-				 errhint("See the setting payment.max_payload_size.")));
+	payment_check_text_size(text_length);
 
 	if (!payment_validate_version(payload, version, &problems))
 		ereport(ERROR,

@@ -1,7 +1,8 @@
 # API-key front door: keys created and revoked with SQL, stored only as
 # hashes; wrong, unknown and revoked keys refused (28P01/28000); per-key
 # token buckets and quotas shared by all backends (53400 with a retry hint);
-# the server-wide limit; fail closed without shared_preload_libraries.
+# the server-wide limit, charged only after authentication; the limit of
+# failed authentications; fail closed without shared_preload_libraries.
 use strict;
 use warnings;
 use FindBin;
@@ -105,6 +106,42 @@ $node->append_conf('postgresql.conf', "payment.rate_limit = 0\n");
 $node->reload;
 is(sqlstate($node, submit($key)), 'ok', 'limit off again after reload');
 
+# failed authentications do not take the server-wide calls (issue 18): 30
+# made-up keys, then the full burst of valid calls still passes
+my $garbage = 'pay_0123456789abcdef.' . ('G' x 43);
+$node->append_conf('postgresql.conf', "payment.rate_limit = 5\npayment.burst_limit = 0\n");
+$node->reload;
+$node->poll_query_until('postgres', 'SHOW payment.rate_limit', '5') or die 'rate_limit not reloaded';
+is($node->safe_psql('postgres', qq{$try_fn
+SELECT pg_sleep(1.1);  -- the bucket, emptied above, fills at 5/s
+SELECT string_agg(pg_temp.try('$garbage'), ' ' ORDER BY i) FROM generate_series(1, 30) i;
+SELECT string_agg(pg_temp.try('$key'), ' ' ORDER BY i) FROM generate_series(1, 5) i;}),
+	"\n" . join(' ', ('28P01') x 30) . "\nok ok ok ok ok",
+	'30 made-up keys, then 5 valid calls under rate_limit = 5: all 5 pass');
+
+# failed authentications are limited on their own
+$node->append_conf('postgresql.conf',
+	"payment.rate_limit = 0\npayment.auth_failure_rate_limit = 0.01\npayment.auth_failure_burst_limit = 3\n");
+$node->reload;
+$node->poll_query_until('postgres', 'SHOW payment.auth_failure_burst_limit', '3') or die 'not reloaded';
+is($node->safe_psql('postgres', qq{$try_fn
+SELECT string_agg(pg_temp.try('$garbage'), ' ' ORDER BY i) FROM generate_series(1, 5) i;
+SELECT pg_temp.try('$key');
+SELECT pg_temp.try(NULL);
+SELECT pg_temp.try('$wrong');}),
+	"28P01 28P01 28P01 53400 53400\nok\n53400\n53400",
+	'failure burst of 3, then failures refused with 53400; the valid key passes');
+($state, $out, $err) = sqlstate($node, submit('hunter2'));
+like($err, qr/ERROR:  53400: too many failed authentications\nDETAIL:  The server-wide limit of failed authentications allows no more now\.\nHINT:  Retry after \d+\.\d+ seconds\./,
+	'the refusal says why and when to retry');
+is(sqlstate($node, submit($key)), 'ok', 'valid callers are not affected');
+is(sqlstate($node, "SET payment.auth_failure_rate_limit = 0"), '55P02',
+	'the failure limit is not a session setting');
+$node->append_conf('postgresql.conf', "payment.auth_failure_rate_limit = 0\n");
+$node->reload;
+$node->poll_query_until('postgres', 'SHOW payment.auth_failure_rate_limit', '0') or die 'not reloaded';
+is(sqlstate($node, submit($garbage)), '28P01', 'failure limit off: 28P01 again');
+
 # audit lines, and no key material in the log
 my $log = slurp_file($node->logfile);
 like($log, qr/refused submit_payment by role "postgres", API key "partner"(, payment "[^"]*")?: wrong API key secret/, 'wrong secret audited');
@@ -112,6 +149,10 @@ like($log, qr/refused submit_payment by role "postgres", API key "leaver"(, paym
 like($log, qr/refused submit_payment by role "postgres", API key "tight"(, payment "[^"]*")?: API key rate limit exceeded/, 'throttling audited');
 like($log, qr/refused submit_payment by role "postgres", API key "quota3"(, payment "[^"]*")?: API key quota exceeded/, 'quota audited');
 like($log, qr/refused submit_payment by role "postgres"(, payment "[^"]*")?: no API key presented/, 'missing key audited');
+like($log, qr/refused submit_payment by role "postgres"(, payment "[^"]*")?: unknown API key; server-wide failed-authentication rate limit exceeded/,
+	'a failure refused by the failure limit audited');
+like($log, qr/refused submit_payment by role "postgres"(, payment "[^"]*")?: no API key presented; server-wide failed-authentication rate limit exceeded/,
+	'a missing key counts as a failure');
 for my $k ($key, $wrong, $revoked, $tight, $shared, $quota)
 {
 	my $s = (split /\./, $k)[1];
