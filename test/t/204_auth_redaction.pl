@@ -70,25 +70,25 @@ sub no_secret_in_logs
 
 my $doc = payload($user);
 my %shapes = (
-	'bad JSON literal' => [ qq{SELECT submit_payment('{"x"', '$key')}, '22P02' ],
-	'bad uuid literal' => [ qq{SELECT payment_status('not-a-uuid', '$key')}, '22P02' ],
-	'wrong argument type' => [ qq{SELECT payment_status(42, '$key')}, '42883' ],
-	'no EXECUTE privilege' => [ qq{SELECT submit_payment('$doc', '$key')}, '42501', 'nobody' ],
-	'syntax error' => [ qq{SELECT submit_payment('$doc', '$key'}, '42601' ],
-	'unterminated literal' => [ qq{SELECT submit_payment('$doc', '$key)}, '42601' ],
-	'key as the payload' => [ qq{SELECT submit_payment('$key')}, '22P02' ],
-	'key as the payment id' => [ qq{SELECT payment_status('$key', NULL)}, '22P02' ],
-	'key as the payment id, E string' => [ qq{SELECT payment_status(E'$key', NULL)}, '22P02' ],
-	'key unquoted' => [ qq{SELECT submit_payment('$doc', $key)}, '42P01|42601' ],
-	'key in a comment' => [ qq{SELECT submit_payment('$doc', NULL) -- $key}, '28000' ],
-	'upper case, cast' => [ qq{SELECT PAYMENT_STATUS('$key'::uuid)}, '22P02' ],
-	'key in bad request.headers' => [ qq{SET request.headers = '{"x-api-key": "$key"'; SELECT submit_payment('$doc')}, '28000' ],
-	'wrong key, refused in the call' => [ qq{SELECT submit_payment('$doc', '$wrong')}, '28P01' ],
-	'valid key' => [ qq{SELECT submit_payment('$doc', '$key')}, 'ok' ],
-	'valid key, dollar quotes' => [ qq{SELECT submit_payment(\$\$$doc\$\$, \$k\$$key\$k\$)}, 'ok' ],
-	'valid key in request.headers' => [ qq{SET request.headers = '{"x-api-key": "$key"}'; SELECT submit_payment('$doc')}, 'ok' ],
-	'prepared, then EXECUTE' => [ qq{PREPARE p(jsonb, text) AS SELECT submit_payment(\$1, \$2); EXECUTE p('$doc', '$key')}, 'ok' ],
-	'prepared, then EXECUTE with a bad payload' => [ qq{PREPARE p(jsonb, text) AS SELECT submit_payment(\$1, \$2); EXECUTE p('{"x"', '$key')}, '22P02' ],
+	'bad JSON literal' => [ qq~SELECT submit_payment('{"x"', '$key')~, '22P02' ],
+	'bad uuid literal' => [ qq~SELECT payment_status('not-a-uuid', '$key')~, '22P02' ],
+	'wrong argument type' => [ qq~SELECT payment_status(42, '$key')~, '42883' ],
+	'no EXECUTE privilege' => [ qq~SELECT submit_payment('$doc', '$key')~, '42501', 'nobody' ],
+	'syntax error' => [ qq~SELECT submit_payment('$doc', '$key'~, '42601' ],
+	'unterminated literal' => [ qq~SELECT submit_payment('$doc', '$key)~, '42601' ],
+	'key as the payload' => [ qq~SELECT submit_payment('$key')~, '22P02' ],
+	'key as the payment id' => [ qq~SELECT payment_status('$key', NULL)~, '22P02' ],
+	'key as the payment id, E string' => [ qq~SELECT payment_status(E'$key', NULL)~, '22P02' ],
+	'key unquoted' => [ qq~SELECT submit_payment('$doc', $key)~, '42P01|42601' ],
+	'key in a comment' => [ qq~SELECT submit_payment('$doc', NULL) -- $key~, '28000' ],
+	'upper case, cast' => [ qq~SELECT PAYMENT_STATUS('$key'::uuid)~, '22P02' ],
+	'key in bad request.headers' => [ qq~SET request.headers = '{"x-api-key": "$key"'; SELECT submit_payment('$doc')~, '28000' ],
+	'wrong key, refused in the call' => [ qq~SELECT submit_payment('$doc', '$wrong')~, '28P01' ],
+	'valid key' => [ qq~SELECT submit_payment('$doc', '$key')~, 'ok' ],
+	'valid key, dollar quotes' => [ qq~SELECT submit_payment(\$\$$doc\$\$, \$k\$$key\$k\$)~, 'ok' ],
+	'valid key in request.headers' => [ qq~SET request.headers = '{"x-api-key": "$key"}'; SELECT submit_payment('$doc')~, 'ok' ],
+	'prepared, then EXECUTE' => [ qq~PREPARE p(jsonb, text) AS SELECT submit_payment(\$1, \$2); EXECUTE p('$doc', '$key')~, 'ok' ],
+	'prepared, then EXECUTE with a bad payload' => [ qq~PREPARE p(jsonb, text) AS SELECT submit_payment(\$1, \$2); EXECUTE p('{"x"', '$key')~, '22P02' ],
 );
 
 sub run_shapes
@@ -106,7 +106,7 @@ run_shapes('log_statement = all');
 # psql sends a script statement by statement, -c all at once
 my ($ret) = $node->psql('postgres', '', extra_params => [ '-c', qq{SELECT 1; SELECT payment_status('$key', NULL)} ]);
 isnt($ret, 0, 'one message of two statements, the second failing before the call');
-my ($state, $out, $err) = sqlstate($node, qq{SELECT submit_payment('$doc', '$wrong')});
+my ($state, $out, $err) = sqlstate($node, qq~SELECT submit_payment('$doc', '$wrong')~);
 like($err, qr/ERROR:  28P01: invalid API key/, 'a refusal in the call keeps its message for the client');
 
 # extended protocol: the key is a bind parameter (pgbench -M extended)
