@@ -35,6 +35,7 @@
 #include "access/xact.h"
 #include "commands/prepare.h"
 #include "executor/executor.h"
+#include "miscadmin.h"
 #include "parser/analyze.h"
 #include "parser/parser.h"
 #include "tcop/tcopprot.h"
@@ -116,6 +117,18 @@ static inline bool
 hex_byte(unsigned char c)
 {
 	return IS_DIGIT(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/*
+ * Only a client backend keeps a masked copy in debug_query_string: it alone
+ * sets debug_query_string for each message and resets it after, so that the
+ * text a copy masks is known to be alive while the copy is in use.  Other
+ * processes (parallel workers) mask each line and their activity afresh.
+ */
+static inline bool
+keeps_copy(void)
+{
+	return MyBackendType == B_BACKEND;
 }
 
 static inline bool
@@ -263,7 +276,7 @@ next_region(const char *s, size_t len, size_t *pos, Region *r)
 				}
 			}
 			*pos = j < len ? j + 1 : len;
-			if (!plain_identifier(s + i + 1, j - i - 1))
+			if (j > i + 1 && !plain_identifier(s + i + 1, j - i - 1))
 			{
 				r->start = i + 1;
 				r->end = j;
@@ -520,7 +533,7 @@ install_masked(const char *original)
  * writes it, so the state, its timestamps and the query id are left alone.
  */
 static void
-show_masked_activity(const char *original)
+show_masked_activity(const char *original, const char *masked)
 {
 	volatile PgBackendStatus *beentry = MyBEEntry;
 	size_t		limit;
@@ -532,9 +545,9 @@ show_masked_activity(const char *original)
 	limit = pgstat_track_activity_query_size - 1;
 	if (strncmp((const char *) beentry->st_activity_raw, original, limit) != 0)
 		return;
-	len = strnlen(masked_text, limit);
+	len = strnlen(masked, limit);
 	PGSTAT_BEGIN_WRITE_ACTIVITY(beentry);
-	memcpy((char *) beentry->st_activity_raw, masked_text, len);
+	memcpy((char *) beentry->st_activity_raw, masked, len);
 	beentry->st_activity_raw[len] = '\0';
 	PGSTAT_END_WRITE_ACTIVITY(beentry);
 }
@@ -792,6 +805,8 @@ mask_log_line(ErrorData *edata, const char *stmt)
 {
 	const char *original = stmt;
 	const char *shown = NULL;	/* what stands for the statement in a line */
+	char	   *transient = NULL;
+	bool		failed;
 	bool		embedded = false;
 
 	edata->hide_ctx = true;
@@ -800,12 +815,19 @@ mask_log_line(ErrorData *edata, const char *stmt)
 		original = masked_original;
 		shown = masked_text;
 	}
+	else if (!keeps_copy())
+	{
+		/* STATEMENT shows debug_query_string, which stays unmasked here */
+		edata->hide_stmt = true;
+		transient = mask_sql(stmt, CurrentMemoryContext, &failed);
+		shown = transient ? transient : failed ? MASK : NULL;
+	}
 	else
 	{
 		switch (install_masked(stmt))
 		{
 			case MASK_INSTALLED:
-				show_masked_activity(original);
+				show_masked_activity(original, masked_text);
 				shown = masked_text;
 				break;
 			case MASK_NOTHING:
@@ -837,6 +859,8 @@ mask_log_line(ErrorData *edata, const char *stmt)
 		if (edata->internalquery != NULL)
 			scrub_field(&edata->internalquery, original);
 	}
+	if (transient)
+		pfree(transient);
 }
 
 static void
@@ -880,6 +904,22 @@ mask_top_level_statement(const char *text)
 
 	if (text == NULL || message_text == NULL)
 		return;
+	if (!keeps_copy())
+	{
+		/* a parallel worker: its activity shows the leader's text */
+		if (same_text(text, message_text) && statement_is_sensitive(message_text))
+		{
+			bool		failed;
+			char	   *copy = mask_sql(message_text, CurrentMemoryContext, &failed);
+
+			if (copy)
+			{
+				show_masked_activity(message_text, copy);
+				pfree(copy);
+			}
+		}
+		return;
+	}
 	if (is_masked(message_text))
 	{
 		/* another statement of the same message */
@@ -899,7 +939,7 @@ mask_top_level_statement(const char *text)
 	}
 	/* the message's text, which lives as long as debug_query_string uses it */
 	if (statement_is_sensitive(message_text) && install_masked(message_text) == MASK_INSTALLED)
-		show_masked_activity(message_text);
+		show_masked_activity(message_text, masked_text);
 }
 
 static void
