@@ -63,15 +63,18 @@ static ExecutorStart_hook_type prev_ExecutorStart_hook = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun_hook = NULL;
 
 /*
- * The masked copy of the current statement, in TopMemoryContext, and the
- * text it masks.  masked_original is valid only while debug_query_string ==
- * masked_text: PostgreSQL points debug_query_string elsewhere when the
- * message that carried the statement is done, and that text lives as long
- * as the message.  A copy is freed only when debug_query_string no longer
- * points at it.
+ * The masked copy of the last statement masked and a copy of its text, in
+ * TopMemoryContext.  PostgreSQL points debug_query_string at each message's
+ * text; while it points at masked_text instead, that message's text is
+ * masked_source.  The copies are freed only when debug_query_string does
+ * not point at masked_text, and are kept for the next message of the same
+ * text (a prepared statement run again), unless they are large.
  */
 static char *masked_text = NULL;
-static const char *masked_original = NULL;
+static char *masked_source = NULL;
+
+/* copies of longer statements are not kept past their message */
+#define MASK_KEEP_MAX 16384
 
 /*
  * The last decision whether a statement names the front door, so that a
@@ -211,6 +214,12 @@ plain_identifier(const char *s, size_t len)
 	return true;
 }
 
+/* bytes at which next_region may find something: quotes, comments, credentials */
+static const bool sql_special[256] = {
+	['\''] = true, ['"'] = true, ['$'] = true, ['-'] = true, ['/'] = true,
+	['p'] = true, ['e'] = true,
+};
+
 /*
  * The next part of an SQL text s (NUL-terminated, len bytes) to mask, at or
  * after *pos: the contents of a string constant (E'' strings and, with
@@ -232,9 +241,15 @@ next_region(const char *s, size_t len, size_t *pos, Region *r)
 	while (i < len)
 	{
 		unsigned char c = s[i];
-		unsigned char prev = i > 0 ? s[i - 1] : ' ';
+		unsigned char prev;
 		size_t		j;
 
+		if (!sql_special[c])
+		{
+			i++;
+			continue;
+		}
+		prev = i > 0 ? s[i - 1] : ' ';
 		if (c == '\'')
 		{
 			bool		backslash = !standard_conforming_strings ||
@@ -242,6 +257,14 @@ next_region(const char *s, size_t len, size_t *pos, Region *r)
 
 			for (j = i + 1; j < len; j++)
 			{
+				if (!backslash)
+				{
+					const char *q = memchr(s + j, '\'', len - j);
+
+					j = q ? (size_t) (q - s) : len;
+					if (j == len)
+						break;
+				}
 				if (backslash && s[j] == '\\')
 					j++;
 				else if (s[j] == '\'')
@@ -415,6 +438,12 @@ mask_sql(const char *text, MemoryContext cxt, bool *failed)
 
 static bool names_frontdoor(const char *text, bool follow_execute);
 
+/* first letters of the names names_frontdoor looks for */
+static const bool name_start[256] = {
+	['s'] = true, ['S'] = true, ['p'] = true, ['P'] = true,
+	['r'] = true, ['R'] = true, ['e'] = true, ['E'] = true,
+};
+
 /*
  * Whether s names a prepared statement (EXECUTE name) whose text names the
  * front door; s points just past the keyword.
@@ -456,22 +485,28 @@ names_frontdoor(const char *text, bool follow_execute)
 {
 	for (const char *s = text; *s; s++)
 	{
+		unsigned char second;
+
+		if (!name_start[(unsigned char) *s])
+			continue;
+		/* the second letter rules out most keywords without a call */
+		second = (unsigned char) s[1] | 0x20;
 		switch ((unsigned char) *s | 0x20)
 		{
 			case 's':
-				if (pg_strncasecmp(s, "submit_payment", 14) == 0)
+				if (second == 'u' && pg_strncasecmp(s, "submit_payment", 14) == 0)
 					return true;
 				break;
 			case 'p':
-				if (pg_strncasecmp(s, "payment_status", 14) == 0)
+				if (second == 'a' && pg_strncasecmp(s, "payment_status", 14) == 0)
 					return true;
 				break;
 			case 'r':
-				if (pg_strncasecmp(s, "request.headers", 15) == 0)
+				if (second == 'e' && pg_strncasecmp(s, "request.headers", 15) == 0)
 					return true;
 				break;
 			case 'e':
-				if (follow_execute && pg_strncasecmp(s, "execute", 7) == 0 &&
+				if (follow_execute && second == 'x' && pg_strncasecmp(s, "execute", 7) == 0 &&
 					(s == text || !ident_byte(s[-1])) && !ident_byte(s[7]) &&
 					executes_frontdoor(s + 7))
 					return true;
@@ -506,23 +541,55 @@ typedef enum MaskResult
 	MASK_FAILED					/* out of memory */
 } MaskResult;
 
+/* drop the copies; debug_query_string must not point at masked_text */
+static void
+forget_masked(void)
+{
+	if (masked_text != NULL)
+	{
+		pfree(masked_text);
+		pfree(masked_source);
+		masked_text = masked_source = NULL;
+	}
+}
+
+/* whether the copies are those of text: then it names the front door */
+static inline bool
+masked_copy_of(const char *text)
+{
+	return masked_source != NULL && strcmp(text, masked_source) == 0;
+}
+
 /*
  * Point debug_query_string, now original, at a masked copy of original.
- * Callers have checked that debug_query_string is not the current copy,
- * which can therefore go.
+ * Callers have checked that debug_query_string is not masked_text, which
+ * can therefore go.
  */
 static MaskResult
 install_masked(const char *original)
 {
 	bool		failed;
-	char	   *copy = mask_sql(original, TopMemoryContext, &failed);
+	char	   *copy;
+	char	   *source;
 
+	if (masked_copy_of(original))
+	{
+		debug_query_string = masked_text;
+		return MASK_INSTALLED;
+	}
+	copy = mask_sql(original, TopMemoryContext, &failed);
 	if (copy == NULL)
 		return failed ? MASK_FAILED : MASK_NOTHING;
-	if (masked_text != NULL)
-		pfree(masked_text);
+	source = alloc_no_oom(TopMemoryContext, strlen(original) + 1);
+	if (source == NULL)
+	{
+		pfree(copy);
+		return MASK_FAILED;
+	}
+	strcpy(source, original);
+	forget_masked();
 	masked_text = copy;
-	masked_original = original;
+	masked_source = source;
 	debug_query_string = masked_text;
 	return MASK_INSTALLED;
 }
@@ -812,7 +879,7 @@ mask_log_line(ErrorData *edata, const char *stmt)
 	edata->hide_ctx = true;
 	if (is_masked(stmt))
 	{
-		original = masked_original;
+		original = masked_source;
 		shown = masked_text;
 	}
 	else if (!keeps_copy())
@@ -923,23 +990,24 @@ mask_top_level_statement(const char *text)
 	if (is_masked(message_text))
 	{
 		/* another statement of the same message */
-		if (same_text(text, masked_original))
+		if (same_text(text, masked_source))
 			call_ran = false;
 		return;
 	}
 	if (!same_text(text, message_text))
 		return;					/* nested: SPI, a function body */
 	call_ran = false;
-	if (masked_text != NULL)
+	if (masked_copy_of(message_text))
+		debug_query_string = masked_text;	/* a prepared statement run again */
+	else
 	{
-		/* an earlier statement's; debug_query_string has moved on */
-		pfree(masked_text);
-		masked_text = NULL;
-		masked_original = NULL;
+		if (masked_source != NULL && strlen(masked_source) > MASK_KEEP_MAX)
+			forget_masked();
+		if (!statement_is_sensitive(message_text) ||
+			install_masked(message_text) != MASK_INSTALLED)
+			return;
 	}
-	/* the message's text, which lives as long as debug_query_string uses it */
-	if (statement_is_sensitive(message_text) && install_masked(message_text) == MASK_INSTALLED)
-		show_masked_activity(message_text, masked_text);
+	show_masked_activity(message_text, masked_text);
 }
 
 static void
