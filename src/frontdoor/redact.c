@@ -11,18 +11,22 @@
  *	  protocol execute, messages that echo a literal ("invalid input syntax
  *	  for type uuid: ..."), the error context, and pg_stat_activity.query.
  *
- *	  Such a statement gets a masked copy: the contents of every string,
- *	  dollar-quoted string, comment and unusual quoted identifier, and every
- *	  bare word shaped like an API key or a JWT, become ***.
- *	  debug_query_string points at the copy (so STATEMENT lines and the query
- *	  field of csvlog and jsonlog show it) and pg_stat_activity is given it,
- *	  from parse analysis, executor start and run (a prepared statement run
- *	  again) or the statement's first log line on, whichever comes first.  Each log
- *	  line of the statement is masked in the emit_log_hook: the embedded
- *	  statement text and parameter values replaced, the context hidden, and,
- *	  until an entry point has started, whatever the statement's masked
- *	  parts would show (an echoed literal) replaced too.  An entry point's
- *	  own lines keep their messages: they never hold the credential.
+ *	  Such a statement (or an EXECUTE of a prepared one) gets a masked copy:
+ *	  the contents of every string, dollar-quoted string, comment and unusual
+ *	  quoted identifier, and every bare word shaped like an API key or a JWT,
+ *	  become ***.  debug_query_string points at the copy (so STATEMENT lines
+ *	  and the query field of csvlog and jsonlog show it), and so does
+ *	  pg_stat_activity, from whichever comes first of parse analysis,
+ *	  executor start and run (a prepared statement run again) and the
+ *	  statement's first log line.  The emit_log_hook masks each log line of
+ *	  the statement: the embedded statement text and the bind parameter
+ *	  values replaced, the context hidden, and, until an entry point has
+ *	  started, whatever the statement's masked parts would show (an echoed
+ *	  literal) replaced too.  An entry point's own lines keep their messages:
+ *	  they never hold the credential.  PostgreSQL sends the client the same
+ *	  ErrorData, so an error it raised before the call reaches the client
+ *	  masked as well (elog.c calls changing edata other than output_to_server
+ *	  unsupported; PostgreSQL 15 prints the fields after the hook returns).
  *
  *	  The emit_log_hook runs inside error reporting and must not fail: the
  *	  scanner below is a plain loop that accepts any input (an unterminated
