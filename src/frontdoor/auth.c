@@ -7,7 +7,7 @@
  *
  *	  Clients learn only what they can act on; the server log gets the
  *	  reason (never the credential) with the statement hidden, because the
- *	  statement may carry the credential.
+ *	  statement may carry the credential (redact.c masks it elsewhere).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -23,6 +23,7 @@
 #include "frontdoor/auth.h"
 #include "frontdoor/jwks.h"
 #include "frontdoor/jwt.h"
+#include "frontdoor/redact.h"
 #include "frontdoor/throttle.h"
 
 /* the SQLSTATE of every throttling and quota refusal (documented) */
@@ -48,41 +49,18 @@ static int	payment_max_json_depth = 8;
 /* entry point being authenticated, for audit lines written later */
 static const char *current_operation = "a call";
 
-/*
- * Set while the current transaction ran an entry point with a credential
- * argument: the statement text then holds a secret, so no log line of this
- * transaction may show the statement or its context.
- */
-static bool credential_in_statement = false;
-
 /* payment id noted by the entry point before authentication, or "" */
 static char noted_payment_id[65] = "";
 
 static bool xact_callback_registered = false;
-static emit_log_hook_type prev_emit_log_hook = NULL;
 
-static void
-hide_credential_statement(ErrorData *edata)
-{
-	if (credential_in_statement)
-	{
-		edata->hide_stmt = true;
-		edata->hide_ctx = true;
-	}
-	if (prev_emit_log_hook)
-		prev_emit_log_hook(edata);
-}
-
-/* at the end of the transaction the statement and its payment are done */
+/* at the end of the transaction its payment is done */
 static void
 forget_credential(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-	{
-		credential_in_statement = false;
 		noted_payment_id[0] = '\0';
-	}
 }
 
 void
@@ -111,8 +89,7 @@ payment_auth_init(void)
 	jwks_define_settings();
 	throttle_define_settings();
 
-	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = hide_credential_statement;
+	redact_install_hooks();
 }
 
 Size
@@ -367,8 +344,7 @@ payment_identify(const char *credential, const char *operation,
 		RegisterXactCallback(forget_credential, NULL);
 		xact_callback_registered = true;
 	}
-	if (credential != NULL)
-		credential_in_statement = true;
+	redact_note_call(credential != NULL);
 
 	switch ((AuthMode) payment_auth_mode)
 	{
