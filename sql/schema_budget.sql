@@ -63,6 +63,18 @@ SELECT t.* FROM test.try($$INSERT INTO payment.schemas (schema, created_by, acti
 INSERT INTO payment.schemas (schema, created_by, comment) VALUES (test.exponential(30), current_user, 'inactive');
 SELECT t.* FROM test.try($$UPDATE payment.schemas SET active = true WHERE comment = 'inactive'$$) t;
 SELECT comment, active FROM payment.schemas WHERE comment IN ('2^16', 'inactive') ORDER BY version;
+-- a stored version made too expensive behind the trigger's back is refused
+-- when it is compiled for use, call after call (a version that failed to
+-- compile used to leave an empty cache slot, and the next call crashed)
+SELECT set_payment_schema('{"required": ["paymentId", "userId"]}', 'to be replaced') > 0 AS accepted;
+SELECT validate_payment(test.payload()) ->> 'valid' AS compiled;
+ALTER TABLE payment.schemas DISABLE TRIGGER schemas_changed;
+UPDATE payment.schemas SET schema = test.exponential(30) WHERE active;
+ALTER TABLE payment.schemas ENABLE TRIGGER schemas_changed;
+SELECT t.* FROM test.try($$SELECT validate_payment(test.payload())$$) t;
+SELECT t.* FROM test.try($$SELECT validate_payment(test.payload())$$) t;
+SELECT t.* FROM test.try($$SELECT submit_payment(test.fresh())$$) t;
+UPDATE payment.schemas SET active = false WHERE active;
 -- a realistic team schema is far below the limit and validates as before
 SELECT set_payment_schema('{
   "type": "object",
