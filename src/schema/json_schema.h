@@ -150,9 +150,11 @@ extern void json_schema_free(JsonSchema *schema);
 /* validate.c */
 extern bool json_schema_validate(JsonSchema *schema, Jsonb *document,
 								 JsonSchemaResult *result);
+extern bool json_number_is_integer(Numeric n);
+
+/* equality.c */
 extern bool json_values_equal(JsonbValue *a, JsonbValue *b);
 extern Jsonb *json_value_to_jsonb(JsonbValue *v);
-extern bool json_number_is_integer(Numeric n);
 
 /* budget.c */
 extern PGDLLIMPORT int json_schema_max_validation_steps;
