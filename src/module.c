@@ -21,6 +21,7 @@
 #include "frontdoor/auth.h"
 #include "payment.h"
 #include "queue/queue.h"
+#include "schema/json_schema.h"
 
 PG_MODULE_MAGIC;
 
@@ -60,6 +61,7 @@ _PG_init(void)
 	http_define_settings();
 	payment_auth_init();
 	queue_define_settings();
+	json_schema_define_settings();
 
 	/*
 	 * Only after every payment.* setting is defined: reserving the prefix

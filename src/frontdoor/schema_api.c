@@ -128,7 +128,9 @@ payment_schema_from_openapi(PG_FUNCTION_ARGS)
 /*
  * Statement trigger on payment.schemas: a change made by hand (say, an
  * operator re-activating an older version) reaches every backend's cached
- * active version at commit, as set_payment_schema's does.
+ * active version at commit, as set_payment_schema's does.  An insert or
+ * update that leaves an active version that does not compile, or that is
+ * too expensive to apply (54001), is refused.
  */
 Datum
 payment_schemas_changed(PG_FUNCTION_ARGS)
@@ -139,6 +141,9 @@ payment_schemas_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("payment_schemas_changed must be called as a trigger")));
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		payment_schema_check_active();
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
 	PG_RETURN_POINTER(NULL);
 }

@@ -8,16 +8,14 @@
  *	  Each subschema is compiled once (a node is registered before its
  *	  keywords are compiled, so a recursive "$ref" back to it finds it);
  *	  refs.c resolves "$ref" itself.  A schema that would recurse forever
- *	  on every value is refused here too.
+ *	  on every value is refused here too.  Every loop and recursion checks
+ *	  for interrupts: a schema document can be as large as a jsonb value.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "catalog/pg_collation_d.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
-#include "regex/regex.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
@@ -157,24 +155,16 @@ limit_value(JsonbContainer *schema, const char *name, const char *path)
 	return DatumGetInt32(DirectFunctionCall1(numeric_int4, d));
 }
 
-/* Check a regex now, so that a bad pattern is a schema error with its path. */
-static text *
-compile_pattern(const char *source, int len, const char *path)
+/* Compiled now and kept: a bad pattern is a schema error with its path. */
+static regex_t *
+compile_pattern(CompileState *st, const char *source, int len, const char *path)
 {
-	pg_wchar   *wide = palloc((len + 1) * sizeof(pg_wchar));
-	int			wlen = pg_mb2wchar_with_len(source, wide, len);
-	regex_t		re;
-	int			rc = pg_regcomp(&re, wide, wlen, REG_ADVANCED, C_COLLATION_OID);
+	char	   *error;
+	regex_t    *re = json_schema_regex_compile(st->schema, source, len, &error);
 
-	if (rc != REG_OKAY)
-	{
-		char		msg[256];
-
-		pg_regerror(rc, &re, msg, sizeof(msg));
-		jsc_schema_error(path, "invalid regular expression: %s", msg);
-	}
-	pg_regfree(&re);
-	return cstring_to_text_with_len(source, len);
+	if (re == NULL)
+		jsc_schema_error(path, "invalid regular expression: %s", error);
+	return re;
 }
 
 static JsonSchemaNode *
@@ -201,10 +191,18 @@ schema_list(CompileState *st, JsonbValue *v, const char *base, const char *path,
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 		if (tok == WJB_ELEM)
 		{
+			CHECK_FOR_INTERRUPTS();
 			list->nodes[list->count] = subschema(st, &elem, base,
 												 path_index(path, list->count));
 			list->count++;
 		}
+}
+
+static int
+compare_names(const void *a, const void *b)
+{
+	CHECK_FOR_INTERRUPTS();
+	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
 /* a non-empty array of unique strings ("required", a dependency) */
@@ -215,6 +213,7 @@ string_set(JsonbValue *v, const char *path, int *count)
 	JsonbValue	elem;
 	JsonbIteratorToken tok;
 	char	  **names;
+	char	  **sorted;
 
 	if (!jsc_is_array(v) || JsonContainerSize(v->val.binary.data) == 0)
 		jsc_schema_error(path, "must be a non-empty array of unique strings");
@@ -225,14 +224,19 @@ string_set(JsonbValue *v, const char *path, int *count)
 	{
 		if (tok != WJB_ELEM)
 			continue;
+		CHECK_FOR_INTERRUPTS();
 		if (elem.type != jbvString || memchr(elem.val.string.val, '\0', elem.val.string.len))
 			jsc_schema_error(path, "must be a non-empty array of unique strings");
-		names[*count] = pnstrdup(elem.val.string.val, elem.val.string.len);
-		for (int i = 0; i < *count; i++)
-			if (strcmp(names[i], names[*count]) == 0)
-				jsc_schema_error(path, "must be a non-empty array of unique strings");
-		(*count)++;
+		names[(*count)++] = pnstrdup(elem.val.string.val, elem.val.string.len);
 	}
+	/* duplicates sort together; names keep their order (errors follow it) */
+	sorted = palloc(sizeof(char *) * *count);
+	memcpy(sorted, names, sizeof(char *) * *count);
+	qsort(sorted, *count, sizeof(char *), compare_names);
+	for (int i = 1; i < *count; i++)
+		if (strcmp(sorted[i - 1], sorted[i]) == 0)
+			jsc_schema_error(path, "must be a non-empty array of unique strings");
+	pfree(sorted);
 	return names;
 }
 
@@ -254,6 +258,7 @@ schema_map(CompileState *st, JsonbValue *v, const char *base, const char *path,
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 	{
+		CHECK_FOR_INTERRUPTS();
 		if (tok == WJB_KEY)
 		{
 			current = &named[(*count)++];
@@ -265,7 +270,7 @@ schema_map(CompileState *st, JsonbValue *v, const char *base, const char *path,
 			char	   *sub = jsc_path_join(path, current->name, current->name_len);
 
 			if (patterns)
-				current->pattern = compile_pattern(current->name, current->name_len, sub);
+				current->pattern = compile_pattern(st, current->name, current->name_len, sub);
 			if (dependencies && jsc_is_array(&elem))
 				current->names = string_set(&elem, sub, &current->nnames);
 			else if (dependencies && !jsc_is_object(&elem))
@@ -319,12 +324,16 @@ compile_enum(JsonSchemaNode *node, JsonbValue *v, const char *path)
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 		if (tok == WJB_ELEM)
+		{
+			CHECK_FOR_INTERRUPTS();
 			node->enum_values[node->nenum++] = json_value_to_jsonb(&elem);
+		}
 }
 
 /* the keywords that apply to strings and numbers */
 static void
-compile_scalar_keywords(JsonSchemaNode *node, JsonbContainer *schema, const char *path)
+compile_scalar_keywords(CompileState *st, JsonSchemaNode *node, JsonbContainer *schema,
+						const char *path)
 {
 	JsonbValue *v;
 
@@ -349,7 +358,7 @@ compile_scalar_keywords(JsonSchemaNode *node, JsonbContainer *schema, const char
 	{
 		if (v->type != jbvString)
 			jsc_schema_error(jsc_path_join(path, "pattern", 7), "\"pattern\" must be a string");
-		node->pattern = compile_pattern(v->val.string.val, v->val.string.len,
+		node->pattern = compile_pattern(st, v->val.string.val, v->val.string.len,
 										jsc_path_join(path, "pattern", 7));
 		node->pattern_source = pnstrdup(v->val.string.val, v->val.string.len);
 	}
@@ -475,7 +484,7 @@ jsc_compile_node(CompileState *st, JsonbContainer *schema, const char *base, con
 		compile_type(node, v, jsc_path_join(path, "type", 4));
 	if ((v = jsc_keyword(schema, "enum")) != NULL)
 		compile_enum(node, v, jsc_path_join(path, "enum", 4));
-	compile_scalar_keywords(node, schema, path);
+	compile_scalar_keywords(st, node, schema, path);
 	compile_array_keywords(st, node, schema, base, path);
 	compile_object_keywords(st, node, schema, base, path);
 
@@ -501,6 +510,7 @@ check_cycles(JsonSchemaNode *node)
 	JsonSchemaList *lists[] = {&node->all_of, &node->any_of, &node->one_of};
 
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 	if (node->mark == 2)
 		return;
 	if (node->mark == 1)
@@ -544,6 +554,7 @@ json_schema_compile(Jsonb *schema, MemoryContext parent, const char *context_nam
 		result->document = palloc(VARSIZE(schema));
 		memcpy(result->document, schema, VARSIZE(schema));
 
+		st.schema = result;
 		ctl.keysize = sizeof(JsonbContainer *);
 		ctl.entrysize = sizeof(NodeEntry);
 		ctl.hcxt = context;
@@ -552,6 +563,7 @@ json_schema_compile(Jsonb *schema, MemoryContext parent, const char *context_nam
 
 		if (!JB_ROOT_IS_OBJECT(result->document) || JB_ROOT_IS_SCALAR(result->document))
 			jsc_schema_error("#", "a schema must be a JSON object");
+		jsc_uri_init(&st);
 		jsc_uri_register(&st, "", &result->document->root, "");
 		jsc_register_ids(&st, &result->document->root, base);
 		result->root = jsc_compile_node(&st, &result->document->root, base, "#");
@@ -563,6 +575,7 @@ json_schema_compile(Jsonb *schema, MemoryContext parent, const char *context_nam
 			while ((e = hash_seq_search(&seq)) != NULL)
 				check_cycles(e->node);
 		}
+		result->static_cost = json_schema_unfolded_cost(result->root);
 	}
 	PG_CATCH();
 	{

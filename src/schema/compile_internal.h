@@ -29,7 +29,8 @@ typedef struct NodeEntry
 
 typedef struct CompileState
 {
-	List	   *uris;			/* UriEntry */
+	JsonSchema *schema;			/* being compiled: owns the regexes */
+	HTAB	   *uris;			/* uri -> UriEntry, the first registered */
 	HTAB	   *nodes;			/* container -> node: each compiled once */
 	bool		meta_loaded;
 } CompileState;
@@ -44,6 +45,7 @@ extern bool jsc_is_object(JsonbValue *v);
 extern bool jsc_is_array(JsonbValue *v);
 
 /* refs.c */
+extern void jsc_uri_init(CompileState *st);
 extern void jsc_uri_register(CompileState *st, char *uri, JsonbContainer *container,
 						 const char *base);
 extern void jsc_register_ids(CompileState *st, JsonbContainer *schema, const char *base);

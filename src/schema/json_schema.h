@@ -4,13 +4,17 @@
  *	  once into a tree of JsonSchemaNode, then applied to any number of
  *	  documents.  compile.c owns compilation and $ref resolution, validate.c
  *	  the application of every validation keyword, format.c the "format"
- *	  checks.  Nothing here knows about payments: see payment_schema.h.
+ *	  checks, pattern.c the regexes, budget.c the bounds on the work (the
+ *	  per-document step budget, the static cost of a schema).  Nothing here
+ *	  knows about payments: see payment_schema.h.
  *-------------------------------------------------------------------------
  */
 #ifndef JSON_SCHEMA_H
 #define JSON_SCHEMA_H
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "regex/regex.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
@@ -49,7 +53,7 @@ typedef struct JsonSchemaNamed
 {
 	char	   *name;			/* property name, or regex source */
 	int			name_len;
-	text	   *pattern;		/* patternProperties: name as text */
+	regex_t    *pattern;		/* patternProperties: name compiled */
 	JsonSchemaNode *node;		/* NULL for a dependency given as names */
 	int			nnames;			/* dependencies: required property names */
 	char	  **names;
@@ -73,7 +77,7 @@ struct JsonSchemaNode
 
 	int			max_length;		/* -1: no limit (also for the others) */
 	int			min_length;
-	text	   *pattern;		/* regex source, for RE_compile_and_cache */
+	regex_t    *pattern;		/* compiled by pattern.c */
 	char	   *pattern_source; /* as written, for messages */
 	JsonSchemaFormat format;
 	const char *format_name;
@@ -106,6 +110,8 @@ struct JsonSchemaNode
 	JsonSchemaNode *not_schema;
 
 	uint8		mark;			/* compile.c's cycle check: 0 new, 1 on path, 2 done */
+	uint8		cost_mark;		/* budget.c's static cost: 0 new, 1 on path, 2 done */
+	uint64		cost;			/* budget.c: static cost, once cost_mark is 2 */
 	bool		has_object_keywords;	/* any keyword that applies to objects */
 	bool		has_array_keywords;
 };
@@ -116,6 +122,8 @@ typedef struct JsonSchema
 	JsonSchemaNode *root;
 	MemoryContext context;
 	Jsonb	   *document;		/* the schema as compiled (a copy) */
+	uint64		static_cost;	/* node applications one value can cause, unfolded */
+	List	   *regexes;		/* pattern.c: freed when context goes */
 } JsonSchema;
 
 /* One validation problem; path is JSONPath-like ("$.amount", "$[0]"). */
@@ -142,14 +150,31 @@ extern void json_schema_free(JsonSchema *schema);
 /* validate.c */
 extern bool json_schema_validate(JsonSchema *schema, Jsonb *document,
 								 JsonSchemaResult *result);
+extern bool json_number_is_integer(Numeric n);
+
+/* equality.c */
+extern bool json_values_equal(JsonbValue *a, JsonbValue *b);
+extern Jsonb *json_value_to_jsonb(JsonbValue *v);
+
+/* budget.c */
+extern PGDLLIMPORT int json_schema_max_validation_steps;
+extern void json_schema_define_settings(void);
+extern uint64 json_schema_unfolded_cost(JsonSchemaNode *root);
+extern bool json_schema_static_cost_acceptable(uint64 cost);
+extern void json_schema_refuse_static_cost(uint64 cost) pg_attribute_noreturn();
+extern void json_schema_budget_exceeded(int64 steps) pg_attribute_noreturn();
+
+/* pattern.c */
+extern regex_t *json_schema_regex_compile(JsonSchema *owner, const char *source, int len,
+										  char **error);
+extern bool json_schema_regex_match(regex_t *re, const char *s, int len);
+
+/* result.c */
 extern char *json_schema_vformat(const char *fmt, va_list args) pg_attribute_printf(1, 0);
 extern void json_schema_add_error(JsonSchemaResult *result, const char *path,
 								  const char *keyword, const char *fmt,...) pg_attribute_printf(4, 5);
 extern bool json_schema_has_error_at(JsonSchemaResult *result, const char *path);
 extern char *json_schema_child_path(const char *path, const char *name, int len);
-extern bool json_values_equal(JsonbValue *a, JsonbValue *b);
-extern Jsonb *json_value_to_jsonb(JsonbValue *v);
-extern bool json_number_is_integer(Numeric n);
 
 /* openapi.c */
 extern Jsonb *json_schema_from_openapi(Jsonb *document, const char *model);

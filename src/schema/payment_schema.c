@@ -14,24 +14,23 @@
  *	  reference model is used, as 1.0 did.
  *
  *	  Whatever the schema says, paymentId and userId must be uuids: they
- *	  are the table's key.
+ *	  are the table's key.  A schema too expensive to apply (budget.c's
+ *	  static cost) is refused wherever it could become the one in use: by
+ *	  set_payment_schema, by the trigger on payment.schemas (a version
+ *	  activated by hand) and when a stored version is compiled for use.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "common/jsonapi.h"
 #include "executor/spi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "common/json_util.h"
@@ -137,14 +136,34 @@ cache_find(int version)
 }
 
 /*
+ * Compile a payment schema version under parent; raise 54001 (after
+ * freeing it) when it is too expensive to apply to every payment.
+ */
+static JsonSchema *
+compile_version(Jsonb *doc, MemoryContext parent, const char *context_name)
+{
+	JsonSchema *compiled = json_schema_compile(doc, parent, context_name);
+	uint64		cost = compiled->static_cost;
+
+	if (!json_schema_static_cost_acceptable(cost))
+	{
+		json_schema_free(compiled);
+		json_schema_refuse_static_cost(cost);
+	}
+	return compiled;
+}
+
+/*
  * The compiled schema of a stored version whose row holds doc: the cached
  * one if it was compiled from the same document (a row changed by hand is
  * compiled again), else compiled now, evicting the least recently used.
+ * A version that does not compile leaves the cache as it was.
  */
 static JsonSchema *
 cache_put(int version, Jsonb *doc, uint64 generation)
 {
 	CachedVersion *c = cache_find(version);
+	JsonSchema *compiled;
 	int			slot;
 
 	if (c != NULL && VARSIZE(c->schema->document) == VARSIZE(doc) &&
@@ -153,6 +172,7 @@ cache_put(int version, Jsonb *doc, uint64 generation)
 		c->checked = generation;
 		return c->schema;
 	}
+	compiled = compile_version(doc, get_schema_context(), "payment schema version");
 	if (c != NULL)
 		slot = c - cache;
 	else if (ncached < MAX_CACHED_VERSIONS)
@@ -164,24 +184,23 @@ cache_put(int version, Jsonb *doc, uint64 generation)
 			if (cache[i].last_used < cache[slot].last_used)
 				slot = i;
 	}
-	if (slot < ncached && cache[slot].schema != NULL)
-	{
+	if (cache[slot].schema != NULL)
 		json_schema_free(cache[slot].schema);
-		cache[slot].schema = NULL;
-	}
 	cache[slot].version = version;
-	cache[slot].schema = json_schema_compile(doc, get_schema_context(),
-											 "payment schema version");
+	cache[slot].schema = compiled;
 	cache[slot].last_used = ++use_clock;
 	cache[slot].checked = generation;
-	return cache[slot].schema;
+	return compiled;
 }
 
 static void
 cache_clear(void)
 {
 	for (int i = 0; i < ncached; i++)
+	{
 		json_schema_free(cache[i].schema);
+		cache[i].schema = NULL;
+	}
 	ncached = 0;
 }
 
@@ -411,8 +430,8 @@ payment_check_payload(Jsonb *payload, Size text_length, int version)
 int
 payment_schema_store(Jsonb *schema, const char *comment)
 {
-	JsonSchema *compiled = json_schema_compile(schema, CurrentMemoryContext,
-											   "payment schema check");
+	JsonSchema *compiled = compile_version(schema, CurrentMemoryContext,
+										   "payment schema check");
 	JsonSchemaNode *root = compiled->root;
 	bool		has_payment_id = false,
 				has_user_id = false;
@@ -475,6 +494,32 @@ payment_schema_store(Jsonb *schema, const char *comment)
 	return version;
 }
 
+/*
+ * For the trigger on payment.schemas, after a statement changed it: the
+ * active version, if any, must compile and not be too expensive to apply
+ * (raises 22023 or 54001, so that the change is refused).
+ */
+void
+payment_schema_check_active(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	SPI_connect();
+	payment_prepare(&plan, "SELECT schema FROM payment.schemas WHERE active", 0, NULL);
+	/* not read-only: the statement's own changes are seen */
+	if (SPI_execute_plan(plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading payment.schemas failed");
+	if (SPI_processed == 1)
+	{
+		Jsonb	   *doc = column_jsonb(1);
+
+		if (doc != NULL)
+			json_schema_free(compile_version(doc, CurrentMemoryContext,
+											 "payment schema check"));
+	}
+	SPI_finish();
+}
+
 /* A top-level string property, or NULL when absent or not a string. */
 char *
 payment_try_get_string(Jsonb *payload, const char *key)
@@ -518,119 +563,4 @@ payment_extract_fields(Jsonb *payload, PaymentFields *fields)
 	fields->currency = payment_try_get_string(payload, "currency");
 	fields->description = payment_try_get_string(payload, "description");
 	fields->date_timestamp = payment_try_get_string(payload, "dateTimestamp");
-}
-
-/*
- * paymentId and userId of any message body, as uuids (or 0 where absent or
- * not uuids), without raising: bodies that jsonb refuses reach here too.
- */
-typedef struct KeyFinder
-{
-	int			depth;
-	char	  **target;			/* where the next scalar goes, or NULL */
-	char	   *payment_id;
-	char	   *user_id;
-} KeyFinder;
-
-static void
-finder_nest(void *state)
-{
-	KeyFinder  *f = state;
-
-	f->depth++;
-	f->target = NULL;
-}
-
-static void
-finder_unnest(void *state)
-{
-	((KeyFinder *) state)->depth--;
-}
-
-static void
-finder_field(void *state, char *fname, bool isnull)
-{
-	KeyFinder  *f = state;
-
-	f->target = NULL;
-	if (f->depth == 1 && strcmp(fname, "paymentId") == 0)
-		f->target = &f->payment_id;
-	else if (f->depth == 1 && strcmp(fname, "userId") == 0)
-		f->target = &f->user_id;
-}
-
-static void
-finder_scalar(void *state, char *token, JsonTokenType tokentype)
-{
-	KeyFinder  *f = state;
-
-	if (f->target != NULL && tokentype == JSON_TOKEN_STRING)
-		*f->target = token;
-	f->target = NULL;
-}
-
-static void
-find_keys(const char *body, size_t length, Datum *payment_id, Datum *user_id)
-{
-	KeyFinder	finder = {0};
-	JsonSemAction sem = {0};
-	JsonLexContext *lex = makeJsonLexContextCstringLen((char *) body, length,
-													   GetDatabaseEncoding(), true);
-
-	sem.semstate = &finder;
-	sem.object_start = finder_nest;
-	sem.object_end = finder_unnest;
-	sem.array_start = finder_nest;
-	sem.array_end = finder_unnest;
-	sem.object_field_start = finder_field;
-	sem.scalar = finder_scalar;
-
-	*payment_id = (Datum) 0;
-	*user_id = (Datum) 0;
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return;
-	if (finder.payment_id && json_is_canonical_uuid(finder.payment_id, strlen(finder.payment_id)))
-		*payment_id = DirectFunctionCall1(uuid_in, CStringGetDatum(finder.payment_id));
-	if (finder.user_id && json_is_canonical_uuid(finder.user_id, strlen(finder.user_id)))
-		*user_id = DirectFunctionCall1(uuid_in, CStringGetDatum(finder.user_id));
-}
-
-/*
- * The parser raises only when nesting exhausts the stack, which a body this
- * short cannot do (a level costs it a few hundred bytes of stack): it is
- * parsed directly, a longer one in a subtransaction, so that no body (a
- * dead letter's, a listed message's) makes the caller fail.
- */
-#define KEYS_PARSED_DIRECTLY 2048
-
-void
-payment_find_keys(const char *body, Datum *payment_id, Datum *user_id)
-{
-	size_t		length = strlen(body);
-	MemoryContext context = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-
-	if (length <= KEYS_PARSED_DIRECTLY)
-	{
-		find_keys(body, length, payment_id, user_id);
-		return;
-	}
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(context);
-	PG_TRY();
-	{
-		find_keys(body, length, payment_id, user_id);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(context);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		*payment_id = (Datum) 0;
-		*user_id = (Datum) 0;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(context);
-	CurrentResourceOwner = owner;
 }

@@ -44,5 +44,6 @@ extern void payment_find_keys(const char *body, Datum *payment_id, Datum *user_i
 /* for the SQL entry points (frontdoor/schema_api.c) */
 extern bool payment_validate_into(Jsonb *payload, int version, JsonSchemaResult *result);
 extern int	payment_schema_store(Jsonb *schema, const char *comment);
+extern void payment_schema_check_active(void);
 
 #endif							/* PAYMENT_SCHEMA_H */

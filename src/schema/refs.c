@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -117,33 +118,54 @@ jsc_uri_normalize(char *uri)
 	return uri;
 }
 
+/* the registry is keyed by the uri string (the key is its pointer) */
+static uint32
+uri_hash(const void *key, Size keysize)
+{
+	const char *uri = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) uri, strlen(uri));
+}
+
+static int
+uri_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The registry, in the current memory context: a schema may hold many ids. */
+void
+jsc_uri_init(CompileState *st)
+{
+	HASHCTL		ctl = {0};
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(UriEntry);
+	ctl.hash = uri_hash;
+	ctl.match = uri_match;
+	ctl.hcxt = CurrentMemoryContext;
+	st->uris = hash_create("json schema uris", 16, &ctl,
+						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
 static UriEntry *
 uri_find(CompileState *st, const char *uri)
 {
-	ListCell   *lc;
-
-	foreach(lc, st->uris)
-	{
-		UriEntry   *e = lfirst(lc);
-
-		if (strcmp(e->uri, uri) == 0)
-			return e;
-	}
-	return NULL;
+	return hash_search(st->uris, &uri, HASH_FIND, NULL);
 }
 
 void
 jsc_uri_register(CompileState *st, char *uri, JsonbContainer *container, const char *base)
 {
 	UriEntry   *e;
+	bool		found;
 
-	if (uri_find(st, uri) != NULL)
+	e = hash_search(st->uris, &uri, HASH_ENTER, &found);
+	if (found)
 		return;
-	e = palloc(sizeof(UriEntry));
 	e->uri = uri;
 	e->container = container;
 	e->base = pstrdup(base);
-	st->uris = lappend(st->uris, e);
 }
 
 /* Record every subschema's "id", walking only where schemas can be. */
@@ -158,6 +180,7 @@ jsc_register_ids(CompileState *st, JsonbContainer *schema, const char *base)
 	JsonbValue *v;
 
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
 	if (!JsonContainerIsObject(schema))
 		return;
 	v = jsc_keyword(schema, "id");

@@ -10,20 +10,22 @@
  *	  matches: it runs "quiet" (no result) and stops at the first problem.
  *	  Paths are kept as a chain of stack frames and turned into text only
  *	  when a problem is reported, so a valid document allocates little.
+ *
+ *	  Work is bounded (budget.c): every application of a node, and every
+ *	  element a keyword examines, is charged to the document's budget
+ *	  (payment.max_validation_steps), and interrupts are checked at each
+ *	  application and in every loop over a document's elements.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "catalog/pg_collation_d.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "regex/regex.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
-#include "utils/json.h"
 
 #include "common/json_util.h"
-#include "schema/json_schema.h"
+#include "schema/validate_internal.h"
 
 /* where in the document: a property name, or an array index */
 typedef struct PathStep
@@ -37,32 +39,6 @@ typedef struct PathStep
 static bool validate_value(JsonSchemaNode *node, JsonbValue *value,
 						   const PathStep *path, JsonSchemaResult *res);
 
-/* "$.name" for plain names, "$["odd name"]" otherwise */
-char *
-json_schema_child_path(const char *path, const char *name, int len)
-{
-	StringInfoData buf;
-	bool		plain = (len > 0);
-
-	for (int i = 0; i < len; i++)
-		if (!(isalnum((unsigned char) name[i]) || name[i] == '_'))
-			plain = false;
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, path);
-	if (plain)
-	{
-		appendStringInfoChar(&buf, '.');
-		appendBinaryStringInfo(&buf, name, len);
-	}
-	else
-	{
-		appendStringInfoChar(&buf, '[');
-		escape_json(&buf, pnstrdup(name, len));
-		appendStringInfoChar(&buf, ']');
-	}
-	return buf.data;
-}
-
 static char *
 path_text(const PathStep *step)
 {
@@ -75,56 +51,6 @@ path_text(const PathStep *step)
 	if (step->key != NULL)
 		return json_schema_child_path(parent, step->key, step->keylen);
 	return psprintf("%s[%d]", parent, step->index);
-}
-
-/* fmt formatted with args, palloc'd: a StringInfo grown until it fits */
-char *
-json_schema_vformat(const char *fmt, va_list args)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (;;)
-	{
-		va_list		copy;
-		int			needed;
-
-		va_copy(copy, args);
-		needed = appendStringInfoVA(&buf, fmt, copy);
-		va_end(copy);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
-	return buf.data;
-}
-
-void
-json_schema_add_error(JsonSchemaResult *result, const char *path,
-					  const char *keyword, const char *fmt,...)
-{
-	va_list		args;
-	JsonSchemaError *e;
-
-	if (result->count++ >= result->max_errors)
-		return;
-	if (result->errors == NULL)
-		result->errors = palloc(sizeof(JsonSchemaError) * result->max_errors);
-	e = &result->errors[result->nerrors++];
-	e->path = pstrdup(path);
-	e->keyword = keyword;
-	va_start(args, fmt);
-	e->message = json_schema_vformat(fmt, args);
-	va_end(args);
-}
-
-bool
-json_schema_has_error_at(JsonSchemaResult *result, const char *path)
-{
-	for (int i = 0; i < result->nerrors; i++)
-		if (strcmp(result->errors[i].path, path) == 0)
-			return true;
-	return false;
 }
 
 /* report a problem (when collecting) and say the value is invalid */
@@ -149,22 +75,6 @@ json_number_is_integer(Numeric n)
 		return true;
 	return DatumGetBool(DirectFunctionCall2(numeric_eq, d,
 											DirectFunctionCall1(numeric_floor, d)));
-}
-
-Jsonb *
-json_value_to_jsonb(JsonbValue *v)
-{
-	return JsonbValueToJsonb(v);
-}
-
-bool
-json_values_equal(JsonbValue *a, JsonbValue *b)
-{
-	Jsonb	   *ja = json_value_to_jsonb(a);
-	Jsonb	   *jb = json_value_to_jsonb(b);
-
-	/* jsonb's own ordering compares numbers as numeric: 1 equals 1.0 */
-	return compareJsonbContainers(&ja->root, &jb->root) == 0;
 }
 
 static int
@@ -241,9 +151,12 @@ validate_number(JsonSchemaNode *node, Numeric n, const PathStep *path,
 
 	if (node->multiple_of != NULL)
 	{
-		Numeric		rest = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
-															   NumericGetDatum(n),
-															   NumericGetDatum(node->multiple_of)));
+		Numeric		rest;
+
+		/* long division: the product of the two lengths (2 bytes a word) */
+		jsv_spend((int64) (VARSIZE(n) / 2) * (VARSIZE(node->multiple_of) / 2) / 16);
+		rest = DatumGetNumeric(DirectFunctionCall2(numeric_mod, NumericGetDatum(n),
+												   NumericGetDatum(node->multiple_of)));
 
 		if (numeric_compare(rest, int64_to_numeric(0)) != 0)
 			FAIL("multipleOf", "not a multiple of %s", numeric_text(node->multiple_of));
@@ -277,19 +190,28 @@ validate_string(JsonSchemaNode *node, const char *s, int len, const PathStep *pa
 
 	if (node->max_length >= 0 || node->min_length >= 0)
 	{
-		int			chars = pg_mbstrlen_with_len(s, len);
+		int			chars;
+
+		jsv_spend(len / JSV_TEXT_BYTES_PER_STEP);
+		chars = pg_mbstrlen_with_len(s, len);
 
 		if (node->max_length >= 0 && chars > node->max_length)
 			FAIL("maxLength", "longer than %d characters", node->max_length);
 		if (node->min_length >= 0 && chars < node->min_length)
 			FAIL("minLength", "shorter than %d characters", node->min_length);
 	}
-	if (node->pattern != NULL &&
-		!RE_compile_and_execute(node->pattern, (char *) s, len, REG_ADVANCED,
-								C_COLLATION_OID, 0, NULL))
-		FAIL("pattern", "does not match the pattern \"%s\"", node->pattern_source);
-	if (node->format != JSF_NONE && !json_schema_check_format(node->format, s, len))
-		FAIL("format", "not a valid %s", node->format_name);
+	if (node->pattern != NULL)
+	{
+		jsv_spend(len / JSV_REGEX_BYTES_PER_STEP);
+		if (!json_schema_regex_match(node->pattern, s, len))
+			FAIL("pattern", "does not match the pattern \"%s\"", node->pattern_source);
+	}
+	if (node->format != JSF_NONE)
+	{
+		jsv_spend(len / JSV_TEXT_BYTES_PER_STEP);
+		if (!json_schema_check_format(node->format, s, len))
+			FAIL("format", "not a valid %s", node->format_name);
+	}
 	return valid;
 }
 
@@ -330,6 +252,7 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	if (node->min_properties >= 0 && size < node->min_properties)
 		FAIL("minProperties", "fewer than %d properties", node->min_properties);
 
+	jsv_spend(node->nrequired);
 	for (int i = 0; i < node->nrequired; i++)
 		if (json_find_member(obj, node->required[i], strlen(node->required[i])) == NULL)
 		{
@@ -355,6 +278,7 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 			if (tok != WJB_KEY)
 				continue;
 			CHECK_FOR_INTERRUPTS();
+			jsv_spend(1);
 			JsonbIteratorNext(&it, &v, true);
 			child.parent = path;
 			child.key = key.val.string.val;
@@ -373,9 +297,9 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 			{
 				JsonSchemaNamed *pp = &node->pattern_properties[i];
 
-				if (!RE_compile_and_execute(pp->pattern, key.val.string.val,
-											key.val.string.len, REG_ADVANCED,
-											C_COLLATION_OID, 0, NULL))
+				jsv_spend(1 + key.val.string.len / JSV_REGEX_BYTES_PER_STEP);
+				if (!json_schema_regex_match(pp->pattern, key.val.string.val,
+											 key.val.string.len))
 					continue;
 				matched = true;
 				if (!validate_value(pp->node, &v, &child, res))
@@ -403,8 +327,11 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	{
 		JsonSchemaNamed *dep = &node->dependencies[i];
 
+		CHECK_FOR_INTERRUPTS();
+		jsv_spend(1);
 		if (json_find_member(obj, dep->name, dep->name_len) == NULL)
 			continue;
+		jsv_spend(dep->nnames);
 		if (dep->node != NULL)
 		{
 			if (!validate_value(dep->node, value, path, res))
@@ -423,25 +350,6 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	return valid;
 }
 
-typedef struct IndexedJsonb
-{
-	int			index;
-	Jsonb	   *value;
-} IndexedJsonb;
-
-static int
-compare_indexed(const void *a, const void *b)
-{
-	const IndexedJsonb *x = a;
-	const IndexedJsonb *y = b;
-	int			cmp;
-
-	CHECK_FOR_INTERRUPTS();
-	cmp = compareJsonbContainers(&x->value->root, &y->value->root);
-	/* ties by position, so that the first equal pair is reported */
-	return cmp != 0 ? cmp : (x->index > y->index) - (x->index < y->index);
-}
-
 static bool
 validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 			   JsonSchemaResult *res)
@@ -449,7 +357,7 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	JsonbContainer *arr = value->val.binary.data;
 	int			size = JsonContainerSize(arr);
 	bool		valid = true;
-	Jsonb	  **elems = NULL;		/* uniqueItems: each element as jsonb, once */
+	JsonbValue *elems = NULL;	/* uniqueItems: every item */
 
 	if (node->max_items >= 0 && size > node->max_items)
 		FAIL("maxItems", "more than %d items", node->max_items);
@@ -457,7 +365,7 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 		FAIL("minItems", "fewer than %d items", node->min_items);
 
 	if (node->unique_items)
-		elems = palloc(sizeof(Jsonb *) * Max(size, 1));
+		elems = palloc(sizeof(JsonbValue) * Max(size, 1));
 	if (node->items != NULL || node->items_is_list || node->unique_items)
 	{
 		JsonbIterator *it = JsonbIteratorInit(arr);
@@ -473,8 +381,9 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 			if (tok != WJB_ELEM)
 				continue;
 			CHECK_FOR_INTERRUPTS();
+			jsv_spend(1);
 			if (elems)
-				elems[i] = json_value_to_jsonb(&v);
+				elems[i] = v;
 			if (node->items != NULL)
 				sub = node->items;
 			else if (node->items_is_list && i < node->items_list.count)
@@ -494,23 +403,11 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	}
 	if (node->unique_items && size > 1)
 	{
-		/* jsonb's total order (numbers as numeric): equal items sort together */
-		IndexedJsonb *sorted = palloc(sizeof(IndexedJsonb) * size);
+		int			first,
+					second;
 
-		for (int i = 0; i < size; i++)
-		{
-			sorted[i].index = i;
-			sorted[i].value = elems[i];
-		}
-		qsort(sorted, size, sizeof(IndexedJsonb), compare_indexed);
-		for (int i = 1; i < size; i++)
-			if (compareJsonbContainers(&sorted[i - 1].value->root, &sorted[i].value->root) == 0)
-			{
-				FAIL("uniqueItems", "items %d and %d are equal",
-					 Min(sorted[i - 1].index, sorted[i].index),
-					 Max(sorted[i - 1].index, sorted[i].index));
-				break;			/* one report is enough */
-			}
+		if (json_find_equal_items(elems, size, &first, &second))
+			FAIL("uniqueItems", "items %d and %d are equal", first, second);
 	}
 	return valid;
 }
@@ -523,6 +420,11 @@ validate_value(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 	int			actual;
 
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
+	jsv_spend(1);
+	/* numeric arithmetic and comparison read the whole number */
+	if (value->type == jbvNumeric)
+		jsv_spend(VARSIZE(value->val.numeric) / JSV_NUMBER_BYTES_PER_STEP);
 	while (node->ref != NULL)
 		node = node->ref;
 
@@ -537,11 +439,14 @@ validate_value(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 
 	if (node->nenum > 0)
 	{
-		Jsonb	   *doc = json_value_to_jsonb(value);
 		bool		found = false;
 
 		for (int i = 0; i < node->nenum && !found; i++)
-			found = (compareJsonbContainers(&doc->root, &node->enum_values[i]->root) == 0);
+		{
+			jsv_spend(1 + Min(json_value_size(value), VARSIZE(node->enum_values[i])) /
+					  JSV_COMPARE_BYTES_PER_STEP);
+			found = json_value_equals_jsonb(value, node->enum_values[i]);
+		}
 		if (!found)
 			FAIL("enum", "not one of the enum values");
 	}
@@ -612,6 +517,7 @@ json_schema_validate(JsonSchema *schema, Jsonb *document, JsonSchemaResult *resu
 {
 	JsonbValue	root;
 
+	json_schema_budget_start();
 	if (JB_ROOT_IS_SCALAR(document))
 		JsonbExtractScalar(&document->root, &root);
 	else
