@@ -3,21 +3,19 @@
 # library, where submit_payment still queues and warns.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use PaymentNode;
+
 my $payment = q{'{"paymentId": "%s", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4",
   "dateTimestamp": "1709553600", "description": "worker test", "currency": "GBP", "amount": 1}'};
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-});
-$node->start;
+# the extension is created below, once the workers run
+my $node = new_payment_node('worker', extension => undef);
 
 # workers run before the extension exists, and wait without error
 ok($node->poll_query_until('postgres', q{

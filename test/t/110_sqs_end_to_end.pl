@@ -20,14 +20,10 @@ use Time::HiRes qw(time usleep);
 
 use SqsPeers;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
+my $key = SqsPeers::new_key_id();
 my $secret = 'sqs-secret-' . SqsPeers::random_word(32);
 my $token = 'sqs-token-' . SqsPeers::random_word(48);
-my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => $secret, token => $token },
-	});
+my $peers = SqsPeers->new(keys => SqsPeers::producer_and($key, secret => $secret, token => $token));
 my $queue_url = $peers->create_queue('payments', 30);
 
 my $node = $peers->start_node('sqs_e2e', $key,

@@ -25,27 +25,23 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+
+use PaymentNode;
 
 my $lock_s = $ENV{PAYMENT_DEGRADED_LOCK_S} // 10;
 # the test's own sessions are exempt from the system-wide statement_timeout of (b)
 $ENV{PGOPTIONS} = '-c statement_timeout=0';
 
-my $node = PostgreSQL::Test::Cluster->new('degraded');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.workers = 2
-payment.visibility_timeout = '5s'
-log_line_prefix = '%m [%p] %e '
-log_statement = none
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('degraded', settings => {
+	'payment.visibility_timeout' => "'5s'",
+	log_line_prefix => "'%m [%p] %e '",
+	log_statement => 'none' });
 my $born = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 my $total = 0;
 

@@ -9,27 +9,20 @@
 # payment.max_receive_count.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+use PaymentNode qw(new_payment_node payment_sql);
+
 my $payments = 20_000;
 
-my $node = PostgreSQL::Test::Cluster->new('event_log');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-payment.queue_rotate_after = 1s
-autovacuum = off
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('event_log',
+	settings => { 'payment.queue_rotate_after' => '1s', autovacuum => 'off' });
 
-my $payload = q{jsonb_build_object('paymentId', md5('p' || i)::uuid, 'userId', md5('u' || i)::uuid,
-  'dateTimestamp', '1709553600', 'description', 'event log ' || i, 'currency', 'GBP', 'amount', i)};
+my $payload = payment_sql('', 'event log');
 
 sub queue_tables_sql
 {

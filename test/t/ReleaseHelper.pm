@@ -7,9 +7,10 @@ package ReleaseHelper;
 use strict;
 use warnings;
 use Exporter 'import';
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use PaymentNode;
 
 our @EXPORT = qw(columns @USER_TABLES @USER_SEQUENCES new_release_node payment_doc
   reference_schema query digests set_paused populate drains_after_update same_objects_as_fresh);
@@ -23,22 +24,13 @@ our @USER_SEQUENCES = qw(payment.dead_letters_id_seq payment.queue_seq_seq
 our $USER = '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4';
 
 # A started cluster with the library preloaded and two workers serving
-# 'postgres'; %settings (name => value as written in postgresql.conf) are
-# added or override those.
+# 'postgres' (PaymentNode::new_payment_node), without the extension: each
+# release test creates the version it starts from.  %settings (name => value
+# as written in postgresql.conf) are added or override those.
 sub new_release_node
 {
 	my ($name, %settings) = @_;
-	my %conf = (
-		shared_preload_libraries => "'payment'",
-		'payment.database' => "'postgres'",
-		'payment.workers' => 2,
-		%settings);
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf',
-		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
-	$node->start;
-	return $node;
+	return new_payment_node($name, extension => undef, settings => \%settings);
 }
 
 # The reference example payment with payment id $n (1 .. 2^48) and $amount.
