@@ -16,7 +16,7 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 use SqsPeers;
 
@@ -206,6 +206,7 @@ ok($elapsed >= 0.9 && $elapsed < 3, sprintf('failed after %.1f s (http_timeout 1
 for my $how ('pg_cancel_backend', 'pg_terminate_backend')
 {
 	my ($out, $perr) = ('', '');
+	my $sends = $peers->stats->{byOperation}{SendMessage} // 0;
 	my $h = IPC::Run::start(
 		[ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-c',
 		  "SET application_name = 'slow_submit'; $submit" ],
@@ -214,7 +215,10 @@ for my $how ('pg_cancel_backend', 'pg_terminate_backend')
 				count_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'slow_submit' AND state = 'active'") eq '1';
 			}, 10),
 		"$how: the submit is waiting on the slow endpoint");
-	usleep(300_000);
+	# its SendMessage has reached the proxy, which holds it: the backend is
+	# in the HTTP call
+	SqsPeers::wait_until(sub { ($peers->stats->{byOperation}{SendMessage} // 0) > $sends }, 10)
+	  or die 'the SendMessage did not reach the proxy';
 	my $t1 = time();
 	count_sql("SELECT $how(pid) FROM pg_stat_activity WHERE application_name = 'slow_submit'");
 	$h->finish;

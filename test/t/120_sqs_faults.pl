@@ -77,6 +77,8 @@ $peers->control('/__down');
 my $down_at = time();
 my $at_down = stored_count($ids);
 cmp_ok($at_down, '<', 2000, "endpoint down with $at_down of 2000 stored");
+# deliberate: a 30 s outage; the batches received before it settle in the
+# first 5 s, then 20 s in which nothing may be stored
 sleep(5);
 my $settled = stored_count($ids);
 sleep(20);

@@ -67,9 +67,16 @@ sub backlog
 {
 	my ($label, $k) = @_;
 	set_system(q{ALTER SYSTEM SET payment.paused = on});
-	sleep 1;
+	# once a new session sees it, the postmaster has signalled the workers,
+	# which take it at once: each phase starts with the queue drained
+	$node->poll_query_until('postgres', 'SHOW payment.paused', 'on')
+	  or die 'payment.paused not reloaded';
 	submit($label, $k);
 	set_system(q{ALTER SYSTEM RESET payment.paused});
+	# deliberate: a tenth of a second for the workers to start on the
+	# backlog, so that the fault that follows comes while it drains (they
+	# store tens of thousands a second: waiting for the reload to be seen
+	# can leave nothing to drain)
 	usleep(100_000);
 }
 
@@ -104,6 +111,7 @@ backlog('read-only', 30000);
 set_system(q{ALTER SYSTEM SET default_transaction_read_only = on});
 my $before = $node->safe_psql('postgres', 'SELECT count(*) FROM payment.payments');
 note "read-only from $before stored of $total";
+# deliberate: eight seconds in which the workers must store nothing
 sleep 8;
 my $during = $node->safe_psql('postgres', 'SELECT count(*) FROM payment.payments');
 cmp_ok($during - $before, '<=', 40, 'read-only: the workers stopped storing (at most the batches in flight)');

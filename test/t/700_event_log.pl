@@ -58,7 +58,8 @@ ok($node->poll_query_until('postgres',
 	"$payments payments stored while a snapshot is held");
 note sprintf('stored in %.1f s', time() - $start);
 
-# the open transaction spanned several rotations; it commits only now
+# deliberate: the open transaction spans several rotations (one a second);
+# it commits only now
 usleep(3_000_000);
 $open->query_safe('COMMIT');
 ok($node->poll_query_until('postgres', "SELECT count(*) = $payments + 1 FROM payment.payments"),
@@ -99,7 +100,10 @@ SELECT (SELECT count(*) FROM payment.queue_events_0) + (SELECT count(*) FROM pay
 # workers dead-letter it.
 $node->safe_psql('postgres', q{ALTER SYSTEM SET payment.visibility_timeout = '1s';
 ALTER SYSTEM SET payment.paused = on; SELECT pg_reload_conf()});
-usleep(300_000);
+# once a new session sees it, the idle workers have been told to pause
+$node->poll_query_until('postgres', q{SELECT current_setting('payment.paused') = 'on'
+   AND current_setting('payment.visibility_timeout') = '1s'})
+  or die 'payment.paused and payment.visibility_timeout not reloaded';
 my $first = $payments + 2;
 my $last = $payments + 4;
 $node->safe_psql('postgres', qq{SELECT count(submit_payment($payload)) FROM generate_series($first, $last) i});

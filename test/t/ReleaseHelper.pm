@@ -10,7 +10,7 @@ use Exporter 'import';
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-use PaymentNode;
+use PaymentNode qw(new_payment_node reload_with);
 
 our @EXPORT = qw(columns @USER_TABLES @USER_SEQUENCES new_release_node payment_doc
   reference_schema query digests set_paused populate drains_after_update same_objects_as_fresh);
@@ -146,15 +146,13 @@ sub same_objects_as_fresh
 	is($objects{$db}, $objects{$fresh}, "$db updated to $version and a fresh $version have the same objects");
 }
 
-# Workers stop (on) or resume (off) draining: a reload, then a second for
-# every worker to take the SIGHUP.
+# Workers stop (on) or resume (off) draining: a reload waited for
+# (PaymentNode::reload_with), then a second more: a worker takes the SIGHUP
+# only after the batch it is storing, and no view shows when it has.
 sub set_paused
 {
 	my ($node, $on) = @_;
-	$node->append_conf('postgresql.conf', 'payment.paused = ' . ($on ? 'on' : 'off'));
-	$node->reload;
-	$node->poll_query_until('postgres', 'SHOW payment.paused', $on ? 'on' : 'off')
-	  or die 'payment.paused not reloaded';
+	reload_with($node, 'payment.paused' => $on ? 'on' : 'off');
 	sleep 1;
 }
 
@@ -198,6 +196,7 @@ INSERT INTO payment.reader_users (role_name, user_id) VALUES ('support', '$USER'
 	set_paused($node, 1);
 	$node->safe_psql($db, 'SELECT count(submit_payment(d::jsonb)) FROM (VALUES '
 		  . join(', ', map { "('" . payment_doc($_) . "')" } 101 .. 105) . ') AS v(d)');
+	# deliberate: a second in which the paused workers must not receive them
 	sleep 1;
 	is($node->safe_psql($db, 'SELECT count(*) || \' \' || sum(receive_count) FROM payment.queue'),
 		'5 0', "$what: 5 payments queued, none received, with the workers paused");
