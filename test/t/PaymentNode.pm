@@ -23,6 +23,13 @@ my %DEFAULT_SETTINGS = (
 	'payment.database' => "'postgres'",
 	'payment.workers' => 2);
 
+# postgresql.conf lines for settings given as name => value
+sub conf_lines
+{
+	my (%settings) = @_;
+	return join('', map { "$_ = $settings{$_}\n" } sort keys %settings);
+}
+
 # A started cluster named $name with the library preloaded.  Options:
 #   settings  => { name => value as written in postgresql.conf }, added to
 #                or overriding %DEFAULT_SETTINGS;
@@ -38,8 +45,7 @@ sub new_payment_node
 	my $node = PostgreSQL::Test::Cluster->new($name,
 		defined $opt{port} ? (port => $opt{port}) : ());
 	$node->init;
-	$node->append_conf('postgresql.conf',
-		join('', map { "$_ = $settings{$_}\n" } sort keys %settings) . ($opt{conf} // ''));
+	$node->append_conf('postgresql.conf', conf_lines(%settings) . ($opt{conf} // ''));
 	$node->start;
 	$node->safe_psql($db, 'CREATE EXTENSION payment') if defined $db;
 	return $node;
@@ -53,8 +59,7 @@ sub new_payment_node
 sub reload_with
 {
 	my ($node, %settings) = @_;
-	$node->append_conf('postgresql.conf',
-		join('', map { "$_ = $settings{$_}\n" } sort keys %settings));
+	$node->append_conf('postgresql.conf', conf_lines(%settings));
 	$node->reload;
 	my $seen = join(' AND ', map {
 			my $value = $settings{$_} =~ s/^'(.*)'$/$1/r;
