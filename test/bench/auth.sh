@@ -29,6 +29,7 @@ node test/auth/jwks-server.mjs "$jport" >"$jwks_out" 2>&1 &
 jwks_pid=$!
 for _ in $(seq 50); do grep -q READY "$jwks_out" && break; sleep 0.1; done
 read -r _ _ issuer audience <"$jwks_out"
+# the user of every payload (bench_payload): the token must be hers
 user=0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4
 token=$(node --input-type=module -e "process.stdout.write(await (await fetch('http://127.0.0.1:$jport/mint?case=access&sub=$user')).text())")
 
@@ -37,7 +38,7 @@ bench_start_cluster "$port" "payment.workers = 0" "synchronous_commit = off" \
 	"payment.jwks_url = '$issuer/.well-known/jwks.json'"
 trap 'bench_stop_cluster; kill $jwks_pid; rm -f "$jwks_out"' EXIT
 
-body="jsonb_build_object('paymentId', gen_random_uuid()::text, 'userId', '$user', 'dateTimestamp', '1709553600', 'description', 'bench', 'currency', 'GBP', 'amount', 7.99)"
+body=$(bench_payload bench)
 echo "SELECT submit_payment($body);" >"$BENCH_DIR/role.sql"
 echo "SELECT submit_payment($body, 'Bearer $token');" >"$BENCH_DIR/jwt.sql"
 

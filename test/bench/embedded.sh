@@ -18,38 +18,27 @@ CLIENTS=4
 bench_start_cluster 55501 "payment.batch_size = $BATCH"
 WORK=$BENCH_DIR
 
-PAYLOAD="jsonb_build_object('paymentId', gen_random_uuid()::text,
-  'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
-  'description', 'Regular payment made to Netflix from HSBC account',
-  'currency', 'GBP', 'amount', 7.99)"
-
 q "CREATE TABLE plain (payment_id uuid, user_id uuid, body jsonb NOT NULL, PRIMARY KEY (payment_id, user_id))"
-echo "SELECT submit_payment($PAYLOAD);" > "$WORK/submit.sql"
-echo "INSERT INTO plain SELECT (p->>'paymentId')::uuid, (p->>'userId')::uuid, p FROM (SELECT $PAYLOAD AS p) s;" > "$WORK/plain.sql"
-
-tps()
-{
-	pgbench -n -c $CLIENTS -j 2 -T "$SECONDS_PER_RUN" -f "$1" 2>/dev/null |
-		awk '/^tps/ {print int($3); exit}'
-}
+echo "SELECT submit_payment($BENCH_PAYLOAD);" > "$WORK/submit.sql"
+echo "INSERT INTO plain SELECT (p->>'paymentId')::uuid, (p->>'userId')::uuid, p FROM (SELECT $BENCH_PAYLOAD AS p) s;" > "$WORK/plain.sql"
 
 # (a) alternate the runs so that all see the same machine state.  Intake
 # alone (workers paused, as the reference API Gateway -> SQS path is apart
 # from its Lambda) and the whole system (workers storing on the same 2 cores).
 submit_tps=(); busy_tps=(); plain_tps=()
 for i in $(seq $RUNS); do
-	plain_tps+=("$(tps "$WORK/plain.sql")")
+	plain_tps+=("$(bench_tps "$SECONDS_PER_RUN" "$WORK/plain.sql" $CLIENTS)")
 	bench_pause on
-	submit_tps+=("$(tps "$WORK/submit.sql")")
+	submit_tps+=("$(bench_tps "$SECONDS_PER_RUN" "$WORK/submit.sql" $CLIENTS)")
 	bench_pause off
 	wait_settled
-	busy_tps+=("$(tps "$WORK/submit.sql")")
+	busy_tps+=("$(bench_tps "$SECONDS_PER_RUN" "$WORK/submit.sql" $CLIENTS)")
 	wait_settled
 done
 a_submit=$(median "${submit_tps[@]}"); a_plain=$(median "${plain_tps[@]}"); a_busy=$(median "${busy_tps[@]}")
 
 # (b) the same rows for both: a source table of payloads
-q "CREATE TABLE source AS SELECT g AS seq, $PAYLOAD AS body FROM generate_series(1, $BACKLOG) g"
+q "CREATE TABLE source AS SELECT g AS seq, $BENCH_PAYLOAD AS body FROM generate_series(1, $BACKLOG) g"
 q "ALTER TABLE source ADD PRIMARY KEY (seq)"
 q "CREATE TABLE target (LIKE payment.payments INCLUDING ALL)"
 q "CREATE SEQUENCE chunk"
@@ -66,7 +55,7 @@ for i in $(seq $DRAIN_RUNS); do
 	q "TRUNCATE target; ALTER SEQUENCE chunk RESTART"
 	secs=$(pgbench -n -c 1 -t $((BACKLOG / BATCH)) -f "$WORK/baseline.sql" 2>/dev/null |
 		awk '/^latency average/ {print $4 / 1000 * '"$((BACKLOG / BATCH))"'; exit}')
-	base_rate+=("$(awk -v n=$BACKLOG -v s="$secs" 'BEGIN {printf "%d", n / s}')")
+	base_rate+=("$(bench_rate $BACKLOG 0 "$secs")")
 
 	q "TRUNCATE payment.payments"
 	# one transaction, so the whole backlog becomes visible at its commit
@@ -81,7 +70,7 @@ SQL
 	end=$(q "SELECT extract(epoch FROM clock_timestamp())")
 	stored=$(q "SELECT count(*) FROM payment.payments")
 	[ "$stored" = "$BACKLOG" ] || { echo "drain stored $stored of $BACKLOG" >&2; exit 1; }
-	drain_rate+=("$(awk -v n=$BACKLOG -v s="$start" -v e="$end" 'BEGIN {printf "%d", n / (e - s)}')")
+	drain_rate+=("$(bench_rate $BACKLOG "$start" "$end")")
 done
 b_drain=$(median "${drain_rate[@]}"); b_base=$(median "${base_rate[@]}")
 
@@ -90,13 +79,10 @@ b_drain=$(median "${drain_rate[@]}"); b_base=$(median "${base_rate[@]}")
 # of writes that would otherwise be measured instead.
 q "TRUNCATE payment.payments"
 q "CHECKPOINT"
-echo "SELECT submit_payment($PAYLOAD || jsonb_build_object('sentAt', clock_timestamp()));" > "$WORK/latency.sql"
+echo "SELECT submit_payment($BENCH_SENT_PAYLOAD);" > "$WORK/latency.sql"
 pgbench -n -c 2 -j 2 -R $RATE -T $LATENCY_SECONDS -f "$WORK/latency.sql" >/dev/null 2>&1
 wait_settled
-read -r p50 p99 n_lat <<<"$(q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
-  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2), count(*)
-  FROM (SELECT extract(epoch FROM stored_at - (body->>'sentAt')::timestamptz) * 1000 AS ms
-          FROM payment.payments WHERE body ? 'sentAt') s" | tr '|' ' ')"
+read -r p50 p99 n_lat <<<"$(bench_percentiles payment.payments)"
 
 cat <<OUT
 ## Embedded queue benchmark ($(date -u +%Y-%m-%d), $(machine))

@@ -1,9 +1,26 @@
 # Shared by the benchmarks: a throwaway cluster with the library preloaded,
-# run as the postgres OS user (initdb refuses root).  Source, then call
-# bench_start_cluster PORT [extra postgresql.conf lines].
+# run as the postgres OS user (initdb refuses root); the payload they submit,
+# their rates, medians and samplers; fauxqs and the AWS SDK producer for the
+# SQS ones.  Source, then call bench_start_cluster PORT [extra
+# postgresql.conf lines] (bench_start_sqs_cluster for SQS).
 set -euo pipefail
 PGBIN=${PGBIN:-$(pg_config --bindir)}
 export PATH="$PGBIN:$PATH"
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# bench_payload [DESCRIPTION]: the SQL of the payment every benchmark
+# submits, a jsonb document with a fresh payment id; the description is the
+# reference example's unless given.
+bench_payload()
+{
+	echo "jsonb_build_object('paymentId', gen_random_uuid()::text,
+  'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
+  'description', '${1:-Regular payment made to Netflix from HSBC account}',
+  'currency', 'GBP', 'amount', 7.99)"
+}
+BENCH_PAYLOAD=$(bench_payload)
+# the same, stamped with the submitting statement's clock, for latencies
+BENCH_SENT_PAYLOAD="$BENCH_PAYLOAD || jsonb_build_object('sentAt', clock_timestamp())"
 
 bench_start_cluster()
 {
@@ -27,17 +44,20 @@ CONF
 	psql -qX -c 'CREATE EXTENSION payment' >/dev/null
 }
 
-# Commands run at exit before the cluster stops (daemons, held sessions).
+# Commands run at exit before the cluster stops (daemons, held sessions),
+# also when the script ends before it started one.
 BENCH_CLEANUP=()
 bench_on_exit()
 {
 	BENCH_CLEANUP+=("$1")
+	trap bench_stop_cluster EXIT
 }
 
 bench_stop_cluster()
 {
 	local c
 	for c in "${BENCH_CLEANUP[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+	[ -n "${BENCH_DIR:-}" ] || return 0
 	bench_ask_end
 	pg_ctl -D "$BENCH_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
 	rm -rf "$BENCH_DIR"
@@ -52,6 +72,31 @@ median()
 ratio()
 {
 	awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'
+}
+
+# bench_rate N START END: N per second from clock reading START to END (now),
+# rounded to a whole number; 0 if no time passed
+bench_rate()
+{
+	awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%.0f", (e > s ? n / (e - s) : 0)}'
+}
+
+# bench_tps SECONDS SCRIPT [CLIENTS]: transactions per second of a pgbench
+# run of SCRIPT, CLIENTS clients (default 4) on 2 threads, as a whole number
+bench_tps()
+{
+	pgbench -n -c "${3:-4}" -j 2 -T "$1" -f "$2" 2>/dev/null |
+		awk '/^tps/ {print int($3); exit}'
+}
+
+# bench_percentiles TABLE: "p50 p99 count" of the submit -> stored latency,
+# in ms, of the payments in TABLE submitted as BENCH_SENT_PAYLOAD
+bench_percentiles()
+{
+	q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' ' ||
+	          round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' ' || count(*)
+	     FROM (SELECT extract(epoch FROM stored_at - (body->>'sentAt')::timestamptz) * 1000 AS ms
+	             FROM $1 WHERE body ? 'sentAt') s"
 }
 
 q()
@@ -88,11 +133,18 @@ wait_settled()
 	done
 }
 
-# Pause or resume the workers (payment.paused is a reload setting).
+# Pause or resume the workers (payment.paused is a reload setting), then
+# give them BENCH_PAUSE_WAIT (on) or BENCH_RESUME_WAIT (off) seconds to take
+# it: no view shows when a worker has.
+BENCH_PAUSE_WAIT=0.2
+BENCH_RESUME_WAIT=0.2
 bench_pause()
 {
+	local wait=$BENCH_PAUSE_WAIT
+	[ "$1" = on ] || wait=$BENCH_RESUME_WAIT
 	q "ALTER SYSTEM SET payment.paused = $1" && q "SELECT pg_reload_conf()" >/dev/null
-	sleep 0.2
+	# no sleep process at all where none is wanted: resuming is timed
+	[ "$wait" = 0 ] || sleep "$wait"
 }
 
 # bench_pgbench_count PGBENCH-ARGS...: prints the number of transactions processed; fails
@@ -274,4 +326,84 @@ bench_dead_rows()
 SELECT pg_stat_clear_snapshot() \\g /dev/null
 SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = '$1' AND relname LIKE '$2%';
 SQL
+}
+
+# == SQS: the fauxqs emulator and the AWS SDK producer of test/sqs (npm ci) ==
+
+# bench_wait_http URL: until URL answers, 10 s at most
+bench_wait_http()
+{
+	local i
+	for i in $(seq 100); do
+		curl -sf "$1" >/dev/null && return 0
+		sleep 0.1
+	done
+	echo "bench_wait_http: $1 did not answer" >&2
+	return 1
+}
+
+# bench_peer SCRIPT ARGS...: test/sqs/SCRIPT run by node in the background,
+# stopped at exit
+bench_peer()
+{
+	local script=$1; shift
+	node --no-warnings "$BENCH_ROOT/test/sqs/$script" "$@" >/dev/null &
+	bench_on_exit "kill $!"
+}
+
+# bench_start_fauxqs PORT: the emulator on 127.0.0.1:PORT, with the SDK's
+# credentials and region in the environment; BENCH_ENDPOINT is its URL, where
+# producer and the workers send their requests (a script may put a proxy
+# in front of it and point BENCH_ENDPOINT there)
+bench_start_fauxqs()
+{
+	export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+	bench_peer fauxqs-server.mjs --port "$1"
+	bench_wait_http "http://127.0.0.1:$1/health"
+	BENCH_ENDPOINT=http://127.0.0.1:$1
+}
+
+# producer COMMAND ARGS...: test/sqs/producer.mjs against BENCH_ENDPOINT
+producer()
+{
+	node --no-warnings "$BENCH_ROOT/test/sqs/producer.mjs" "$@" --endpoint "$BENCH_ENDPOINT"
+}
+
+# json EXPR: evaluate EXPR on the JSON object o read from stdin
+json()
+{
+	node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const o=JSON.parse(s);console.log($1)})"
+}
+
+# true when no message of queue $1 is visible or in flight
+bench_sqs_empty()
+{
+	[ "$(producer count --queue-url "$1" | json 'o.visible+o.in_flight')" = 0 ]
+}
+
+# bench_start_sqs_cluster PORT QUEUE-URL [more postgresql.conf lines]:
+# bench_start_cluster with the workers on that queue at BENCH_ENDPOINT,
+# paused, batches of 10, long polls of 1 s.  A worker takes a pause only
+# after its current long poll (payment.wait_time): bench_pause on waits 1.5 s;
+# resuming is timed, and waits for nothing.
+bench_start_sqs_cluster()
+{
+	local port=$1 queue=$2; shift 2
+	bench_start_cluster "$port" "$@" "payment.batch_size = 10" "payment.paused = on" \
+		"payment.queue_url = '$queue'" "payment.sqs_endpoint = '$BENCH_ENDPOINT'" \
+		"payment.aws_region = 'us-east-1'" "payment.wait_time = 1"
+	BENCH_PAUSE_WAIT=1.5
+	BENCH_RESUME_WAIT=0
+}
+
+# bench_sdk_drain QUEUE-URL N [producer drain options]: the AWS SDK's own
+# receive+delete loop empties the queue; prints its messages per second,
+# fails unless it deleted N
+bench_sdk_drain()
+{
+	local drained deleted
+	drained=$(producer drain --queue-url "$1" "${@:3}")
+	deleted=$(echo "$drained" | json o.deleted)
+	[ "$deleted" = "$2" ] || { echo "SDK drained $deleted, not $2" >&2; return 1; }
+	echo "$drained" | json 'o.per_second.toFixed(0)'
 }

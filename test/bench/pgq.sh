@@ -44,10 +44,6 @@ bench_start_cluster 55505 "payment.workers = 2"
 BATCH=$(q "SHOW payment.batch_size")
 WORK=$BENCH_DIR
 
-PAYLOAD="jsonb_build_object('paymentId', gen_random_uuid()::text,
-  'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
-  'description', 'Regular payment made to Netflix from HSBC account',
-  'currency', 'GBP', 'amount', 7.99)"
 # payment.payments' columns, and their values from a payload b but the message id
 COLUMNS="payment_id, user_id, amount, currency, description, date_timestamp, body, message_id"
 ROW="(b->>'paymentId')::uuid, (b->>'userId')::uuid, (b->>'amount')::numeric,
@@ -125,10 +121,31 @@ consumer_stop()
 bench_on_exit "q \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgq consumer'\""
 bench_on_exit bench_hold_stop
 
-pgq_wait_stored()
+# The three systems measured: ours (submit_payment, the workers), pgq
+# (pgq.insert_event, the consumer) and plain (an INSERT, nothing to consume);
+# the table each stores into, and a statement that queues N payloads in one
+# transaction (ours and pgq).
+declare -A STORED_IN=([ours]=payment.payments [pgq]=pgq_payments [plain]=plain_payments)
+queue_sql()
 {
-	bench_wait_count "$1" pgq_payments
+	case $1 in
+		ours) echo "SELECT submit_payments(jsonb_agg($BENCH_PAYLOAD)) FROM generate_series(1, $2)" ;;
+		pgq) echo "SELECT count(pgq.insert_event('payments', 'payment', ($BENCH_PAYLOAD)::text)) FROM generate_series(1, $2)" ;;
+	esac
 }
+# wait_stored SYSTEM N: until every payment queued is stored and SYSTEM's
+# table holds N (bench_wait_count)
+wait_stored()
+{
+	case $1 in
+		ours) bench_wait_stored "$2" ;;
+		pgq) bench_wait_count "$2" pgq_payments ;;
+	esac
+}
+# PgQ's consumer runs only during PgQ's measures; our workers always run
+# (measure 6 pauses them itself)
+consume_start() { [ "$1" != pgq ] || consumer_start; }
+consume_stop() { [ "$1" != pgq ] || consumer_stop; }
 
 # pgqd's own connections to the bench database (ticker, maintenance)
 pgqd_backends()
@@ -136,12 +153,11 @@ pgqd_backends()
 	q "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgqd'"
 }
 
-echo "SELECT submit_payment($PAYLOAD);" > "$WORK/ours.sql"
-echo "SELECT pgq.insert_event('payments', 'payment', ($PAYLOAD)::text);" > "$WORK/pgq.sql"
-echo "INSERT INTO plain_payments ($COLUMNS) SELECT $ROW, gen_random_uuid()::text FROM (SELECT $PAYLOAD AS b) s;" > "$WORK/plain.sql"
+echo "SELECT submit_payment($BENCH_PAYLOAD);" > "$WORK/ours.sql"
+echo "SELECT pgq.insert_event('payments', 'payment', ($BENCH_PAYLOAD)::text);" > "$WORK/pgq.sql"
+echo "INSERT INTO plain_payments ($COLUMNS) SELECT $ROW, gen_random_uuid()::text FROM (SELECT $BENCH_PAYLOAD AS b) s;" > "$WORK/plain.sql"
 lsn() { q "SELECT pg_current_wal_lsn()"; }
 wal_per() { q "SELECT round(pg_wal_lsn_diff('$2', '$1') / $3)"; }
-rate() { awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%d", n / (e - s)}'; }
 # CPU ms per 1,000 payments from clock ticks
 cpu_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", t / hz * 1000 * 1000 / n}'; }
 
@@ -175,46 +191,46 @@ sampled_ticks()
 
 # == 1-3. sustained throughput, WAL, CPU; alternating runs ==
 ours_rate=(); pgq_rate=(); plain_rate=(); ours_wal=(); pgq_wal=(); plain_wal=(); ours_cpu=(); pgq_cpu=()
-sustained_ours()
+# One run of measures 1-3 for SYSTEM: $CLIENTS clients submitting for $T s,
+# timed until the last payment is stored (plain: until the last INSERT);
+# appends to SYSTEM_rate, SYSTEM_wal and (ours, pgq) SYSTEM_cpu.  Our
+# workers' CPU is sampled through the window (the pool may retire one);
+# PgQ's side (consumer, pgqd and its backends) is read before and after.
+sustained()
 {
-	local n l0 l1 t0 t1 sampler
-	q "TRUNCATE payment.payments"
-	sample_workers_once > "$WORK/cpu0"
-	sample_workers > "$WORK/cpu1" & sampler=$!
+	local sys=$1 n l0 l1 t0 t1 c0 c1 side sampler ticks
+	local -n rates_=${sys}_rate wals_=${sys}_wal
+	q "TRUNCATE ${STORED_IN[$sys]}"
+	case $sys in
+		ours)
+			sample_workers_once > "$WORK/cpu0"
+			sample_workers > "$WORK/cpu1" & sampler=$! ;;
+		pgq)
+			consumer_start
+			side="$CONSUMER_PID $PGQD_PID $(pgqd_backends)"
+			c0=$(bench_cpu_ticks $side) ;;
+	esac
 	l0=$(lsn); t0=$(now)
-	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/ours.sql")
-	bench_wait_stored "$n"
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/$sys.sql")
+	wait_stored "$sys" "$n"
 	t1=$(now); l1=$(lsn)
-	kill $sampler; wait $sampler 2>/dev/null || true
-	sample_workers_once >> "$WORK/cpu1"
-	ours_rate+=("$(rate "$n" "$t0" "$t1")"); ours_wal+=("$(wal_per "$l0" "$l1" "$n")")
-	ours_cpu+=("$(cpu_per "$(sampled_ticks "$WORK/cpu0" "$WORK/cpu1")" "$n")")
-}
-sustained_pgq()
-{
-	local n l0 l1 t0 t1 c0 c1 side
-	q "TRUNCATE pgq_payments"
-	consumer_start
-	side="$CONSUMER_PID $PGQD_PID $(pgqd_backends)"
-	c0=$(bench_cpu_ticks $side)
-	l0=$(lsn); t0=$(now)
-	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/pgq.sql")
-	pgq_wait_stored "$n"
-	t1=$(now); l1=$(lsn)
-	c1=$(bench_cpu_ticks $side)
-	consumer_stop
-	pgq_rate+=("$(rate "$n" "$t0" "$t1")"); pgq_wal+=("$(wal_per "$l0" "$l1" "$n")")
-	pgq_cpu+=("$(cpu_per $((c1 - c0)) "$n")")
-}
-sustained_plain()
-{
-	local n l0 l1 t0 t1
-	q "TRUNCATE plain_payments"
-	l0=$(lsn); t0=$(now)
-	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $T -f "$WORK/plain.sql")
-	t1=$(now); l1=$(lsn)
-	[ "$(q "SELECT count(*) FROM plain_payments")" = "$n" ] || { echo "plain: rows lost" >&2; exit 1; }
-	plain_rate+=("$(rate "$n" "$t0" "$t1")"); plain_wal+=("$(wal_per "$l0" "$l1" "$n")")
+	case $sys in
+		ours)
+			kill $sampler; wait $sampler 2>/dev/null || true
+			sample_workers_once >> "$WORK/cpu1"
+			ticks=$(sampled_ticks "$WORK/cpu0" "$WORK/cpu1") ;;
+		pgq)
+			c1=$(bench_cpu_ticks $side)
+			consumer_stop
+			ticks=$((c1 - c0)) ;;
+		plain)
+			[ "$(q "SELECT count(*) FROM plain_payments")" = "$n" ] || { echo "plain: rows lost" >&2; exit 1; } ;;
+	esac
+	rates_+=("$(bench_rate "$n" "$t0" "$t1")"); wals_+=("$(wal_per "$l0" "$l1" "$n")")
+	if [ -n "${ticks:-}" ]; then
+		local -n cpus_=${sys}_cpu
+		cpus_+=("$(cpu_per "$ticks" "$n")")
+	fi
 }
 # The order turns from run to run (ours, PgQ, plain; PgQ, plain, ours; ...),
 # so that none is always first after the previous run's leftovers (its
@@ -224,7 +240,7 @@ sustained_plain()
 SYSTEMS=(ours pgq plain)
 for run in $(seq $SUSTAINED_RUNS); do
 	for k in 0 1 2; do
-		"sustained_${SYSTEMS[$(((run - 1 + k) % 3))]}"
+		sustained "${SYSTEMS[$(((run - 1 + k) % 3))]}"
 	done
 done
 paired()
@@ -250,50 +266,38 @@ backlog_committed_at()
 {
 	psql -qXAt -c "$1" -c "SELECT extract(epoch FROM clock_timestamp())" | tail -n 1
 }
-ours_backlog()
+# drain rate of a $BACKLOG backlog of SYSTEM (ours, pgq), queued in one
+# transaction so that it becomes visible at once
+backlog_rate()
 {
-	local before t0 t1
-	before=$(q "SELECT count(*) FROM payment.payments")
-	# one transaction, so that the whole backlog becomes visible at its commit
-	t0=$(backlog_committed_at "SELECT submit_payments(jsonb_agg($PAYLOAD)) FROM generate_series(1, $BACKLOG)")
-	bench_wait_stored $((before + BACKLOG))
+	local sys=$1 before t0 t1
+	consume_start "$sys"
+	before=$(q "SELECT count(*) FROM ${STORED_IN[$sys]}")
+	t0=$(backlog_committed_at "$(queue_sql "$sys" $BACKLOG)")
+	wait_stored "$sys" $((before + BACKLOG))
 	t1=$(now)
-	rate $BACKLOG "$t0" "$t1"
-}
-pgq_backlog()
-{
-	local before t0 t1
-	before=$(q "SELECT count(*) FROM pgq_payments")
-	t0=$(backlog_committed_at "SELECT count(pgq.insert_event('payments', 'payment', ($PAYLOAD)::text)) FROM generate_series(1, $BACKLOG)")
-	pgq_wait_stored $((before + BACKLOG))
-	t1=$(now)
-	rate $BACKLOG "$t0" "$t1"
-}
-pgq_backlog_alone()
-{
-	consumer_start
-	pgq_backlog
-	consumer_stop
+	bench_rate $BACKLOG "$t0" "$t1"
+	consume_stop "$sys"
 }
 ours_free=(); pgq_free=(); ours_held=(); pgq_held=()
 for run in $(seq $RUNS); do
-	r=$(ours_backlog); ours_free+=("$r")
-	r=$(pgq_backlog_alone); pgq_free+=("$r")
+	r=$(backlog_rate ours); ours_free+=("$r")
+	r=$(backlog_rate pgq); pgq_free+=("$r")
 done
 # the dead rows the runs above left are vacuumed: count what the hold leaves
 q "VACUUM"
 dead_ours0=$(bench_dead_rows payment queue); dead_pgq0=$(bench_dead_rows pgq '')
 bench_hold_start
 # HOLD_N payments through each queue while the snapshot is held
-n=$(bench_pgbench_count -c $CLIENTS -j 2 -t $((HOLD_N / CLIENTS)) -f "$WORK/ours.sql")
-bench_wait_stored $((RUNS * BACKLOG + n))
-consumer_start
-n=$(bench_pgbench_count -c $CLIENTS -j 2 -t $((HOLD_N / CLIENTS)) -f "$WORK/pgq.sql")
-pgq_wait_stored $((RUNS * BACKLOG + n))
-consumer_stop
+for sys in ours pgq; do
+	consume_start $sys
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -t $((HOLD_N / CLIENTS)) -f "$WORK/$sys.sql")
+	wait_stored $sys $((RUNS * BACKLOG + n))
+	consume_stop $sys
+done
 for run in $(seq $RUNS); do
-	r=$(ours_backlog); ours_held+=("$r")
-	r=$(pgq_backlog_alone); pgq_held+=("$r")
+	r=$(backlog_rate ours); ours_held+=("$r")
+	r=$(backlog_rate pgq); pgq_held+=("$r")
 done
 dead_ours1=$(bench_dead_rows payment queue); dead_pgq1=$(bench_dead_rows pgq '')
 bench_hold_stop
@@ -301,63 +305,58 @@ h_ours_free=$(median "${ours_free[@]}"); h_pgq_free=$(median "${pgq_free[@]}")
 h_ours_held=$(median "${ours_held[@]}"); h_pgq_held=$(median "${pgq_held[@]}")
 
 # == 5. latency at RATE/s, from the submitting statement's clock to stored ==
-SENT="$PAYLOAD || jsonb_build_object('sentAt', clock_timestamp())"
-echo "SELECT submit_payment($SENT);" > "$WORK/ours_lat.sql"
-echo "SELECT pgq.insert_event('payments', 'payment', ($SENT)::text);" > "$WORK/pgq_lat.sql"
-percentiles()
-{
-	q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' ' ||
-	          round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2) || ' ' || count(*)
-	     FROM (SELECT extract(epoch FROM stored_at - (body->>'sentAt')::timestamptz) * 1000 AS ms
-	             FROM $1 WHERE body ? 'sentAt') s"
-}
+echo "SELECT submit_payment($BENCH_SENT_PAYLOAD);" > "$WORK/ours_lat.sql"
+echo "SELECT pgq.insert_event('payments', 'payment', ($BENCH_SENT_PAYLOAD)::text);" > "$WORK/pgq_lat.sql"
+# latency SYSTEM SECONDS: "p50 p99 count" at RATE/s
 # (TRUNCATE comes first, out of any hold: the holding session locks the table)
-ours_latency()
+latency()
 {
-	local n
-	n=$(bench_pgbench_count -c 2 -j 2 -R $RATE -T "$1" -f "$WORK/ours_lat.sql")
-	bench_wait_stored "$n"
-	percentiles payment.payments
+	local sys=$1 n
+	consume_start "$sys"
+	n=$(bench_pgbench_count -c 2 -j 2 -R $RATE -T "$2" -f "$WORK/${sys}_lat.sql")
+	wait_stored "$sys" "$n"
+	consume_stop "$sys"
+	bench_percentiles "${STORED_IN[$sys]}"
 }
 q "TRUNCATE payment.payments, pgq_payments"
 q "VACUUM"
 q "CHECKPOINT"
-r=$(ours_latency $LAT_SECONDS)
+r=$(latency ours $LAT_SECONDS)
 read -r l_ours50 l_ours99 l_ours_n <<<"$r"
-consumer_start
-n=$(bench_pgbench_count -c 2 -j 2 -R $RATE -T $LAT_SECONDS -f "$WORK/pgq_lat.sql")
-pgq_wait_stored "$n"
-consumer_stop
-r=$(percentiles pgq_payments)
+r=$(latency pgq $LAT_SECONDS)
 read -r l_pgq50 l_pgq99 l_pgq_n <<<"$r"
 q "TRUNCATE payment.payments"
 q "VACUUM"
 bench_hold_start
-r=$(ours_latency $HOLD_LAT_SECONDS)
+r=$(latency ours $HOLD_LAT_SECONDS)
 read -r l_held50 l_held99 l_held_n <<<"$r"
 bench_hold_stop
 
 # == 6. batched intake: 100 payloads per transaction, consumers stopped ==
-echo "SELECT submit_payments(jsonb_agg($PAYLOAD)) FROM generate_series(1, 100);" > "$WORK/ours_100.sql"
-echo "SELECT count(pgq.insert_event('payments', 'payment', ($PAYLOAD)::text)) FROM generate_series(1, 100);" > "$WORK/pgq_100.sql"
+echo "$(queue_sql ours 100);" > "$WORK/ours_100.sql"
+echo "$(queue_sql pgq 100);" > "$WORK/pgq_100.sql"
 q "TRUNCATE payment.payments, pgq_payments"
-ours_100=(); pgq_100=(); ours_total=0; pgq_total=0
+ours_100=(); pgq_100=()
+declare -A total_100=([ours]=0 [pgq]=0)
+# one run for SYSTEM: intake alone (our workers paused; PgQ's consumer is
+# stopped between measures), timed; then all of it stored
+batched()
+{
+	local sys=$1 n t0 t1
+	local -n rates_=${sys}_100
+	[ "$sys" != ours ] || bench_pause on
+	t0=$(now)
+	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $BATCH_T -f "$WORK/${sys}_100.sql")
+	t1=$(now)
+	rates_+=("$(bench_rate $((n * 100)) "$t0" "$t1")"); total_100[$sys]=$((total_100[$sys] + n * 100))
+	if [ "$sys" = ours ]; then bench_pause off; fi
+	consume_start "$sys"
+	wait_stored "$sys" "${total_100[$sys]}"
+	consume_stop "$sys"
+}
 for run in $(seq $RUNS); do
-	bench_pause on
-	t0=$(now)
-	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $BATCH_T -f "$WORK/ours_100.sql")
-	t1=$(now)
-	ours_100+=("$(rate $((n * 100)) "$t0" "$t1")"); ours_total=$((ours_total + n * 100))
-	bench_pause off
-	bench_wait_stored $ours_total
-
-	t0=$(now)
-	n=$(bench_pgbench_count -c $CLIENTS -j 2 -T $BATCH_T -f "$WORK/pgq_100.sql")
-	t1=$(now)
-	pgq_100+=("$(rate $((n * 100)) "$t0" "$t1")"); pgq_total=$((pgq_total + n * 100))
-	consumer_start
-	pgq_wait_stored $pgq_total
-	consumer_stop
+	batched ours
+	batched pgq
 done
 b_ours=$(median "${ours_100[@]}"); b_pgq=$(median "${pgq_100[@]}")
 

@@ -14,7 +14,6 @@
 # latency-proxy.mjs), with a {"op":"phase"} line before each part, for
 # profile-inflight.mjs.
 source "$(dirname "$0")/lib.sh"
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 RUNS=3; BACKLOG=20000
 if [ "${1:-}" = "--short" ]; then
@@ -28,39 +27,21 @@ PG_PORT=56510
 FAUXQS_PORT=56511
 LATENCY_PORT=56512
 CONTROL_PORT=56513
-export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
 
-node --no-warnings "$ROOT/test/sqs/fauxqs-server.mjs" --port $FAUXQS_PORT >/dev/null &
-FAUXQS_PID=$!
-node --no-warnings "$ROOT/test/sqs/latency-proxy.mjs" --port $LATENCY_PORT \
-	--control-port $CONTROL_PORT --upstream "http://127.0.0.1:$FAUXQS_PORT" \
-	--latency-ms "$LATENCY" ${LATENCY_LOG:+--log "$LATENCY_LOG"} >/dev/null &
-PROXY_PID=$!
-for _ in $(seq 100); do
-	curl -sf "http://127.0.0.1:$FAUXQS_PORT/health" >/dev/null &&
-		curl -sf "http://127.0.0.1:$CONTROL_PORT/__stats" >/dev/null && break
-	sleep 0.1
-done
-ENDPOINT=http://127.0.0.1:$LATENCY_PORT
-producer() { node --no-warnings "$ROOT/test/sqs/producer.mjs" "$@" --endpoint $ENDPOINT; }
-json() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const o=JSON.parse(s);console.log($1)})"; }
+bench_start_fauxqs $FAUXQS_PORT
+bench_peer latency-proxy.mjs --port $LATENCY_PORT \
+	--control-port $CONTROL_PORT --upstream "$BENCH_ENDPOINT" \
+	--latency-ms "$LATENCY" ${LATENCY_LOG:+--log "$LATENCY_LOG"}
+bench_wait_http "http://127.0.0.1:$CONTROL_PORT/__stats"
+# the workers and the producer go through the latency proxy
+BENCH_ENDPOINT=http://127.0.0.1:$LATENCY_PORT
 latency() { curl -sf -X POST "http://127.0.0.1:$CONTROL_PORT/__latency?ms=$1" >/dev/null; }
 QUEUE=$(producer create --queue bench | json o.queueUrl)
 
-bench_start_cluster $PG_PORT \
+bench_start_sqs_cluster $PG_PORT "$QUEUE" \
 	"payment.workers = 2" "payment.max_workers = $MAX" "max_worker_processes = 16" \
-	"payment.batch_size = 10" "payment.paused = on" \
-	"payment.scale_up_after = '1s'" "payment.scale_down_after = '3s'" \
-	"payment.queue_url = '$QUEUE'" "payment.sqs_endpoint = '$ENDPOINT'" \
-	"payment.aws_region = 'us-east-1'" "payment.wait_time = 1"
-trap 'bench_stop_cluster; kill $FAUXQS_PID $PROXY_PID 2>/dev/null' EXIT
+	"payment.scale_up_after = '1s'" "payment.scale_down_after = '3s'"
 
-pause()
-{
-	q "ALTER SYSTEM SET payment.paused = $1" && q "SELECT pg_reload_conf()" >/dev/null
-	[ "$1" = on ] && sleep 1.5
-	return 0
-}
 workers() { q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'"; }
 
 # a backlog sent without latency (the producer is not what is measured)
@@ -78,8 +59,7 @@ settle()
 {
 	local want=$1
 	for _ in $(seq 300); do
-		[ "$(producer count --queue-url "$QUEUE" | json 'o.visible+o.in_flight')" = 0 ] &&
-			[ "$(workers)" = "$want" ] && return 0
+		bench_sqs_empty "$QUEUE" && [ "$(workers)" = "$want" ] && return 0
 		sleep 0.1
 	done
 	echo "queue not empty or pool not back at $want workers" >&2; exit 1
@@ -89,7 +69,7 @@ settle()
 drain()
 {
 	START=$(now); FULL_AT=""; STORED_AT_FULL=0
-	pause off
+	bench_pause off
 	while :; do
 		local row n stored
 		bench_ask_into row "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'),
@@ -100,9 +80,8 @@ drain()
 		bench_nap 0.05
 	done
 	END=$(now)
-	pause on
+	bench_pause on
 }
-rate() { awk -v n="$1" -v s="$2" -v e="$3" 'BEGIN {printf "%.0f", (e > s ? n / (e - s) : 0)}'; }
 
 phase() { [ -z "${LATENCY_LOG:-}" ] || echo "{\"op\":\"phase\",\"name\":\"$1\"}" >>"$LATENCY_LOG"; }
 
@@ -115,8 +94,8 @@ for i in $(seq $RUNS); do
 	drain
 	[ -n "$FULL_AT" ] || { echo "the pool never reached $MAX workers" >&2; exit 1; }
 	grow+=("$(awk -v s="$START" -v e="$FULL_AT" 'BEGIN {printf "%.1f", e - s}')")
-	elastic+=("$(rate $((BACKLOG - STORED_AT_FULL)) "$FULL_AT" "$END")")
-	elastic_all+=("$(rate $BACKLOG "$START" "$END")")
+	elastic+=("$(bench_rate $((BACKLOG - STORED_AT_FULL)) "$FULL_AT" "$END")")
+	elastic_all+=("$(bench_rate $BACKLOG "$START" "$END")")
 done
 settle 2
 
@@ -130,7 +109,7 @@ for i in $(seq $RUNS); do
 	settle $MAX
 	fill
 	drain
-	fixed+=("$(rate $BACKLOG "$START" "$END")")
+	fixed+=("$(bench_rate $BACKLOG "$START" "$END")")
 done
 stored=$(q "SELECT count(*) FROM payment.payments")
 [ "$stored" = "$BACKLOG" ] || { echo "expected $BACKLOG stored, found $stored" >&2; exit 1; }
@@ -143,10 +122,8 @@ for i in $(seq $RUNS); do
 	latency 0
 	producer send --queue-url "$QUEUE" --valid $BACKLOG >/dev/null
 	latency "$LATENCY"
-	drained=$(producer drain --queue-url "$QUEUE" --loops $MAX)
-	[ "$(echo "$drained" | json o.deleted)" = "$BACKLOG" ] ||
-		{ echo "SDK drained $(echo "$drained" | json o.deleted), not $BACKLOG" >&2; exit 1; }
-	sdk+=("$(echo "$drained" | json 'o.per_second.toFixed(0)')")
+	rate=$(bench_sdk_drain "$QUEUE" $BACKLOG --loops $MAX)
+	sdk+=("$rate")
 done
 
 g=$(median "${grow[@]}"); e=$(median "${elastic[@]}"); ea=$(median "${elastic_all[@]}")

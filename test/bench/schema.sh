@@ -17,11 +17,6 @@ CLIENTS=4
 
 bench_start_cluster 55503 "payment.paused = on"
 WORK=$BENCH_DIR
-
-PAYLOAD="jsonb_build_object('paymentId', gen_random_uuid()::text,
-  'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
-  'description', 'Regular payment made to Netflix from HSBC account',
-  'currency', 'GBP', 'amount', 7.99)"
 STRICT='{
   "$schema": "http://json-schema.org/draft-04/schema#",
   "type": "object",
@@ -45,13 +40,7 @@ REFERENCE='{"type": "object",
 
 q "SELECT set_payment_schema('$STRICT', 'benchmark: strict')" >/dev/null
 q "UPDATE payment.schemas SET active = false"
-echo "SELECT submit_payment($PAYLOAD);" > "$WORK/submit.sql"
-
-tps()
-{
-	pgbench -n -c $CLIENTS -j 2 -T "$SECONDS_PER_RUN" -f "$1" 2>/dev/null |
-		awk '/^tps/ {print int($3); exit}'
-}
+echo "SELECT submit_payment($BENCH_PAYLOAD);" > "$WORK/submit.sql"
 
 use_schema()
 {
@@ -63,14 +52,14 @@ use_schema()
 ref_tps=(); strict_tps=()
 for i in $(seq $RUNS); do
 	use_schema false
-	ref_tps+=("$(tps "$WORK/submit.sql")")
+	ref_tps+=("$(bench_tps "$SECONDS_PER_RUN" "$WORK/submit.sql" $CLIENTS)")
 	use_schema true
-	strict_tps+=("$(tps "$WORK/submit.sql")")
+	strict_tps+=("$(bench_tps "$SECONDS_PER_RUN" "$WORK/submit.sql" $CLIENTS)")
 done
 a_ref=$(median "${ref_tps[@]}"); a_strict=$(median "${strict_tps[@]}")
 
 # (b) documents/s through validate_json, one backend
-q "CREATE TABLE docs AS SELECT $PAYLOAD AS body FROM generate_series(1, $DOCS)"
+q "CREATE TABLE docs AS SELECT $BENCH_PAYLOAD AS body FROM generate_series(1, $DOCS)"
 q "CREATE FUNCTION docs_per_second(schema jsonb) RETURNS numeric LANGUAGE plpgsql AS \$\$
 DECLARE t0 timestamptz := clock_timestamp(); ok bigint;
 BEGIN

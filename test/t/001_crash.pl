@@ -3,23 +3,18 @@
 # and the queue ends empty.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-restart_after_crash = on
-payment.database = 'postgres'
-payment.workers = 2
-payment.batch_size = 10
-payment.visibility_timeout = 2
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+use PaymentNode;
+
+my $node = new_payment_node('crash', settings => {
+	restart_after_crash => 'on',
+	'payment.batch_size' => 10,
+	'payment.visibility_timeout' => 2 });
 
 # Slow each insert down a little so that the kills land mid-batch.
 $node->safe_psql('postgres', q{

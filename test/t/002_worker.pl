@@ -3,21 +3,19 @@
 # library, where submit_payment still queues and warns.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use PaymentNode qw(new_payment_node reload_with);
+
 my $payment = q{'{"paymentId": "%s", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4",
   "dateTimestamp": "1709553600", "description": "worker test", "currency": "GBP", "amount": 1}'};
 
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-});
-$node->start;
+# the extension is created below, once the workers run
+my $node = new_payment_node('worker', extension => undef);
 
 # workers run before the extension exists, and wait without error
 ok($node->poll_query_until('postgres', q{
@@ -31,11 +29,11 @@ SELECT payment_status('aaaaaaaa-0000-4000-8000-000000000001') ->> 'status' = 'st
 	'stored once the extension exists');
 
 # SIGHUP: pause, submit, nothing stored; resume, stored
-$node->append_conf('postgresql.conf', 'payment.paused = on');
-$node->reload;
-sleep 1;
+# the workers are idle: they take the reload at once
+reload_with($node, 'payment.paused' => 'on');
 $node->safe_psql('postgres', sprintf('SELECT submit_payment(%s)',
 	sprintf($payment, 'aaaaaaaa-0000-4000-8000-000000000002')));
+# deliberate: two seconds in which the paused workers must not store it
 sleep 2;
 is($node->safe_psql('postgres', q{
 SELECT payment_status('aaaaaaaa-0000-4000-8000-000000000002') ->> 'status'}),

@@ -6,23 +6,18 @@
 # stored.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use PaymentNode;
 
 my $payment = q{{"paymentId": "%s", "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4",
   "dateTimestamp": "1709553600", "description": "%s", "currency": "GBP", "amount": 1}};
 
-my $node = PostgreSQL::Test::Cluster->new('concurrent_store');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 1
-log_min_messages = debug1
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('concurrent_store',
+	settings => { 'payment.workers' => 1, log_min_messages => 'debug1' });
 
 # One case: a session inserts the payment of key $id with $held_description
 # and keeps its transaction open; the worker's batch holds the same key

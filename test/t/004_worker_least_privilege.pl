@@ -201,6 +201,7 @@ ok($node->poll_query_until('pay', q{
 SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'payment worker' AND usename = 'payment_worker'}),
 	'the worker connects as payment.worker_role');
 submit(1, 'waits for grants');
+# deliberate: four seconds of retries, which must log once and store nothing
 sleep 4;
 my $log = slurp_file($node->logfile);
 my @lacks = $log =~ /WARNING:  payment worker role "payment_worker" lacks privileges the workers need/g;

@@ -6,18 +6,18 @@ use warnings;
 
 use Encode qw(encode_utf8);
 use File::Basename qw(dirname);
+use FindBin;
+use lib $FindBin::RealBin;
 use JSON::PP;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use PaymentNode;
 
 my $root = dirname(__FILE__) . '/../..';
 my $suite = decode_json(slurp_file("$root/test/sqs/sigv4-vectors.json"));
 
-my $node = PostgreSQL::Test::Cluster->new('sigv4');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'payment'\npayment.workers = 0\n");
-$node->start;
+my $node = new_payment_node('sigv4', extension => undef, settings => { 'payment.workers' => 0 });
 
 # The hook is not part of the extension's SQL; the test declares it.
 $node->safe_psql('postgres', q{

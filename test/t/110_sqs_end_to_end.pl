@@ -16,18 +16,14 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 use SqsPeers;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
+my $key = SqsPeers::new_key_id();
 my $secret = 'sqs-secret-' . SqsPeers::random_word(32);
 my $token = 'sqs-token-' . SqsPeers::random_word(48);
-my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => $secret, token => $token },
-	});
+my $peers = SqsPeers->new(keys => SqsPeers::producer_and($key, secret => $secret, token => $token));
 my $queue_url = $peers->create_queue('payments', 30);
 
 my $node = $peers->start_node('sqs_e2e', $key,
@@ -210,6 +206,7 @@ ok($elapsed >= 0.9 && $elapsed < 3, sprintf('failed after %.1f s (http_timeout 1
 for my $how ('pg_cancel_backend', 'pg_terminate_backend')
 {
 	my ($out, $perr) = ('', '');
+	my $sends = $peers->stats->{byOperation}{SendMessage} // 0;
 	my $h = IPC::Run::start(
 		[ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-c',
 		  "SET application_name = 'slow_submit'; $submit" ],
@@ -218,7 +215,10 @@ for my $how ('pg_cancel_backend', 'pg_terminate_backend')
 				count_sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'slow_submit' AND state = 'active'") eq '1';
 			}, 10),
 		"$how: the submit is waiting on the slow endpoint");
-	usleep(300_000);
+	# its SendMessage has reached the proxy, which holds it: the backend is
+	# in the HTTP call
+	SqsPeers::wait_until(sub { ($peers->stats->{byOperation}{SendMessage} // 0) > $sends }, 10)
+	  or die 'the SendMessage did not reach the proxy';
 	my $t1 = time();
 	count_sql("SELECT $how(pid) FROM pg_stat_activity WHERE application_name = 'slow_submit'");
 	$h->finish;

@@ -16,13 +16,9 @@ use Time::HiRes qw(time usleep);
 
 use SqsPeers;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
+my $key = SqsPeers::new_key_id();
 my $secret = 'sqs-secret-' . SqsPeers::random_word(32);
-my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => $secret },
-	});
+my $peers = SqsPeers->new(keys => SqsPeers::producer_and($key, secret => $secret));
 my $queue_url = $peers->create_queue('payments', 30);
 
 my $node = $peers->start_node('sqs_faults', $key,
@@ -81,6 +77,8 @@ $peers->control('/__down');
 my $down_at = time();
 my $at_down = stored_count($ids);
 cmp_ok($at_down, '<', 2000, "endpoint down with $at_down of 2000 stored");
+# deliberate: a 30 s outage; the batches received before it settle in the
+# first 5 s, then 20 s in which nothing may be stored
 sleep(5);
 my $settled = stored_count($ids);
 sleep(20);

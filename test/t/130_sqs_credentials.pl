@@ -11,10 +11,10 @@ use FindBin;
 use lib $FindBin::RealBin;
 
 use JSON::PP;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use PaymentNode;
 use SqsPeers;
 
 my %key;
@@ -34,16 +34,7 @@ my $peers = SqsPeers->new(
 	});
 my $queue_url = $peers->create_queue('payments', 30);
 
-my $node = PostgreSQL::Test::Cluster->new('sqs_credentials');
-$node->init;
-# no payment.aws_* settings, not even the region
-$node->append_conf('postgresql.conf',
-	join("\n",
-		"shared_preload_libraries = 'payment'",
-		'payment.workers = 0',
-		"payment.queue_url = '$queue_url'",
-		"payment.sqs_endpoint = '" . $peers->endpoint . "'",
-		"payment.http_timeout = '5s'", ''));
+my $node;
 
 my $payment = encode_json({
 	paymentId => '2d5a8218-3c6a-436e-b724-8dff12e7010d',
@@ -72,9 +63,13 @@ delete $ENV{$_} for qw(AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 	local $ENV{AWS_SESSION_TOKEN} = $env_token;
 	local $ENV{AWS_REGION} = 'us-east-1';
 	local $ENV{AWS_SHARED_CREDENTIALS_FILE} = '/nonexistent/credentials';
-	$node->start;
+	# no payment.aws_* settings, not even the region
+	$node = new_payment_node('sqs_credentials', settings => {
+		'payment.workers' => 0,
+		'payment.queue_url' => "'$queue_url'",
+		'payment.sqs_endpoint' => "'" . $peers->endpoint . "'",
+		'payment.http_timeout' => "'5s'" });
 }
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
 my ($out, $err) = try_submit();
 is($out, 't', 'credentials and region from the environment') or diag($err);
 cmp_ok(accepted_for($key{env}), '>', 0, 'the request was signed with the environment key and token');

@@ -4,9 +4,13 @@
 # still at extension version 1.0 when the session started.
 use strict;
 use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use PaymentNode;
 
 my $strict = q{'{"type": "object", "required": ["paymentId", "userId", "amount", "currency"],
   "properties": {"currency": {"enum": ["EUR"]}, "amount": {"type": "number"}}}'};
@@ -54,15 +58,7 @@ sub swap_seen_by_open_session
 	$a->quit;
 }
 
-my $node = PostgreSQL::Test::Cluster->new('swap');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('swap');
 swap_seen_by_open_session($node, 'preloaded');
 
 # the workers validate against the active version too: a message from

@@ -5,20 +5,14 @@
 # under and the store to call payment_validate_version with it.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('queued_swap');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-payment.paused = on
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+use PaymentNode;
+
+my $node = new_payment_node('queued_swap', settings => { 'payment.paused' => 'on' });
 $node->safe_psql('postgres', q{SELECT submit_payment('{"paymentId": "bbbbbbbb-0000-4000-8000-000000000001",
   "userId": "0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4", "dateTimestamp": "1709553600",
   "description": "accepted under the reference model", "currency": "GBP", "amount": 1}')});

@@ -13,33 +13,25 @@ use FindBin;
 use lib $FindBin::RealBin;
 
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
 use Chaos;
+use PaymentNode;
 
 my $n = $ENV{PAYMENT_CHAOS_N} // 10_000;
 my $seed = $ENV{PAYMENT_CHAOS_SEED} // 500;
 
-my $node = PostgreSQL::Test::Cluster->new('chaos_embedded');
-$node->init;
 # max_receive_count 10: every crash also kills the other worker's batch,
 # which is received again; the run checks that crashes never exhaust it
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-restart_after_crash = on
-payment.database = 'postgres'
-payment.workers = 2
-payment.batch_size = 10
-payment.visibility_timeout = 2
-payment.max_receive_count = 10
-log_line_prefix = '%m [%p] %e '
-log_statement = none
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('chaos_embedded', settings => {
+	restart_after_crash => 'on',
+	'payment.batch_size' => 10,
+	'payment.visibility_timeout' => 2,
+	'payment.max_receive_count' => 10,
+	log_line_prefix => "'%m [%p] %e '",
+	log_statement => 'none' });
 
 my $chaos = Chaos->new(node => $node, n => $n, clients => 4, seed => $seed);
 

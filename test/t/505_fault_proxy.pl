@@ -16,12 +16,9 @@ use Test::More;
 
 use SqsPeers;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
+my $key = SqsPeers::new_key_id();
 my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => 'sqs-secret-' . SqsPeers::random_word(32) },
-	},
+	keys => SqsPeers::producer_and($key),
 	faults => { rate => 0, seed => 505, delay_ms => 1500, keys => [$key] });
 $peers->create_queue('payments', 30);
 my $node = $peers->start_node('fault_proxy', $key,

@@ -16,7 +16,6 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
@@ -28,33 +27,24 @@ my $n = $ENV{PAYMENT_CHAOS_N} // 10_000;
 my $seed = $ENV{PAYMENT_CHAOS_SEED} // 510;
 my $rate = $ENV{PAYMENT_CHAOS_RATE} // 0.1;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
+my $key = SqsPeers::new_key_id();
 my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => 'sqs-secret-' . SqsPeers::random_word(32) },
-	},
+	keys => SqsPeers::producer_and($key),
 	# delay: beyond the 0.5 s timeout of a send and the 1 + 0.5 s of a receive
 	faults => { rate => 0, seed => $seed, delay_ms => 1700, keys => [$key] });
 my $queue_url = $peers->create_queue('payments', 30);
 
-my $node = PostgreSQL::Test::Cluster->new('chaos_sqs');
-$node->init;
 # max_receive_count 10: a fault or a crash costs a message one receive;
 # the run checks that they never exhaust it
-$node->append_conf('postgresql.conf',
-	$peers->node_conf(
-		$key,
-		'restart_after_crash' => 'on',
-		'payment.workers' => 2,
-		'payment.wait_time' => 1,
-		'payment.visibility_timeout' => 3,
-		'payment.max_receive_count' => 10,
-		'payment.http_timeout' => "'500ms'",
-		'log_line_prefix' => "'%m [%p] %e '",
-		'log_statement' => 'none'));
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = $peers->start_node('chaos_sqs', $key,
+	'restart_after_crash' => 'on',
+	'payment.workers' => 2,
+	'payment.wait_time' => 1,
+	'payment.visibility_timeout' => 3,
+	'payment.max_receive_count' => 10,
+	'payment.http_timeout' => "'500ms'",
+	'log_line_prefix' => "'%m [%p] %e '",
+	'log_statement' => 'none');
 
 my $chaos = Chaos->new(node => $node, n => $n, clients => 4, seed => $seed);
 $peers->faults_config(rate => $rate);

@@ -25,12 +25,12 @@ use lib $FindBin::RealBin;
 
 use IPC::Run;
 use JSON::PP;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
 use AuthHelper qw(start_jwks mint);
+use PaymentNode;
 use SqsPeers;
 
 my $n = $ENV{PAYMENT_FUZZ_N} // 10_000;
@@ -44,21 +44,16 @@ my $started = time();
 my $jwks = start_jwks();
 my @tokens = map { mint($jwks, $_, $alice) } qw(access id second_key expired alg_none tampered);
 
-my $conf = qq{
-payment.workers = 2
-payment.jwt_issuer = '$jwks->{issuer}'
-payment.jwt_audience = '$jwks->{audience}'
-payment.jwks_url = '$jwks->{jwks_url}'
-log_statement = none
-log_line_prefix = '%m [%p] %e '
-log_min_messages = warning
-};
-
-my $node = PostgreSQL::Test::Cluster->new('fuzz', port => AuthHelper::free_port());
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'payment'\n$conf");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('fuzz',
+	port => AuthHelper::free_port(),
+	settings => {
+		'payment.workers' => 2,
+		'payment.jwt_issuer' => "'$jwks->{issuer}'",
+		'payment.jwt_audience' => "'$jwks->{audience}'",
+		'payment.jwks_url' => "'$jwks->{jwks_url}'",
+		log_statement => 'none',
+		log_line_prefix => "'%m [%p] %e '",
+		log_min_messages => 'warning' });
 my $born = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 
 my $has_validate = $node->safe_psql('postgres',
@@ -183,13 +178,12 @@ my $peers = SqsPeers->new(
 		AKIDFUZZWORKER => { secret => 'worker-' . SqsPeers::random_word(20) },
 	});
 my $queue_url = $peers->create_queue('fuzz', 10);
-my $sqs_node = PostgreSQL::Test::Cluster->new('fuzz_sqs', port => AuthHelper::free_port());
-$sqs_node->init;
-$sqs_node->append_conf('postgresql.conf', $peers->node_conf('AKIDFUZZWORKER',
+my $sqs_node = new_payment_node('fuzz_sqs',
+	port => AuthHelper::free_port(),
+	settings => {
+		$peers->node_settings('AKIDFUZZWORKER'),
 		'payment.workers' => 2, 'payment.wait_time' => 1, 'payment.visibility_timeout' => 10,
-		'log_statement' => 'none', 'log_line_prefix' => "'%m [%p] %e '"));
-$sqs_node->start;
-$sqs_node->safe_psql('postgres', 'CREATE EXTENSION payment');
+		'log_statement' => 'none', 'log_line_prefix' => "'%m [%p] %e '" });
 my $sqs_born = $sqs_node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 
 my ($out, $err);

@@ -8,21 +8,18 @@
 # message that is too deep stays too deep), its neighbours stored.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('deep_body');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.workers = 1
-payment.batch_size = 10
-payment.visibility_timeout = '2s'
-payment.paused = on
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+use PaymentNode;
+
+my $node = new_payment_node('deep_body', settings => {
+	'payment.workers' => 1,
+	'payment.batch_size' => 10,
+	'payment.visibility_timeout' => "'2s'",
+	'payment.paused' => 'on' });
 
 # another producer writes the queue table directly: the front door's depth
 # limit does not apply to what it sends

@@ -24,11 +24,11 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
+use PaymentNode;
 use SqsPeers;
 
 my $n = $ENV{PAYMENT_SOAK_N} // 50_000;
@@ -134,24 +134,18 @@ sub check_clean
 		"$label: no crash, no out-of-memory");
 }
 
-my $common = qq{
-shared_preload_libraries = 'payment'
-payment.workers = 2
-# a fixed pool: the same two workers are measured from warm-up to the end
-payment.max_workers = 2
-shared_buffers = 64MB
-log_statement = none
-# the soak compresses months into minutes: autovacuum looks at the queue every
-# second, as the default minute is to a long run
-autovacuum_naptime = 1s
-};
+my %common = (
+	'payment.workers' => 2,
+	# a fixed pool: the same two workers are measured from warm-up to the end
+	'payment.max_workers' => 2,
+	shared_buffers => '64MB',
+	log_statement => 'none',
+	# the soak compresses months into minutes: autovacuum looks at the queue
+	# every second, as the default minute is to a long run
+	autovacuum_naptime => '1s');
 
 # -- embedded queue
-my $node = PostgreSQL::Test::Cluster->new('soak');
-$node->init;
-$node->append_conf('postgresql.conf', $common);
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('soak', settings => \%common);
 my $born = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 soak($node, 'embedded', $n, 1);
 ok($node->poll_query_until('postgres', 'SELECT queue_depth = 0 AND in_flight = 0 FROM payment.stats'),
@@ -166,13 +160,7 @@ my $peers = SqsPeers->new(
 		AKIDSOAKSERVER => { secret => 'server-' . SqsPeers::random_word(20) },
 	});
 my $queue_url = $peers->create_queue('soak', 30);
-my $sqs = PostgreSQL::Test::Cluster->new('soak_sqs');
-$sqs->init;
-$sqs->append_conf('postgresql.conf', $common
-	  . $peers->node_conf('AKIDSOAKSERVER', 'payment.wait_time' => 1,
-		'shared_preload_libraries' => "'payment'"));
-$sqs->start;
-$sqs->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $sqs = $peers->start_node('soak_sqs', 'AKIDSOAKSERVER', %common, 'payment.wait_time' => 1);
 $born = $sqs->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 soak($sqs, 'sqs', $n_sqs, 0);
 my $c = $peers->queue_counts;

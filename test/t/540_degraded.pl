@@ -25,27 +25,23 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+
+use PaymentNode;
 
 my $lock_s = $ENV{PAYMENT_DEGRADED_LOCK_S} // 10;
 # the test's own sessions are exempt from the system-wide statement_timeout of (b)
 $ENV{PGOPTIONS} = '-c statement_timeout=0';
 
-my $node = PostgreSQL::Test::Cluster->new('degraded');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.workers = 2
-payment.visibility_timeout = '5s'
-log_line_prefix = '%m [%p] %e '
-log_statement = none
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('degraded', settings => {
+	'payment.visibility_timeout' => "'5s'",
+	log_line_prefix => "'%m [%p] %e '",
+	log_statement => 'none' });
 my $born = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 my $total = 0;
 
@@ -71,9 +67,16 @@ sub backlog
 {
 	my ($label, $k) = @_;
 	set_system(q{ALTER SYSTEM SET payment.paused = on});
-	sleep 1;
+	# once a new session sees it, the postmaster has signalled the workers,
+	# which take it at once: each phase starts with the queue drained
+	$node->poll_query_until('postgres', 'SHOW payment.paused', 'on')
+	  or die 'payment.paused not reloaded';
 	submit($label, $k);
 	set_system(q{ALTER SYSTEM RESET payment.paused});
+	# deliberate: a tenth of a second for the workers to start on the
+	# backlog, so that the fault that follows comes while it drains (they
+	# store tens of thousands a second: waiting for the reload to be seen
+	# can leave nothing to drain)
 	usleep(100_000);
 }
 
@@ -108,6 +111,7 @@ backlog('read-only', 30000);
 set_system(q{ALTER SYSTEM SET default_transaction_read_only = on});
 my $before = $node->safe_psql('postgres', 'SELECT count(*) FROM payment.payments');
 note "read-only from $before stored of $total";
+# deliberate: eight seconds in which the workers must store nothing
 sleep 8;
 my $during = $node->safe_psql('postgres', 'SELECT count(*) FROM payment.payments');
 cmp_ok($during - $before, '<=', 40, 'read-only: the workers stopped storing (at most the batches in flight)');

@@ -6,29 +6,24 @@
 # counts none of the workers in payment.stats.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+use PaymentNode qw(new_payment_node enqueue_directly);
+
 my $backlog = 20_000;
 
-my $node = PostgreSQL::Test::Cluster->new('scale');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-payment.max_workers = 8
-max_worker_processes = 16
-payment.scale_up_after = 500ms
-payment.scale_down_after = 3s
-payment.visibility_timeout = 5s
-payment.paused = on
-restart_after_crash = on
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('scale', settings => {
+	'payment.max_workers' => 8,
+	max_worker_processes => 16,
+	'payment.scale_up_after' => '500ms',
+	'payment.scale_down_after' => '3s',
+	'payment.visibility_timeout' => '5s',
+	'payment.paused' => 'on',
+	restart_after_crash => 'on' });
 
 is($node->safe_psql('postgres', q{
 SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment launcher'}),
@@ -44,14 +39,7 @@ CREATE TRIGGER slow_store BEFORE INSERT ON payment.payments
 });
 
 # the backlog, queued while the workers are paused
-$node->safe_psql('postgres', qq{
-INSERT INTO payment.queue (payment_id, user_id, body)
-SELECT p, u, jsonb_build_object('paymentId', p, 'userId', u,
-         'dateTimestamp', '1709553600', 'description', 'scale ' || i,
-         'currency', 'GBP', 'amount', i)::text
-  FROM generate_series(1, $backlog) AS i,
-       LATERAL (SELECT md5('p' || i)::uuid AS p, md5('u' || i)::uuid AS u) k;
-});
+enqueue_directly($node, $backlog, '', 'scale');
 is($node->safe_psql('postgres', 'SELECT workers FROM payment.stats'), '2',
 	'payment.workers static workers before the backlog');
 

@@ -15,27 +15,19 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+use PaymentNode qw(reload_with payment_sql enqueue_directly);
 use SqsPeers;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
-my $secret = 'sqs-secret-' . SqsPeers::random_word(32);
-my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => $secret },
-	},
-	latency_ms => 0);
+my $key = SqsPeers::new_key_id();
+my $peers = SqsPeers->new(keys => SqsPeers::producer_and($key), latency_ms => 0);
 my $queue_url = $peers->create_queue('payments', 30);
 
 # configured for SQS, but starting on the embedded queue, paused
-my $node = PostgreSQL::Test::Cluster->new('scale_sqs');
-$node->init;
-$node->append_conf('postgresql.conf', $peers->node_conf($key,
+my $node = $peers->start_node('scale_sqs', $key,
 	'payment.workers' => 2,
 	'payment.max_workers' => 8,
 	'max_worker_processes' => 16,
@@ -43,29 +35,58 @@ $node->append_conf('postgresql.conf', $peers->node_conf($key,
 	'payment.scale_down_after' => "'3s'",
 	'payment.wait_time' => 1,
 	'payment.visibility_timeout' => 10,
-	'payment.paused' => 'on'));
-$node->append_conf('postgresql.conf', "payment.queue_url = ''\n");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+	'payment.paused' => 'on',
+	'payment.queue_url' => "''");
+
+# payment.queue_url set to $url and the workers resumed, reloaded: once a new
+# session sees it, submits go to that queue
+sub resume_on
+{
+	my ($url) = @_;
+	reload_with($node, 'payment.queue_url' => "'$url'", 'payment.paused' => 'off');
+}
+
+# Workers paused; a worker in the middle of a receive (payment.wait_time =
+# 1 s) takes the pause only after it, and no view shows when it has: two
+# seconds more, so that what is submitted next stays in the queue in use.
+sub pause
+{
+	reload_with($node, 'payment.paused' => 'on');
+	sleep 2;
+}
+
+# payments 1 .. $n of payment_sql($tag, $what), in one submit_payments call;
+# returns the count it reports
+sub submit_many
+{
+	my ($n, $tag, $what) = @_;
+	return $node->safe_psql('postgres',
+		'SELECT submit_payments(jsonb_agg(' . payment_sql($tag, $what)
+		  . ")) ->> 'count' FROM generate_series(1, $n) AS i");
+}
+
+# Replacing the queue in use by $url: payments submitted while paused, left
+# in the old queue ([n, tag, description, test name]), then payments
+# submitted to the new one once the workers resume on it.
+sub replace_queue
+{
+	my ($url, $left, $new) = @_;
+	pause();
+	is(submit_many(@$left[ 0 .. 2 ]), $left->[0], $left->[3]);
+	resume_on($url);
+	is(submit_many(@$new[ 0 .. 2 ]), $new->[0], $new->[3]);
+}
 
 my $embedded = 2000;
 my $sqs_backlog = 8000;
-$node->safe_psql('postgres', qq{
-INSERT INTO payment.queue (payment_id, user_id, body)
-SELECT p, u, jsonb_build_object('paymentId', p, 'userId', u,
-         'dateTimestamp', '1709553600', 'description', 'embedded ' || i,
-         'currency', 'GBP', 'amount', i)::text
-  FROM generate_series(1, $embedded) AS i,
-       LATERAL (SELECT md5('ep' || i)::uuid AS p, md5('eu' || i)::uuid AS u) k;
-});
+enqueue_directly($node, $embedded, 'e', 'embedded');
 my $sent = $peers->producer('send', 'queue-url' => $queue_url, valid => $sqs_backlog,
 	'not-json' => 0, invalid => 0, duplicates => 0, conflicts => 0);
 is($sent->{sent}, $sqs_backlog, "an SQS backlog of $sqs_backlog sent by the AWS SDK");
 
 ### embedded -> SQS, at 20 ms a request
 $peers->set_latency(20);
-$node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment.paused = off\n");
-$node->reload;
+resume_on($queue_url);
 
 my $workers_sql = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payment worker'};
 
@@ -110,24 +131,9 @@ ok($node->poll_query_until('postgres', "SELECT ($workers_sql) = 2"),
 	'the pool shrinks back to payment.workers when idle');
 
 ### SQS -> embedded: leftovers in SQS when payment.queue_url is emptied
-$node->append_conf('postgresql.conf', "payment.paused = on\n");
-$node->reload;
-sleep 2;
-my $left = $node->safe_psql('postgres', q{
-SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('sp' || i)::uuid,
-         'userId', md5('su' || i)::uuid, 'dateTimestamp', '1709553600',
-         'description', 'left in SQS ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
-  FROM generate_series(1, 300) AS i});
-is($left, '300', '300 payments submitted to SQS while paused');
-
-$node->append_conf('postgresql.conf', "payment.queue_url = ''\npayment.paused = off\n");
-$node->reload;
-sleep 1;
-is($node->safe_psql('postgres', q{
-SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('np' || i)::uuid,
-         'userId', md5('nu' || i)::uuid, 'dateTimestamp', '1709553600',
-         'description', 'embedded again ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
-  FROM generate_series(1, 100) AS i}), '100', '100 more on the embedded queue');
+replace_queue('',
+	[ 300, 's', 'left in SQS', '300 payments submitted to SQS while paused' ],
+	[ 100, 'n', 'embedded again', '100 more on the embedded queue' ]);
 ok($node->poll_query_until('postgres',
 	"SELECT count(*) = $total + 400 FROM payment.payments"),
 	'the replaced SQS queue\'s leftovers and the new embedded payments are all stored');
@@ -137,8 +143,7 @@ ok($node->wait_for_log(qr/found the replaced SQS queue empty/),
 	'the workers stop draining the replaced queue once it is empty');
 
 ### back to SQS; receives never full: the depth grows the pool
-$node->append_conf('postgresql.conf', "payment.paused = on\n");
-$node->reload;
+reload_with($node, 'payment.paused' => 'on');
 my $short = 4000;
 $peers->set_latency(0);
 $sent = $peers->producer('send', 'queue-url' => $queue_url, valid => $short,
@@ -150,8 +155,7 @@ $peers->set_max_receive(5);
 ok($node->poll_query_until('postgres', "SELECT ($workers_sql) = 2"),
 	'the pool is back at payment.workers before the depth phase');
 my $events_before = $node->safe_psql('postgres', 'SELECT scale_events FROM payment.stats');
-$node->append_conf('postgresql.conf', "payment.queue_url = '$queue_url'\npayment.paused = off\n");
-$node->reload;
+resume_on($queue_url);
 $total += 400 + $short;
 $start = time();
 ($stored, $max_seen) = drain_watching_pool($total);
@@ -167,22 +171,9 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.dead_letters'), '0
 ### SQS -> another SQS queue: the first one's leftovers are still drained
 $peers->set_max_receive(0);
 my $second_url = $peers->producer('create', queue => 'payments2', visibility => 30)->{queueUrl};
-$node->append_conf('postgresql.conf', "payment.paused = on\n");
-$node->reload;
-sleep 2;
-is($node->safe_psql('postgres', q{
-SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('xp' || i)::uuid,
-         'userId', md5('xu' || i)::uuid, 'dateTimestamp', '1709553600',
-         'description', 'left in the first queue ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
-  FROM generate_series(1, 200) AS i}), '200', '200 payments left in the first queue');
-$node->append_conf('postgresql.conf', "payment.queue_url = '$second_url'\npayment.paused = off\n");
-$node->reload;
-sleep 1;
-is($node->safe_psql('postgres', q{
-SELECT submit_payments(jsonb_agg(jsonb_build_object('paymentId', md5('yp' || i)::uuid,
-         'userId', md5('yu' || i)::uuid, 'dateTimestamp', '1709553600',
-         'description', 'in the second queue ' || i, 'currency', 'GBP', 'amount', i))) ->> 'count'
-  FROM generate_series(1, 50) AS i}), '50', '50 payments sent to the second queue');
+replace_queue($second_url,
+	[ 200, 'x', 'left in the first queue', '200 payments left in the first queue' ],
+	[ 50, 'y', 'in the second queue', '50 payments sent to the second queue' ]);
 $total += 250;
 ok($node->poll_query_until('postgres', "SELECT count(*) = $total FROM payment.payments"),
 	'both queues drained into payment.payments');

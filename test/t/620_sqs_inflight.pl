@@ -20,28 +20,19 @@ use lib $FindBin::RealBin;
 
 use IPC::Run;
 use JSON::PP;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
 use SqsPeers;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
+my $key = SqsPeers::new_key_id();
 my $log = "$PostgreSQL::Test::Utils::log_path/latency_exchanges.jsonl";
 unlink $log;
-my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => 'sqs-secret-' . SqsPeers::random_word(32) },
-	},
-	latency_ms => 20,
-	latency_log => $log);
+my $peers = SqsPeers->new(keys => SqsPeers::producer_and($key), latency_ms => 20, latency_log => $log);
 $peers->create_queue('inflight', 3);
 
-my $node = PostgreSQL::Test::Cluster->new('sqs_inflight');
-$node->init;
-$node->append_conf('postgresql.conf', $peers->node_conf($key,
+my $node = $peers->start_node('sqs_inflight', $key,
 	'payment.workers' => 1,
 	'payment.max_workers' => 1,
 	'payment.batch_size' => 10,
@@ -49,9 +40,7 @@ $node->append_conf('postgresql.conf', $peers->node_conf($key,
 	'payment.visibility_timeout' => 3,
 	'payment.paused' => 'on',
 	'track_commit_timestamp' => 'on',
-	'restart_after_crash' => 'on'));
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+	'restart_after_crash' => 'on');
 
 sub sql { return $node->safe_psql('postgres', shift); }
 sub stored { return sql('SELECT count(*) FROM payment.payments'); }

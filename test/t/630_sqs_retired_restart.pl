@@ -14,12 +14,8 @@ use Test::More;
 
 use SqsPeers;
 
-my $key = 'AKIDPAYMENT' . uc(SqsPeers::random_word(9));
-my $peers = SqsPeers->new(
-	keys => {
-		AKIDPRODUCER => { secret => 'producer-' . SqsPeers::random_word(20), producer => 1 },
-		$key => { secret => 'sqs-secret-' . SqsPeers::random_word(32) },
-	});
+my $key = SqsPeers::new_key_id();
+my $peers = SqsPeers->new(keys => SqsPeers::producer_and($key));
 my $old_url = $peers->create_queue('old', 5);
 my $new_url = $peers->create_queue('new', 5);
 $peers->{queue_url} = $old_url;

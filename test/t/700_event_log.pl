@@ -9,27 +9,20 @@
 # payment.max_receive_count.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib $FindBin::RealBin;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+use PaymentNode qw(new_payment_node payment_sql);
+
 my $payments = 20_000;
 
-my $node = PostgreSQL::Test::Cluster->new('event_log');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.database = 'postgres'
-payment.workers = 2
-payment.queue_rotate_after = 1s
-autovacuum = off
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION payment');
+my $node = new_payment_node('event_log',
+	settings => { 'payment.queue_rotate_after' => '1s', autovacuum => 'off' });
 
-my $payload = q{jsonb_build_object('paymentId', md5('p' || i)::uuid, 'userId', md5('u' || i)::uuid,
-  'dateTimestamp', '1709553600', 'description', 'event log ' || i, 'currency', 'GBP', 'amount', i)};
+my $payload = payment_sql('', 'event log');
 
 sub queue_tables_sql
 {
@@ -65,7 +58,8 @@ ok($node->poll_query_until('postgres',
 	"$payments payments stored while a snapshot is held");
 note sprintf('stored in %.1f s', time() - $start);
 
-# the open transaction spanned several rotations; it commits only now
+# deliberate: the open transaction spans several rotations (one a second);
+# it commits only now
 usleep(3_000_000);
 $open->query_safe('COMMIT');
 ok($node->poll_query_until('postgres', "SELECT count(*) = $payments + 1 FROM payment.payments"),
@@ -106,7 +100,10 @@ SELECT (SELECT count(*) FROM payment.queue_events_0) + (SELECT count(*) FROM pay
 # workers dead-letter it.
 $node->safe_psql('postgres', q{ALTER SYSTEM SET payment.visibility_timeout = '1s';
 ALTER SYSTEM SET payment.paused = on; SELECT pg_reload_conf()});
-usleep(300_000);
+# once a new session sees it, the idle workers have been told to pause
+$node->poll_query_until('postgres', q{SELECT current_setting('payment.paused') = 'on'
+   AND current_setting('payment.visibility_timeout') = '1s'})
+  or die 'payment.paused and payment.visibility_timeout not reloaded';
 my $first = $payments + 2;
 my $last = $payments + 4;
 $node->safe_psql('postgres', qq{SELECT count(submit_payment($payload)) FROM generate_series($first, $last) i});

@@ -7,29 +7,18 @@ use strict;
 use warnings;
 use Exporter 'import';
 use HTTP::Tiny;
-use IO::Socket::INET;
 use IPC::Run;
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
+use PaymentNode;
+
 our @EXPORT = qw(free_port start_jwks mint new_auth_node sqlstate payload try_function);
 
+# a free port on 127.0.0.1 in 57000-57999 (PaymentNode::free_port)
 sub free_port
 {
-	for (1 .. 200)
-	{
-		my $port = 57000 + int(rand(1000));
-		my $sock = IO::Socket::INET->new(
-			LocalAddr => '127.0.0.1',
-			LocalPort => $port,
-			Proto => 'tcp',
-			ReuseAddr => 0);
-		next unless $sock;
-		close $sock;
-		return $port;
-	}
-	die "no free port in 57000-57999";
+	return PaymentNode::free_port(57000);
 }
 
 # Start the JWKS server; returns a hash with port, issuer, audience, jwks_url.
@@ -64,17 +53,13 @@ sub mint
 sub new_auth_node
 {
 	my ($name, $conf) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name, port => free_port());
-	$node->init;
-	$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'payment'
-payment.workers = 0
-log_statement = none
-log_min_messages = info
-} . ($conf // ''));
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION payment');
-	return $node;
+	return new_payment_node($name,
+		port => free_port(),
+		settings => {
+			'payment.workers' => 0,
+			log_statement => 'none',
+			log_min_messages => 'info' },
+		conf => $conf);
 }
 
 # Run SQL (as role $opts{role} if given); returns 'ok' or the SQLSTATE, and

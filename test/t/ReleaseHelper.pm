@@ -7,9 +7,10 @@ package ReleaseHelper;
 use strict;
 use warnings;
 use Exporter 'import';
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+
+use PaymentNode qw(new_payment_node reload_with);
 
 our @EXPORT = qw(columns @USER_TABLES @USER_SEQUENCES new_release_node payment_doc
   reference_schema query digests set_paused populate drains_after_update same_objects_as_fresh);
@@ -23,22 +24,13 @@ our @USER_SEQUENCES = qw(payment.dead_letters_id_seq payment.queue_seq_seq
 our $USER = '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4';
 
 # A started cluster with the library preloaded and two workers serving
-# 'postgres'; %settings (name => value as written in postgresql.conf) are
-# added or override those.
+# 'postgres' (PaymentNode::new_payment_node), without the extension: each
+# release test creates the version it starts from.  %settings (name => value
+# as written in postgresql.conf) are added or override those.
 sub new_release_node
 {
 	my ($name, %settings) = @_;
-	my %conf = (
-		shared_preload_libraries => "'payment'",
-		'payment.database' => "'postgres'",
-		'payment.workers' => 2,
-		%settings);
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf',
-		join('', map { "$_ = $conf{$_}\n" } sort keys %conf));
-	$node->start;
-	return $node;
+	return new_payment_node($name, extension => undef, settings => \%settings);
 }
 
 # The reference example payment with payment id $n (1 .. 2^48) and $amount.
@@ -154,15 +146,13 @@ sub same_objects_as_fresh
 	is($objects{$db}, $objects{$fresh}, "$db updated to $version and a fresh $version have the same objects");
 }
 
-# Workers stop (on) or resume (off) draining: a reload, then a second for
-# every worker to take the SIGHUP.
+# Workers stop (on) or resume (off) draining: a reload waited for
+# (PaymentNode::reload_with), then a second more: a worker takes the SIGHUP
+# only after the batch it is storing, and no view shows when it has.
 sub set_paused
 {
 	my ($node, $on) = @_;
-	$node->append_conf('postgresql.conf', 'payment.paused = ' . ($on ? 'on' : 'off'));
-	$node->reload;
-	$node->poll_query_until('postgres', 'SHOW payment.paused', $on ? 'on' : 'off')
-	  or die 'payment.paused not reloaded';
+	reload_with($node, 'payment.paused' => $on ? 'on' : 'off');
 	sleep 1;
 }
 
@@ -206,6 +196,7 @@ INSERT INTO payment.reader_users (role_name, user_id) VALUES ('support', '$USER'
 	set_paused($node, 1);
 	$node->safe_psql($db, 'SELECT count(submit_payment(d::jsonb)) FROM (VALUES '
 		  . join(', ', map { "('" . payment_doc($_) . "')" } 101 .. 105) . ') AS v(d)');
+	# deliberate: a second in which the paused workers must not receive them
 	sleep 1;
 	is($node->safe_psql($db, 'SELECT count(*) || \' \' || sum(receive_count) FROM payment.queue'),
 		'5 0', "$what: 5 payments queued, none received, with the workers paused");

@@ -16,41 +16,43 @@ use Carp;
 use File::Basename qw(dirname);
 use Cwd qw(abs_path);
 use HTTP::Tiny;
-use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(usleep time);
 
-use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
+use PaymentNode;
+
 my $root = abs_path(dirname(__FILE__) . '/../..');
-my %used_ports;
 my @all_peers;
 
+# a free port on 127.0.0.1 in 56000-56999 (PaymentNode::free_port)
 sub free_port
 {
-	for (1 .. 200)
-	{
-		my $port = 56000 + int(rand(1000));
-		next if $used_ports{$port};
-		my $sock = IO::Socket::INET->new(
-			LocalAddr => '127.0.0.1',
-			LocalPort => $port,
-			Proto => 'tcp',
-			Listen => 1,
-			ReuseAddr => 1);
-		next unless $sock;
-		close($sock);
-		$used_ports{$port} = 1;
-		return $port;
-	}
-	croak "no free port in 56000-56999";
+	return PaymentNode::free_port(56000);
 }
 
 sub random_word
 {
 	return join('', map { ('a' .. 'z', 0 .. 9)[ rand 36 ] } 1 .. shift);
+}
+
+# a fresh access key id for a test's workers
+sub new_key_id
+{
+	return 'AKIDPAYMENT' . uc(random_word(9));
+}
+
+# keys for new(): the AWS SDK producer's (AKIDPRODUCER) and the workers' $key,
+# with a random secret unless %creds (secret, token) give them
+sub producer_and
+{
+	my ($key, %creds) = @_;
+	return {
+		AKIDPRODUCER => { secret => 'producer-' . random_word(20), producer => 1 },
+		$key => { secret => 'sqs-secret-' . random_word(32), %creds },
+	};
 }
 
 # wait until $check returns true, polling every 100 ms; false on timeout
@@ -274,40 +276,36 @@ sub wait_queue_empty
 	return wait_until(sub { $self->queue_empty }, $seconds);
 }
 
-# postgresql.conf lines pointing node at the proxy, with the given key
-sub node_conf
+# The settings (name => value as written in postgresql.conf) that point a
+# node at the proxy and this queue, signing with $key (none: the node finds
+# its credentials itself).
+sub node_settings
 {
-	my ($self, $key, %extra) = @_;
-	my $conf = join("\n",
-		"shared_preload_libraries = 'payment'",
-		"payment.queue_url = '$self->{queue_url}'",
-		"payment.sqs_endpoint = '$self->{endpoint}'",
-		"payment.aws_region = '$self->{region}'",
+	my ($self, $key) = @_;
+	return (
+		'payment.queue_url' => "'$self->{queue_url}'",
+		'payment.sqs_endpoint' => "'$self->{endpoint}'",
+		'payment.aws_region' => "'$self->{region}'",
 		defined $key
 		? (
-			"payment.aws_access_key_id = '$key'",
-			"payment.aws_secret_access_key = '$self->{keys}{$key}{secret}'",
+			'payment.aws_access_key_id' => "'$key'",
+			'payment.aws_secret_access_key' => "'$self->{keys}{$key}{secret}'",
 			defined $self->{keys}{$key}{token}
-			? "payment.aws_session_token = '$self->{keys}{$key}{token}'"
+			? ('payment.aws_session_token' => "'$self->{keys}{$key}{token}'")
 			: ())
-		: (),
-		map { "$_ = $extra{$_}" } sort keys %extra);
-	return "$conf\n";
+		: ());
 }
 
 # A started cluster named $name whose workers use this queue, signing as $key,
-# with the given extra settings and the extension created.  With
+# with the given extra settings (which override node_settings) and the
+# extension created (PaymentNode::new_payment_node).  With
 # PAYMENT_TEST_WORKER_ROLE set, the workers connect as that role, a LOGIN
 # role with only what payment.grant_worker_privileges gives it.
 sub start_node
 {
 	my ($self, $name, $key, %settings) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $node = new_payment_node($name, settings => { $self->node_settings($key), %settings });
 	my $role = $ENV{PAYMENT_TEST_WORKER_ROLE};
-	$node->init;
-	$node->append_conf('postgresql.conf', $self->node_conf($key, %settings));
-	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION payment');
 	if ($role)
 	{
 		$node->safe_psql('postgres',
