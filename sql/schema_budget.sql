@@ -76,26 +76,14 @@ SELECT t.* FROM test.try($$SELECT validate_payment(test.payload())$$) t;
 SELECT t.* FROM test.try($$SELECT submit_payment(test.fresh())$$) t;
 UPDATE payment.schemas SET active = false WHERE active;
 -- a realistic team schema is far below the limit and validates as before
-SELECT set_payment_schema('{
-  "type": "object",
-  "required": ["paymentId", "userId", "amount", "currency", "dateTimestamp"],
-  "additionalProperties": false,
-  "properties": {
-    "paymentId": {"$ref": "#/definitions/uuid"},
-    "userId": {"$ref": "#/definitions/uuid"},
-    "amount": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "multipleOf": 0.01},
-    "currency": {"enum": ["GBP", "EUR", "USD"]},
-    "dateTimestamp": {"type": "string", "pattern": "^[0-9]{10}$"},
-    "description": {"type": "string", "maxLength": 64},
-    "lines": {"type": "array", "uniqueItems": true, "items": {"$ref": "#/definitions/line"}}
-  },
-  "definitions": {
-    "uuid": {"type": "string", "format": "uuid"},
-    "line": {"type": "object", "required": ["sku", "price"],
+-- (schema_versions' strict schema, with an array of line items)
+SELECT set_payment_schema(jsonb_set(jsonb_set(schema - '$schema',
+         '{properties,lines}', '{"type": "array", "uniqueItems": true, "items": {"$ref": "#/definitions/line"}}'),
+         '{definitions,line}', '{"type": "object", "required": ["sku", "price"],
              "properties": {"sku": {"type": "string", "pattern": "^SKU-[0-9]+$"},
-                            "price": {"type": "number", "multipleOf": 0.01}}}
-  }
-}', 'team schema with lines') > 0 AS accepted;
+                            "price": {"type": "number", "multipleOf": 0.01}}}'),
+       'team schema with lines') > 0 AS accepted
+  FROM test.strict;
 SELECT validate_payment(test.payload('{"lines": [{"sku": "SKU-1", "price": 1.50}, {"sku": "SKU-2", "price": 2}]}')) AS team_ok;
 SELECT validate_payment(test.payload('{"lines": [{"sku": "SKU-1", "price": 1.5}, {"sku": "SKU-1", "price": 1.50}], "currency": "XYZ"}')) AS team_refused;
 UPDATE payment.schemas SET active = false WHERE active;

@@ -103,6 +103,21 @@ generate_key(char *key_id)
 	return key.data;
 }
 
+/* Run sql on payment.api_keys in a connection of its own; rows it changed. */
+static uint64
+change_key_row(const char *sql, int nargs, Oid *argtypes, Datum *values,
+			   const char *nulls, int expected)
+{
+	uint64		changed;
+
+	SPI_connect();
+	if (SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0) != expected)
+		elog(ERROR, "could not change payment.api_keys: %s", sql);
+	changed = SPI_processed;
+	SPI_finish();
+	return changed;
+}
+
 /*
  * create_api_key(name, rate_limit, burst_limit, quota_limit, quota_period)
  * returns the new key; only its hash is kept.
@@ -172,20 +187,16 @@ create_api_key(PG_FUNCTION_ARGS)
 	values[6] = PointerGetDatum(period);
 	nulls[6] = period ? ' ' : 'n';
 
-	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO payment.api_keys"
-							  " (name, key_id, key_hash, rate_limit, burst_limit,"
-							  "  quota_limit, quota_period)"
-							  " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-							  " ON CONFLICT (name) DO NOTHING",
-							  7, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not insert into payment.api_keys");
-	if (SPI_processed == 0)
+	if (change_key_row("INSERT INTO payment.api_keys"
+					   " (name, key_id, key_hash, rate_limit, burst_limit,"
+					   "  quota_limit, quota_period)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+					   " ON CONFLICT (name) DO NOTHING",
+					   7, argtypes, values, nulls, SPI_OK_INSERT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("API key \"%s\" already exists", TextDatumGetCString(values[0])),
 				 errhint("Revoke it and create a key with another name.")));
-	SPI_finish();
 
 	PG_RETURN_TEXT_P(cstring_to_text(key));
 }
@@ -203,17 +214,13 @@ revoke_api_key(PG_FUNCTION_ARGS)
 				 errmsg("API key name must not be null")));
 	values[0] = PG_GETARG_DATUM(0);
 
-	SPI_connect();
-	if (SPI_execute_with_args("UPDATE payment.api_keys"
-							  " SET revoked_at = coalesce(revoked_at, now())"
-							  " WHERE name = $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update payment.api_keys");
-	if (SPI_processed == 0)
+	if (change_key_row("UPDATE payment.api_keys"
+					   " SET revoked_at = coalesce(revoked_at, now())"
+					   " WHERE name = $1",
+					   1, argtypes, values, NULL, SPI_OK_UPDATE) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("API key \"%s\" does not exist", TextDatumGetCString(values[0]))));
-	SPI_finish();
 
 	PG_RETURN_VOID();
 }
