@@ -16,25 +16,16 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "drain/pool.h"
 #include "drain/retired_queue.h"
-
-static bool
-table_exists(void)
-{
-	Oid			schema = get_namespace_oid("payment", true);
-
-	return OidIsValid(schema) && OidIsValid(get_relname_relid("retired_queues", schema));
-}
+#include "queue/queue.h"
 
 /*
  * Run sql with $1 = url in a transaction of its own; returns the first
@@ -53,7 +44,7 @@ run(const char *sql, const char *url)
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (table_exists())
+		if (queue_layout()->retired_queues)
 		{
 			Oid			argtypes[1] = {TEXTOID};
 			Datum		values[1] = {CStringGetTextDatum(url)};

@@ -22,7 +22,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -30,7 +29,6 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -61,18 +59,11 @@ static SPIPlanPtr release_plans[2] = {NULL, NULL};
 static TimestampTz expired_due = 0;
 static TimestampTz rotate_due = 0;
 
-/*
- * 1 when the event tables exist (extension 1.1), else 0.  Not
- * queue_records_schema_version(): a database made by an earlier build of
- * 1.1 has schema_version on its payment.queue table but no event tables,
- * and is served with the one table.
- */
+/* 1 when the event tables exist (extension 1.1), else 0: the plans' index */
 static int
 layout(void)
 {
-	Oid			nsp = get_namespace_oid("payment", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("queue_events_0", nsp)) ? 1 : 0;
+	return queue_layout()->event_tables ? 1 : 0;
 }
 
 /*

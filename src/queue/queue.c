@@ -7,11 +7,9 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
 #include "payment.h"
 #include "queue/aws_credentials.h"
@@ -53,15 +51,6 @@ dead_letter_reason_name(DeadLetterReason reason)
 	return NULL;				/* keep compiler quiet */
 }
 
-bool
-queue_records_schema_version(void)
-{
-	Oid			nsp = get_namespace_oid("payment", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("queue", nsp) : InvalidOid;
-
-	return OidIsValid(relid) && get_attnum(relid, "schema_version") != InvalidAttrNumber;
-}
-
 /*
  * The dead letters are deleted and enqueued in the caller's transaction: if
  * the queue refuses them (SQS), the error rolls the deletion back and
@@ -73,7 +62,7 @@ queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null)
 {
 	static SPIPlanPtr take_plans[2] = {NULL, NULL};
 	const QueueBackend *backend = queue_backend();
-	bool		versioned = queue_records_schema_version();
+	bool		versioned = queue_layout()->schema_versions;
 	Datum		values[2] = {ids, reason};
 	char		nulls[2] = {ids_null ? 'n' : ' ', reason_null ? 'n' : ' '};
 	QueuedPayment *payments;

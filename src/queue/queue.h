@@ -133,11 +133,29 @@ extern void sqs_drain_queue_url(const char *url);
 extern void queue_define_settings(void);
 
 /*
- * Whether this database's tables record the schema version of each message
- * (extension 1.1 on); a database still at 1.0 does not, and its messages are
- * checked against the active schema.  Needs a transaction.
+ * The extension's tables in this database (layout.c): 1.0's or 1.1's, as
+ * the extension's version made them.  Read once per process and again
+ * after ALTER EXTENSION payment UPDATE changed them.  Needs a transaction.
  */
-extern bool queue_records_schema_version(void);
+typedef struct QueueLayout
+{
+	/*
+	 * payment.queue and payment.dead_letters record each message's schema
+	 * version; at 1.0 a message is checked against the active schema
+	 */
+	bool		schema_versions;
+
+	/*
+	 * the embedded queue's event tables, payment.queue being a view over
+	 * them and payment.queue_retry; at 1.0 payment.queue is the one table
+	 */
+	bool		event_tables;
+
+	/* payment.retired_queues: the replaced SQS queue, kept across restarts */
+	bool		retired_queues;
+} QueueLayout;
+
+extern const QueueLayout *queue_layout(void);
 
 /*
  * Move dead letters (those with the given ids and/or reason; all when both
