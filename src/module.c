@@ -34,7 +34,8 @@ payment_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(payment_shmem_size(),
+	/* each layer owns its shared-memory struct: here the sizes are added up */
+	RequestAddinShmemSpace(add_size(add_size(payment_shmem_size(), pool_shmem_size()),
 									payment_auth_shmem_size()));
 }
 
@@ -46,6 +47,7 @@ payment_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	payment_shmem_init();
+	pool_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
 	payment_auth_shmem_startup();

@@ -154,15 +154,9 @@ payment_shmem_init(void)
 		{
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);
 			pg_atomic_init_u32(&payment_shared->worker_wakeable[i], 0);
-			pg_atomic_init_u32(&payment_shared->pool.slot_state[i], SLOT_FREE);
-			pg_atomic_init_u32(&payment_shared->pool.busy[i], 0);
+			pg_atomic_init_u32(&payment_shared->worker_busy[i], 0);
 		}
 		pg_atomic_init_u64(&payment_shared->wake_pending_since, 0);
-		pg_atomic_init_u64(&payment_shared->pool.backlog_since, 0);
-		pg_atomic_init_u64(&payment_shared->pool.last_backlog, 0);
-		pg_atomic_init_u32(&payment_shared->pool.launcher_procno, PG_UINT32_MAX);
-		SpinLockInit(&payment_shared->pool.retired_lock);
-		payment_shared->pool.retired_queue_url[0] = '\0';
 	}
 }
 
@@ -171,6 +165,27 @@ payment_count(pg_atomic_uint64 *counter, uint64 n)
 {
 	if (payment_shared != NULL && n > 0)
 		pg_atomic_fetch_add_u64(counter, n);
+}
+
+/* A worker that runs: a commit finds its latch through its pgprocno. */
+void
+payment_worker_attach(int worker_index)
+{
+	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
+}
+
+/* A worker that exits: nobody wakes it, and it stores nothing. */
+void
+payment_worker_detach(int worker_index)
+{
+	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], PG_UINT32_MAX);
+	pg_atomic_write_u32(&payment_shared->worker_busy[worker_index], 0);
+}
+
+void
+payment_worker_set_busy(int worker_index, bool busy)
+{
+	pg_atomic_write_u32(&payment_shared->worker_busy[worker_index], busy ? 1 : 0);
 }
 
 /*
@@ -277,7 +292,7 @@ payment_workers_busy(void)
 	if (payment_shared == NULL)
 		return 0;
 	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
-		busy += pg_atomic_read_u32(&payment_shared->pool.busy[i]) != 0;
+		busy += pg_atomic_read_u32(&payment_shared->worker_busy[i]) != 0;
 	return busy;
 }
 

@@ -16,6 +16,10 @@ extern int	payment_scale_down_after;
 
 extern void pool_define_settings(void);
 
+/* the pool's shared memory: reserved and set up by module.c */
+extern Size pool_shmem_size(void);
+extern void pool_shmem_init(void);
+
 /* register the launcher; from _PG_init while preloading */
 extern void pool_register_launcher(void);
 
@@ -27,7 +31,6 @@ extern bool pool_slot_is_dynamic(int slot);
 /* a worker's life in its slot */
 extern void pool_worker_started(int slot);
 extern void pool_worker_exiting(int slot);
-extern void pool_set_busy(int slot, bool busy);
 
 /* after each claim: full batches are the backlog signal */
 extern void pool_note_claim(int count, int wanted);

@@ -78,7 +78,7 @@ payment_register_workers(void)
 static void
 forget_worker_latch(int code, Datum arg)
 {
-	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], PG_UINT32_MAX);
+	payment_worker_detach(worker_index);
 	pool_worker_exiting(worker_index);
 }
 
@@ -235,13 +235,13 @@ run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
 	/* a full batch: there may be more, for a worker asleep */
 	if (count >= wanted)
 		payment_wake_workers();
-	pool_set_busy(worker_index, true);
+	payment_worker_set_busy(worker_index, true);
 	pgstat_report_activity(STATE_RUNNING, "storing a batch");
 	store_claimed(backend, messages, count);
 	if (backend->settle_after_commit)
 		backend->settle_after_commit(messages, count);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	pool_set_busy(worker_index, false);
+	payment_worker_set_busy(worker_index, false);
 	return count;
 }
 
@@ -411,7 +411,7 @@ payment_worker_main(Datum main_arg)
 
 	worker_session_connect();
 
-	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
+	payment_worker_attach(worker_index);
 	pool_worker_started(worker_index);
 	/* tells the workers apart in pg_stat_activity */
 	pgstat_report_appname(MyBgworkerEntry->bgw_name);
@@ -502,7 +502,7 @@ payment_worker_main(Datum main_arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			pgstat_report_activity(STATE_IDLE, NULL);
-			pool_set_busy(worker_index, false);
+			payment_worker_set_busy(worker_index, false);
 			extension_ready = false;
 
 			/* log once per change of state, not once per attempt */
