@@ -211,6 +211,8 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 	{
 		MemoryContext spi_context = MemoryContextSwitchTo(result_context);
 
+		EmbeddedHandle *handles = palloc0(sizeof(EmbeddedHandle) * count);
+
 		claimed = palloc0(sizeof(QueueMessage) * count);
 		for (int i = 0; i < count; i++)
 		{
@@ -219,7 +221,8 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 			bool		isnull;
 			Datum		d;
 
-			claimed[i].seq = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+			handles[i].seq = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+			claimed[i].handle = &handles[i];
 			claimed[i].message_id = SPI_getvalue(tuple, desc, 2);
 			claimed[i].body = SPI_getvalue(tuple, desc, 3);
 			claimed[i].receive_count = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
@@ -344,7 +347,7 @@ payment_claim_messages(PG_FUNCTION_ARGS)
 		Datum		values[4];
 		bool		nulls[4] = {false, false, false, false};
 
-		values[0] = Int64GetDatum(claimed[i].seq);
+		values[0] = Int64GetDatum(EMBEDDED_HANDLE(&claimed[i])->seq);
 		values[1] = CStringGetTextDatum(claimed[i].message_id);
 		values[2] = CStringGetTextDatum(claimed[i].body);
 		values[3] = Int32GetDatum(claimed[i].receive_count);
@@ -371,12 +374,14 @@ embedded_settle(QueueMessage *messages, int count)
 		event_log_settle(messages, count);
 	for (int i = 0; i < count; i++)
 	{
-		if (messages[i].batch_id != 0)
+		EmbeddedHandle *h = EMBEDDED_HANDLE(&messages[i]);
+
+		if (h->batch_id != 0)
 			continue;
 		if (messages[i].outcome == STORE_RETRY)
 		{
 			/* retries are rare: one indexed update each */
-			Datum		values[2] = {Int64GetDatum(messages[i].seq),
+			Datum		values[2] = {Int64GetDatum(h->seq),
 			Int32GetDatum(messages[i].retry_delay)};
 
 			if (delay_plans[lay] == NULL)
@@ -389,7 +394,7 @@ embedded_settle(QueueMessage *messages, int count)
 				elog(ERROR, "delaying a retried message failed");
 		}
 		else if (messages[i].outcome != STORE_PENDING)
-			done[ndone++] = Int64GetDatum(messages[i].seq);
+			done[ndone++] = Int64GetDatum(h->seq);
 	}
 	if (ndone > 0)
 	{
@@ -425,8 +430,8 @@ embedded_release(QueueMessage *messages, int count)
 	if (lay == 1)
 		event_log_release(messages, count);
 	for (int i = 0; i < count; i++)
-		if (messages[i].batch_id == 0)
-			seqs[nrows++] = Int64GetDatum(messages[i].seq);
+		if (EMBEDDED_HANDLE(&messages[i])->batch_id == 0)
+			seqs[nrows++] = Int64GetDatum(EMBEDDED_HANDLE(&messages[i])->seq);
 	if (nrows > 0)
 	{
 		Datum		values[1] = {payment_array(seqs, NULL, nrows, INT8OID)};

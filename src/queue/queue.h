@@ -38,15 +38,15 @@ typedef enum DeadLetterReason
 
 extern const char *dead_letter_reason_name(DeadLetterReason reason);
 
+/*
+ * A claimed message.  handle is the backend's own (what it settles the
+ * message by: a row, a batch, a receipt handle); nothing outside the
+ * backend reads it.
+ */
 typedef struct QueueMessage
 {
-	int64		seq;			/* embedded queue message number; 0 for SQS */
-	uint64		txid;			/* embedded event: its transaction; 0 otherwise */
-	int64		batch_id;		/* embedded event: its batch; 0 otherwise */
-	int			batch_gen;		/* ... the generation holding the batch's rows */
-	int			batch_step;		/* ... the batch log row of this claim */
+	void	   *handle;
 	char	   *message_id;
-	char	   *receipt_handle; /* SQS only */
 	char	   *body;			/* as received */
 	int			receive_count;	/* including this delivery */
 	StoreOutcome outcome;
