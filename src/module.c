@@ -36,7 +36,7 @@ payment_shmem_request(void)
 		prev_shmem_request_hook();
 	/* each layer owns its shared-memory struct: here the sizes are added up */
 	RequestAddinShmemSpace(add_size(add_size(payment_shmem_size(), pool_shmem_size()),
-									payment_auth_shmem_size()));
+									add_size(queue_shmem_size(), payment_auth_shmem_size())));
 }
 
 static void
@@ -48,6 +48,7 @@ payment_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	payment_shmem_init();
 	pool_shmem_init();
+	queue_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 
 	payment_auth_shmem_startup();

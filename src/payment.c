@@ -34,6 +34,7 @@ bool		payment_paused = false;
 int			payment_batch_window = 5;
 
 bool		payment_preloaded = false;
+int			payment_worker_index = -1;
 PaymentShared *payment_shared = NULL;
 
 /* set when this transaction enqueued something; workers are woken at commit */
@@ -171,6 +172,7 @@ payment_count(pg_atomic_uint64 *counter, uint64 n)
 void
 payment_worker_attach(int worker_index)
 {
+	payment_worker_index = worker_index;
 	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
 }
 

@@ -63,7 +63,12 @@ extern void payment_shmem_init(void);
 
 extern void payment_count(pg_atomic_uint64 *counter, uint64 n);
 
-/* a worker's life as the commits that wake it and payment.stats see it */
+/*
+ * A worker's life as the commits that wake it and payment.stats see it.
+ * payment_worker_index is this process's worker slot (worker number - 1),
+ * or -1 in any other process.
+ */
+extern int	payment_worker_index;
 extern void payment_worker_attach(int worker_index);
 extern void payment_worker_detach(int worker_index);
 extern void payment_worker_set_busy(int worker_index, bool busy);

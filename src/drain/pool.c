@@ -13,8 +13,7 @@
  *	  whose claims may come back short while a backlog waits (SQS) also
  *	  tells its depth, which the launcher asks for.  Dynamic workers
  *	  are never restarted: after a crash the pool grows again from the
- *	  backlog.  This file also remembers a replaced SQS queue URL, so that
- *	  switching backends strands nothing.
+ *	  backlog.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,7 +26,6 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -53,8 +51,6 @@ typedef enum PaymentSlotState
 	SLOT_RUNNING
 } PaymentSlotState;
 
-#define PAYMENT_QUEUE_URL_LEN 1024
-
 typedef struct PaymentPool
 {
 	pg_atomic_uint32 slot_state[PAYMENT_MAX_WORKERS];
@@ -64,9 +60,6 @@ typedef struct PaymentPool
 	pg_atomic_uint64 last_backlog;
 	/* pgprocno of the launcher, or PG_UINT32_MAX */
 	pg_atomic_uint32 launcher_procno;
-	/* an SQS queue no longer configured that may still hold messages */
-	slock_t		retired_lock;
-	char		retired_queue_url[PAYMENT_QUEUE_URL_LEN];
 } PaymentPool;
 
 static PaymentPool *pool = NULL;
@@ -133,8 +126,6 @@ pool_shmem_init(void)
 		pg_atomic_init_u64(&pool->backlog_since, 0);
 		pg_atomic_init_u64(&pool->last_backlog, 0);
 		pg_atomic_init_u32(&pool->launcher_procno, PG_UINT32_MAX);
-		SpinLockInit(&pool->retired_lock);
-		pool->retired_queue_url[0] = '\0';
 	}
 }
 
@@ -237,39 +228,6 @@ pool_should_retire(void)
 
 	return TimestampDifferenceExceeds(last, GetCurrentTimestamp(),
 									  payment_scale_down_after * 1000);
-}
-
-/* ------------------------------------------------------------------ */
-/* the replaced SQS queue */
-
-void
-pool_retire_queue_url(const char *url)
-{
-	if (url == NULL || url[0] == '\0' || strlen(url) >= PAYMENT_QUEUE_URL_LEN)
-		return;
-	SpinLockAcquire(&pool->retired_lock);
-	strlcpy(pool->retired_queue_url, url, PAYMENT_QUEUE_URL_LEN);
-	SpinLockRelease(&pool->retired_lock);
-}
-
-char *
-pool_retired_queue_url(void)
-{
-	char		url[PAYMENT_QUEUE_URL_LEN];
-
-	SpinLockAcquire(&pool->retired_lock);
-	strlcpy(url, pool->retired_queue_url, PAYMENT_QUEUE_URL_LEN);
-	SpinLockRelease(&pool->retired_lock);
-	return url[0] != '\0' ? pstrdup(url) : NULL;
-}
-
-void
-pool_forget_retired_queue_url(const char *url)
-{
-	SpinLockAcquire(&pool->retired_lock);
-	if (strcmp(pool->retired_queue_url, url) == 0)
-		pool->retired_queue_url[0] = '\0';
-	SpinLockRelease(&pool->retired_lock);
 }
 
 /* ------------------------------------------------------------------ */

@@ -38,12 +38,4 @@ extern void pool_note_claim(int count, int wanted);
 /* true when a dynamic worker should exit: no backlog for scale_down_after */
 extern bool pool_should_retire(void);
 
-/*
- * An SQS queue replaced in payment.queue_url may still hold messages: the
- * workers remember it (in shared memory, until a restart) and drain it.
- */
-extern void pool_retire_queue_url(const char *url);
-extern char *pool_retired_queue_url(void);
-extern void pool_forget_retired_queue_url(const char *url);
-
 #endif							/* PAYMENT_POOL_H */

@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  * worker.c
  *	  The payment background workers: registration, and the loop that
- *	  claims a batch from a queue backend (queue/queue.h), stores it
- *	  (store.c) and has the backend settle it.  Woken by a latch at the
- *	  commit of a submission; sleeps otherwise.  Besides the backend in use,
- *	  a worker drains the one it replaced (the embedded queue while SQS is in
- *	  use, a replaced SQS queue), so switching backends strands nothing.
+ *	  claims a batch through the queue layer (queue/queue.h), stores it
+ *	  (store.c) and has the backend settle it.  The queue layer says where
+ *	  each claim goes: the backend in use, or what a previous configuration
+ *	  left, so switching backends strands nothing.  Woken by a latch at the
+ *	  commit of a submission; sleeps otherwise.
  *	  SIGTERM stops a worker between statements, SIGHUP reloads settings,
  *	  and the postmaster restarts a static worker that crashed; the dynamic
  *	  workers of the elastic pool (pool.c) exit when the backlog is gone.
@@ -32,7 +32,6 @@
 
 #include "common/backoff.h"
 #include "drain/pool.h"
-#include "drain/retired_queue.h"
 #include "drain/store.h"
 #include "drain/worker.h"
 #include "drain/worker_session.h"
@@ -47,9 +46,6 @@
 #define DYNAMIC_MAX_WAIT_MS 1000
 
 static int	worker_index = -1;
-
-/* when to look again at the queue that is not in use */
-static TimestampTz other_queue_due = 0;
 
 /* the last claim from a queue woken by commits took what there was, but not a full batch */
 static bool last_claim_partial = false;
@@ -208,17 +204,40 @@ store_claimed(const QueueBackend *backend, QueueMessage *messages, int count)
 }
 
 /*
- * One batch from backend, the one in use or not.  Returns the number of
- * messages handled (0 when the queue had none visible).
+ * When the backend settles in the store's transaction (the embedded queue),
+ * a payment and the deletion of its message commit atomically, so a commit
+ * lost in a crash only means the message is delivered again: the worker need
+ * not wait for the WAL flush.  When it settles after the commit (SQS), the
+ * store must be durable before the queue forgets the messages.
+ */
+static void
+set_commit_durability(const QueueBackend *backend)
+{
+	static int	current = -1;
+	bool		durable = backend->durable_store;
+
+	if (current != (int) durable)
+	{
+		SetConfigOption("synchronous_commit", durable ? "on" : "off",
+						PGC_SUSET, PGC_S_SESSION);
+		current = (int) durable;
+	}
+}
+
+/*
+ * One batch from source (the backend in use, or a leftover).  Returns the
+ * number of messages handled (0 when the queue had none visible).
  */
 static int
-run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
+run_batch(const QueueSource *source, double *idle_seconds)
 {
+	const QueueBackend *backend = source->backend;
 	QueueMessage *messages;
 	int			count;
 	int			wanted = backend->max_claim > 0 ?
 		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
 
+	set_commit_durability(backend);
 	count = backend->claim(&messages, payment_batch_size, idle_seconds);
 	last_claim_partial = backend->transactional && count > 0 && count < wanted;
 
@@ -227,7 +246,7 @@ run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
 	 * it only from the queue in use: a look at an empty leftover queue says
 	 * nothing about the queue in use.
 	 */
-	if (in_use || count >= wanted)
+	if (source->in_use || count >= wanted)
 		pool_note_claim(count, wanted);
 	if (count == 0)
 		return 0;
@@ -246,152 +265,23 @@ run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
 }
 
 /*
- * When the backend settles in the store's transaction (the embedded queue),
- * a payment and the deletion of its message commit atomically, so a commit
- * lost in a crash only means the message is delivered again: the worker need
- * not wait for the WAL flush.  When it settles after the commit (SQS), the
- * store must be durable before the queue forgets the messages.
+ * One round: a batch from what a previous configuration left, while it may
+ * hold messages (the queue layer says when to look), else from the backend
+ * in use.  *idle_seconds: how long the last queue asked at says to sleep.
  */
-static void
-set_commit_durability(const QueueBackend *backend)
-{
-	static int	current = -1;
-	bool		durable = backend->settle_after_commit != NULL;
-
-	if (current != (int) durable)
-	{
-		SetConfigOption("synchronous_commit", durable ? "on" : "off",
-						PGC_SUSET, PGC_S_SESSION);
-		current = (int) durable;
-	}
-}
-
 static int
-drain_backend(const QueueBackend *backend, bool in_use, double *idle_seconds)
+drain_round(double *idle_seconds)
 {
-	set_commit_durability(backend);
-	return run_batch(backend, in_use, idle_seconds);
-}
+	QueueSource source;
+	int			handled;
 
-/* A replaced SQS queue, until a receive finds it empty. */
-static int
-drain_replaced_sqs_queue(double *idle_seconds)
-{
-	char	   *url = pool_retired_queue_url();
-	int			handled = 0;
-
-	if (url == NULL)
-		return 0;
-	sqs_drain_queue_url(url);
-	PG_TRY();
+	queue_first_source(&source);
+	do
 	{
-		handled = drain_backend(&sqs_queue, false, idle_seconds);
-	}
-	PG_FINALLY();
-	{
-		sqs_drain_queue_url(NULL);
-	}
-	PG_END_TRY();
-	if (handled == 0)
-	{
-		pool_forget_retired_queue_url(url);
-		retired_queue_forget(url);
-		ereport(LOG,
-				(errmsg("payment worker %d found the replaced SQS queue empty", worker_index + 1),
-				 errdetail("Queue %s is no longer drained.", url)));
 		*idle_seconds = IDLE_WAIT_SECONDS;
-	}
+		handled = run_batch(&source, idle_seconds);
+	} while (queue_next_source(&source, handled, *idle_seconds));
 	return handled;
-}
-
-/*
- * One batch: from a queue that is not in use while it may hold messages
- * (the embedded queue's leftovers after payment.queue_url was set, a
- * replaced SQS queue's), else from the backend in use.
- */
-static int
-drain_round(const QueueBackend *backend, double *idle_seconds)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (now >= other_queue_due)
-	{
-		double		embedded_idle = IDLE_WAIT_SECONDS;
-		double		sqs_idle = IDLE_WAIT_SECONDS;
-		int			handled = 0;
-
-		if (backend != &embedded_queue)
-			handled = drain_backend(&embedded_queue, false, &embedded_idle);
-		if (handled == 0)
-			handled = drain_replaced_sqs_queue(&sqs_idle);
-		if (handled > 0)
-			return handled;
-		other_queue_due = TimestampTzPlusMilliseconds(now,
-													  (int) (Min(embedded_idle, sqs_idle) * 1000));
-	}
-	return drain_backend(backend, true, idle_seconds);
-}
-
-/*
- * Before a dynamic worker leaves: what the backends hold for it (a batch
- * asked for in advance) goes back now rather than after its visibility
- * timeout.  A failure only delays those messages, so it is a warning.
- */
-static void
-give_back_held(void)
-{
-	const QueueBackend *backends[] = {&embedded_queue, &sqs_queue};
-
-	for (int i = 0; i < lengthof(backends); i++)
-	{
-		MemoryContext context = CurrentMemoryContext;
-
-		if (backends[i]->give_back == NULL)
-			continue;
-		PG_TRY();
-		{
-			backends[i]->give_back();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(context);
-			edata = CopyErrorData();
-			FlushErrorState();
-			edata->elevel = WARNING;
-			ThrowErrorData(edata);
-		}
-		PG_END_TRY();
-	}
-}
-
-/* Reload settings; a replaced payment.queue_url is remembered for draining. */
-static void
-reload_settings(void)
-{
-	const char *setting = GetConfigOption("payment.queue_url", true, false);
-	char	   *old_url = pstrdup(setting ? setting : "");
-	const char *new_url;
-
-	ProcessConfigFile(PGC_SIGHUP);
-	setting = GetConfigOption("payment.queue_url", true, false);
-	new_url = setting ? setting : "";
-	if (strcmp(old_url, new_url) != 0)
-	{
-		if (old_url[0] != '\0')
-		{
-			pool_retire_queue_url(old_url);
-			retired_queue_record(old_url);
-		}
-		if (new_url[0] != '\0')
-		{
-			pool_forget_retired_queue_url(new_url);
-			retired_queue_forget(new_url);
-		}
-		other_queue_due = 0;
-	}
-	pfree(old_url);
 }
 
 void
@@ -425,7 +315,6 @@ payment_worker_main(Datum main_arg)
 
 	for (;;)
 	{
-		const QueueBackend *backend;
 		int			handled = 0;
 		long		wait_ms = 0;
 
@@ -433,7 +322,7 @@ payment_worker_main(Datum main_arg)
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
-			reload_settings();
+			queue_reload_settings();
 		}
 
 		/* a dynamic worker leaves once the backlog it was started for is gone */
@@ -444,13 +333,12 @@ payment_worker_main(Datum main_arg)
 							worker_index + 1, payment_scale_down_after)));
 			payment_count(&payment_shared->counters.scale_events, 1);
 			MemoryContextSwitchTo(batch_context);
-			give_back_held();
+			queue_give_back();
 			proc_exit(0);
 		}
 
 		MemoryContextReset(batch_context);
 		MemoryContextSwitchTo(batch_context);
-		backend = queue_backend();
 		payment_worker_about_to_claim(worker_index);
 
 		PG_TRY();
@@ -459,9 +347,9 @@ payment_worker_main(Datum main_arg)
 			if (!extension_ready)
 			{
 				extension_ready = extension_installed();
-				/* only once the role is known to read it (no-op after the first) */
+				/* only once the role is known to read the queue's tables */
 				if (extension_ready)
-					retired_queue_load();
+					queue_start();
 			}
 			if (payment_paused || !extension_ready)
 				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
@@ -469,7 +357,7 @@ payment_worker_main(Datum main_arg)
 			{
 				double		idle_seconds = IDLE_WAIT_SECONDS;
 
-				handled = drain_round(backend, &idle_seconds);
+				handled = drain_round(&idle_seconds);
 				if (handled == 0)
 					wait_ms = (long) (idle_seconds * 1000);
 			}

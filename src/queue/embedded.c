@@ -34,8 +34,8 @@
 #include "utils/uuid.h"
 
 #include "payment.h"
+#include "queue/backends.h"
 #include "queue/event_log.h"
-#include "queue/queue.h"
 
 PG_FUNCTION_INFO_V1(payment_claim_messages);
 PG_FUNCTION_INFO_V1(payment_queue_messages);
@@ -587,6 +587,16 @@ payment_queue_write(PG_FUNCTION_ARGS)
 	return PointerGetDatum(tuple);
 }
 
+/*
+ * While SQS is in use, the embedded queue may still hold what was queued
+ * before payment.queue_url was set (or since, through payment.queue).
+ */
+static bool
+embedded_has_leftover(bool in_use)
+{
+	return !in_use;
+}
+
 const QueueBackend embedded_queue = {
 	.name = "embedded",
 	.enqueue = embedded_enqueue,
@@ -597,5 +607,7 @@ const QueueBackend embedded_queue = {
 	.depth = NULL,
 	.settle_with_store = embedded_settle,
 	.settle_after_commit = NULL,
+	.durable_store = false,
 	.release = embedded_release,
+	.has_leftover = embedded_has_leftover,
 };

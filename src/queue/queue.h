@@ -8,6 +8,8 @@
 #ifndef PAYMENT_QUEUE_H
 #define PAYMENT_QUEUE_H
 
+#include "datatype/timestamp.h"
+
 /* A payment handed to a queue: its JSON text and its keys (uuid Datums). */
 typedef struct QueuedPayment
 {
@@ -95,10 +97,18 @@ typedef struct QueueBackend
 	/*
 	 * Settle stored messages (delete, or delay the retried ones): either in
 	 * the store's transaction, atomically with the store, or only after the
-	 * store committed durably.  Exactly one of the two is set.
+	 * store committed.  Exactly one of the two is set.
 	 */
 	void		(*settle_with_store) (QueueMessage *messages, int count);
 	void		(*settle_after_commit) (QueueMessage *messages, int count);
+
+	/*
+	 * The store must commit durably (synchronous_commit on) before the
+	 * backend settles, as a settled message is forgotten by a queue that
+	 * does not share the store's transaction.  When settling commits with
+	 * the store, a commit lost in a crash only means a delivery again.
+	 */
+	bool		durable_store;
 
 	/*
 	 * Give a claimed batch back at once, this receive not counted, after the
@@ -115,22 +125,76 @@ typedef struct QueueBackend
 	 * nothing between claims.
 	 */
 	void		(*give_back) (void);
-} QueueBackend;
 
-extern const QueueBackend embedded_queue;
-extern const QueueBackend sqs_queue;
+	/*
+	 * Whether the backend may hold what a previous configuration left, to
+	 * drain though it is not the queue configured now (the embedded queue's
+	 * messages while SQS is in use; a replaced SQS queue).  in_use: this is
+	 * the backend queue_backend() picks.  NULL: it never holds any.
+	 */
+	bool		(*has_leftover) (bool in_use);
+
+	/*
+	 * A worker finds the extension in its database (at its start, and again
+	 * after a failure): outside any transaction.  NULL: nothing to do.
+	 */
+	void		(*start) (void);
+
+	/*
+	 * Around a worker's reading of the configuration file, outside any
+	 * transaction: after_reload notes what a change left to drain, and
+	 * returns true when the leftovers are to be looked at at once.  NULL:
+	 * nothing to note.
+	 */
+	void		(*before_reload) (void);
+	bool		(*after_reload) (void);
+} QueueBackend;
 
 /* the backend in use: SQS when payment.queue_url is set */
 extern const QueueBackend *queue_backend(void);
 
 /*
- * Make the SQS backend's requests go to url instead of payment.queue_url
- * (NULL: back to the setting), to drain a queue that was replaced.
+ * Where a worker claims from next.  A round of claims starts with
+ * queue_first_source and goes on while queue_next_source, told what the
+ * last claim handled and its idle time, gives another source.  Every so
+ * often (and at once after a reload that left something new) the round
+ * first looks at the leftovers: one that had messages ends the round, an
+ * empty one passes on to the next; the backend in use comes last.
  */
-extern void sqs_drain_queue_url(const char *url);
+typedef struct QueueSource
+{
+	const QueueBackend *backend;	/* claim, store and settle through it */
+	bool		in_use;			/* the queue configured now, not a leftover */
+	/* queue.c's own */
+	int			next;			/* the backend to ask for leftovers next */
+	double		leftover_idle;	/* the shortest idle time of the empty ones */
+	TimestampTz started;
+} QueueSource;
+
+extern void queue_first_source(QueueSource *source);
+extern bool queue_next_source(QueueSource *source, int handled, double idle_seconds);
+
+/* a worker's start in its database, once the extension is there (the backends' start) */
+extern void queue_start(void);
+
+/*
+ * A worker's SIGHUP: reads the configuration file again (ProcessConfigFile),
+ * and has each backend note what a change left to drain.
+ */
+extern void queue_reload_settings(void);
+
+/*
+ * A worker that leaves: every backend gives back what it holds (give_back);
+ * a failure only delays those messages, and is a warning.
+ */
+extern void queue_give_back(void);
 
 /* define the queue backends' settings; called from _PG_init */
 extern void queue_define_settings(void);
+
+/* the queue layer's shared memory: reserved and set up by module.c */
+extern Size queue_shmem_size(void);
+extern void queue_shmem_init(void);
 
 /*
  * The extension's tables in this database (layout.c): 1.0's or 1.1's, as

@@ -25,15 +25,14 @@
 #include "common/digest.h"
 #include "common/json_util.h"
 #include "payment.h"
-#include "queue/queue.h"
+#include "queue/backends.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
 
 /* the message attribute naming the schema version a payment was accepted under */
 #define SCHEMA_VERSION_ATTRIBUTE "PaymentSchemaVersion"
 
-/* AWS's limits per batch request */
-#define SQS_MAX_BATCH 10
+/* AWS's limits per batch request (SQS_MAX_BATCH entries: sqs.h) */
 #define SQS_MAX_BATCH_BYTES (256 * 1024)
 #define SQS_MAX_VISIBILITY (12 * 60 * 60)
 
@@ -50,24 +49,6 @@ typedef struct SqsHandle
 } SqsHandle;
 
 #define SQS_HANDLE(m) ((SqsHandle *) (m)->handle)
-
-/* a replaced queue the workers are draining, instead of payment.queue_url */
-static char *drain_queue_url = NULL;
-
-void
-sqs_drain_queue_url(const char *url)
-{
-	if (drain_queue_url != NULL)
-		pfree(drain_queue_url);
-	drain_queue_url = url != NULL ? MemoryContextStrdup(TopMemoryContext, url) : NULL;
-}
-
-/* the queue a worker's receive goes to */
-static const char *
-current_queue_url(void)
-{
-	return drain_queue_url != NULL ? drain_queue_url : payment_queue_url;
-}
 
 void
 sqs_define_settings(void)
@@ -423,12 +404,13 @@ drop_prefetch(void)
 static void reap_deletes(bool all);
 
 /*
- * ReceiveMessage: a long poll of payment.wait_time seconds for at most
- * max_messages, answered by the batch asked for in advance when there is
- * one.  The wait is SQS's, so an empty answer asks for no sleep.
+ * ReceiveMessage from queue_url: a long poll of payment.wait_time seconds
+ * for at most max_messages, answered by the batch asked for in advance when
+ * there is one.  The wait is SQS's, so an empty answer asks for no sleep.
  */
-static int
-sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_seconds)
+int
+sqs_receive(const char *queue_url, QueueMessage **messages, int max_messages,
+			double *idle_seconds)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS ReceiveMessage",
@@ -440,7 +422,7 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 	int			n;
 
 	MemoryContextSwitchTo(cxt);
-	url = pstrdup(current_queue_url());
+	url = pstrdup(queue_url);
 	reap_deletes(false);
 	if (prefetch != NULL)
 	{
@@ -476,6 +458,13 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 	if (n == 0)
 		*idle_seconds = 0;
 	return n;
+}
+
+/* the backend's claim: from the queue payment.queue_url names */
+static int
+sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_seconds)
+{
+	return sqs_receive(payment_queue_url, messages, max_messages, idle_seconds);
 }
 
 /* ------------------------------------------------------------------ */
@@ -714,7 +703,7 @@ settle_all(QueueMessage *messages, int count, bool delete, MemoryContext cxt)
  * dead-lettered messages, sent now and answered later (see
  * pending_deletes); ChangeMessageVisibilityBatch for retries.
  */
-static void
+void
 sqs_settle(QueueMessage *messages, int count)
 {
 	MemoryContext caller = CurrentMemoryContext;
@@ -780,5 +769,6 @@ const QueueBackend sqs_queue = {
 	.depth = sqs_depth,
 	.settle_with_store = NULL,
 	.settle_after_commit = sqs_settle,
+	.durable_store = true,
 	.give_back = sqs_give_back,
 };
