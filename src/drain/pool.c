@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 
 #include "drain/pool.h"
+#include "drain/wait.h"
 #include "payment.h"
 #include "queue/queue.h"
 
@@ -354,12 +355,7 @@ payment_launcher_main(Datum main_arg)
 		int			step_ms;
 		const QueueBackend *backend;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		drain_handle_signals(NULL);
 		now = GetCurrentTimestamp();
 		MemoryContextReset(tick_context);
 		MemoryContextSwitchTo(tick_context);
@@ -465,9 +461,6 @@ payment_launcher_main(Datum main_arg)
 		}
 
 		MemoryContextSwitchTo(TopMemoryContext);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 backlog_since != 0 ? BUSY_TICK_MS : IDLE_TICK_MS,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		(void) drain_wait(backlog_since != 0 ? BUSY_TICK_MS : IDLE_TICK_MS, false, NULL);
 	}
 }

@@ -5,42 +5,38 @@
  *	  (store.c) and has the backend settle it.  The queue layer says where
  *	  each claim goes: the backend in use, or what a previous configuration
  *	  left, so switching backends strands nothing.  Woken by a latch at the
- *	  commit of a submission; sleeps otherwise.
- *	  SIGTERM stops a worker between statements, SIGHUP reloads settings,
- *	  and the postmaster restarts a static worker that crashed; the dynamic
- *	  workers of the elastic pool (pool.c) exit when the backlog is gone.
+ *	  commit of a submission; sleeps otherwise (wait.c).  SIGTERM stops a
+ *	  worker between statements and ends any wait at once, SIGHUP reloads
+ *	  settings (queue_reload_settings), a failure is logged once and backed
+ *	  off from (worker_faults.c), and the postmaster restarts a static
+ *	  worker that crashed; the dynamic workers of the elastic pool (pool.c)
+ *	  exit when the backlog is gone.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 
-#include "common/backoff.h"
 #include "drain/pool.h"
 #include "drain/store.h"
+#include "drain/wait.h"
 #include "drain/worker.h"
+#include "drain/worker_faults.h"
 #include "drain/worker_session.h"
 #include "payment.h"
 #include "queue/queue.h"
 
 #define IDLE_WAIT_SECONDS 10.0
-#define FIRST_BACKOFF_MS 100
-#define MAX_BACKOFF_MS 30000
 
 /* a dynamic worker looks at least this often whether it should exit */
 #define DYNAMIC_MAX_WAIT_MS 1000
@@ -49,6 +45,9 @@ static int	worker_index = -1;
 
 /* the last claim from a queue woken by commits took what there was, but not a full batch */
 static bool last_claim_partial = false;
+
+/* the extension is installed and the role may work; looked at again after a failure */
+static bool extension_ready = false;
 
 void
 payment_register_workers(void)
@@ -76,54 +75,6 @@ forget_worker_latch(int code, Datum arg)
 {
 	payment_worker_detach(worker_index);
 	pool_worker_exiting(worker_index);
-}
-
-/*
- * The worker serves its database once CREATE EXTENSION payment ran there,
- * and its role has the privileges it needs (else 42501, logged once).
- */
-static bool
-extension_installed(void)
-{
-	MemoryContext context = CurrentMemoryContext;
-	bool		installed;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("payment", true));
-	if (installed)
-		worker_check_privileges();
-	CommitTransactionCommand();
-	/* commit leaves TopMemoryContext current: the batch must not go there */
-	MemoryContextSwitchTo(context);
-	return installed;
-}
-
-static void
-wait_on_latch(long timeout_ms)
-{
-	int			rc = WaitLatch(MyLatch,
-							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							   Max(timeout_ms, 1), PG_WAIT_EXTENSION);
-
-	if (rc & WL_LATCH_SET)
-	{
-		ResetLatch(MyLatch);
-
-		/*
-		 * Woken by a commit: let more messages arrive for the batching
-		 * window (as Lambda's MaximumBatchingWindow does), so that a busy
-		 * queue is drained in full batches rather than one message per
-		 * transaction.  Wakes during the window are absorbed.
-		 */
-		if (payment_batch_window > 0 && !ConfigReloadPending)
-		{
-			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 payment_batch_window, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
-	}
-	CHECK_FOR_INTERRUPTS();
 }
 
 /* Store a claimed batch, and settle it there if the backend settles with the store. */
@@ -284,14 +235,71 @@ drain_round(double *idle_seconds)
 	return handled;
 }
 
+/*
+ * Sleep until a commit wakes the worker, or for timeout_ms.  Woken by a
+ * commit, it lets more messages arrive for the batching window (as Lambda's
+ * MaximumBatchingWindow does), so that a busy queue is drained in full
+ * batches rather than one message per transaction; the wakes of the commits
+ * during the window are absorbed.
+ */
+static void
+sleep_until_woken(long timeout_ms)
+{
+	if (drain_wait(timeout_ms, false, queue_reload_settings) == DRAIN_WAIT_WOKEN &&
+		payment_batch_window > 0)
+		(void) drain_wait(payment_batch_window, true, queue_reload_settings);
+}
+
+/* After a turn of the loop: sleep if it found nothing, or gather the next batch. */
+static void
+rest(int handled, long wait_ms)
+{
+	if (pool_slot_is_dynamic(worker_index))
+		wait_ms = Min(wait_ms, DYNAMIC_MAX_WAIT_MS);
+	if (handled == 0 && wait_ms > 0)
+		sleep_until_woken(wait_ms);
+	else if (handled > 0 && last_claim_partial && payment_batch_window > 0)
+	{
+		/*
+		 * The queue was drained: gather the next batch for the batching
+		 * window, as a worker woken from sleep does, instead of claiming
+		 * each few messages that arrived during the store at once.  The
+		 * commits meanwhile leave the other workers asleep.
+		 */
+		payment_worker_will_claim();
+		(void) drain_wait(payment_batch_window, true, queue_reload_settings);
+	}
+}
+
+/*
+ * One turn's work: a round of claims once the database is ready and the
+ * workers are not paused.  Returns the messages handled; *wait_ms is how
+ * long the worker may sleep when there were none.
+ */
+static int
+work(long *wait_ms)
+{
+	double		idle_seconds = IDLE_WAIT_SECONDS;
+	int			handled = 0;
+
+	/* checked again only after a failure (DROP EXTENSION makes one) */
+	if (!extension_ready)
+	{
+		extension_ready = worker_session_ready();
+		/* only once the role is known to read the queue's tables */
+		if (extension_ready)
+			queue_start();
+	}
+	if (!payment_paused && extension_ready)
+		handled = drain_round(&idle_seconds);
+	*wait_ms = handled > 0 ? 0 : (long) (idle_seconds * 1000);
+	return handled;
+}
+
 void
 payment_worker_main(Datum main_arg)
 {
 	MemoryContext batch_context;
-	int			failures = 0;
-	char	   *last_error = NULL;
-	int			last_error_code = 0;
-	bool		extension_ready = false;
 
 	worker_index = DatumGetInt32(main_arg);
 
@@ -318,12 +326,7 @@ payment_worker_main(Datum main_arg)
 		int			handled = 0;
 		long		wait_ms = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			queue_reload_settings();
-		}
+		drain_handle_signals(queue_reload_settings);
 
 		/* a dynamic worker leaves once the backlog it was started for is gone */
 		if (pool_slot_is_dynamic(worker_index) && pool_should_retire())
@@ -343,43 +346,9 @@ payment_worker_main(Datum main_arg)
 
 		PG_TRY();
 		{
-			/* checked again only after a failure (DROP EXTENSION makes one) */
-			if (!extension_ready)
-			{
-				extension_ready = extension_installed();
-				/* only once the role is known to read the queue's tables */
-				if (extension_ready)
-					queue_start();
-			}
-			if (payment_paused || !extension_ready)
-				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
-			else
-			{
-				double		idle_seconds = IDLE_WAIT_SECONDS;
-
-				handled = drain_round(&idle_seconds);
-				if (handled == 0)
-					wait_ms = (long) (idle_seconds * 1000);
-			}
-			/*
-			 * Only a round that stored messages shows the fault is gone: a
-			 * claim that found nothing (the failed batches wait for their
-			 * retry) proves nothing about the store.
-			 */
+			handled = work(&wait_ms);
 			if (handled > 0)
-			{
-				if (failures > 0)
-					ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
-										 worker_index + 1, failures)));
-				failures = 0;
-				/* a later repeat of the same error is news again */
-				last_error_code = 0;
-				if (last_error != NULL)
-				{
-					pfree(last_error);
-					last_error = NULL;
-				}
-			}
+				worker_fault_cleared();
 		}
 		PG_CATCH();
 		{
@@ -392,27 +361,7 @@ payment_worker_main(Datum main_arg)
 			pgstat_report_activity(STATE_IDLE, NULL);
 			payment_worker_set_busy(worker_index, false);
 			extension_ready = false;
-
-			/* log once per change of state, not once per attempt */
-			/*
-			 * One fault, one line: the same SQLSTATE is the same fault, as
-			 * a read-only server refusing a claim's UPDATE or its INSERT;
-			 * internal errors are told apart by their text.
-			 */
-			if (last_error == NULL || edata->sqlerrcode != last_error_code ||
-				(edata->sqlerrcode == ERRCODE_INTERNAL_ERROR &&
-				 strcmp(last_error, edata->message) != 0))
-			{
-				edata->elevel = WARNING;
-				edata->hide_stmt = true;
-				ThrowErrorData(edata);
-				if (last_error)
-					pfree(last_error);
-				last_error = MemoryContextStrdup(TopMemoryContext, edata->message);
-				last_error_code = edata->sqlerrcode;
-			}
-			failures++;
-			wait_ms = (long) backoff_delay(failures, FIRST_BACKOFF_MS, MAX_BACKOFF_MS);
+			wait_ms = worker_fault(edata);
 		}
 		PG_END_TRY();
 
@@ -424,21 +373,6 @@ payment_worker_main(Datum main_arg)
 		 * queue slows every claim.  Rate-limited while busy, forced when idle.
 		 */
 		pgstat_report_stat(handled == 0);
-		if (pool_slot_is_dynamic(worker_index))
-			wait_ms = Min(wait_ms, DYNAMIC_MAX_WAIT_MS);
-		if (handled == 0 && wait_ms > 0)
-			wait_on_latch(wait_ms);
-		else if (handled > 0 && last_claim_partial && payment_batch_window > 0)
-		{
-			/*
-			 * The queue was drained: gather the next batch for the batching
-			 * window, as a worker woken from sleep does, instead of claiming
-			 * each few messages that arrived during the store at once.  The
-			 * commits meanwhile leave the other workers asleep.
-			 */
-			payment_worker_will_claim();
-			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 payment_batch_window, PG_WAIT_EXTENSION);
-		}
+		rest(handled, wait_ms);
 	}
 }

@@ -20,6 +20,12 @@ extern void worker_session_define_settings(void);
 extern void worker_session_connect(void);
 
 /*
+ * Outside any transaction: whether CREATE EXTENSION payment ran in the
+ * worker's database; raises 42501 when the role lacks a privilege it needs.
+ */
+extern bool worker_session_ready(void);
+
+/*
  * In a transaction: raise 42501, naming every missing privilege and the
  * call that grants them, when the worker's role lacks one it needs.
  */
