@@ -34,8 +34,9 @@
 #include "utils/uuid.h"
 
 #include "payment.h"
-#include "queue/backends.h"
+#include "queue/embedded.h"
 #include "queue/event_log.h"
+#include "queue/layout.h"
 
 PG_FUNCTION_INFO_V1(payment_claim_messages);
 PG_FUNCTION_INFO_V1(payment_queue_messages);

@@ -9,7 +9,7 @@
 #ifndef PAYMENT_EVENT_LOG_H
 #define PAYMENT_EVENT_LOG_H
 
-#include "queue/queue.h"
+#include "queue/backend.h"
 #include "utils/tuplestore.h"
 
 /*

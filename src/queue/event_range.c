@@ -22,6 +22,7 @@
 #include "utils/uuid.h"
 
 #include "queue/event_internal.h"
+#include "queue/event_log.h"
 
 /*
  * Reading a range goes straight to the (txid, seq) index of each event

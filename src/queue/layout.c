@@ -19,7 +19,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 
-#include "queue/queue.h"
+#include "queue/layout.h"
 
 /* the relations the layout is read from */
 typedef enum LayoutRelation

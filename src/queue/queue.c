@@ -18,11 +18,12 @@
 
 #include "payment.h"
 #include "queue/aws_credentials.h"
-#include "queue/backends.h"
+#include "queue/embedded.h"
 #include "queue/event_log.h"
 #include "queue/queue.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
+#include "queue/sqs_retired.h"
 
 /* every backend, in the order a round looks at their leftovers */
 static const QueueBackend *const backends[] = {&embedded_queue, &sqs_queue, &sqs_retired_queue};

@@ -25,7 +25,6 @@
 #include "common/digest.h"
 #include "common/json_util.h"
 #include "payment.h"
-#include "queue/backends.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
 

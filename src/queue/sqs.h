@@ -1,13 +1,16 @@
 /*-------------------------------------------------------------------------
  * sqs.h
- *	  The Amazon SQS queue backend (sqs_queue in backends.h): its settings,
- *	  and what the replaced queue's backend (sqs_retired.c) shares of it.
+ *	  The Amazon SQS queue backend (sqs.c): its settings, and what the
+ *	  replaced queue's backend (sqs_retired.c) shares of it.
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_SQS_H
 #define PAYMENT_SQS_H
 
-#include "queue/queue.h"
+#include "queue/backend.h"
+
+/* the Amazon SQS backend, used when payment.queue_url is set */
+extern const QueueBackend sqs_queue;
 
 /* AWS's limit of entries per batch request, and so of messages per receive */
 #define SQS_MAX_BATCH 10

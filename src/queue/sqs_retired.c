@@ -28,9 +28,10 @@
 #include "utils/snapmgr.h"
 
 #include "payment.h"
-#include "queue/backends.h"
+#include "queue/layout.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
+#include "queue/sqs_retired.h"
 
 /* a longer URL is drained only until a restart, as it cannot be kept here */
 #define RETIRED_URL_LEN 1024

@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ * sqs_retired.h
+ *	  The replaced SQS queue (sqs_retired.c): the backend that drains it,
+ *	  and the shared memory that keeps its URL.
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENT_SQS_RETIRED_H
+#define PAYMENT_SQS_RETIRED_H
+
+#include "queue/backend.h"
+
+/* an SQS queue payment.queue_url no longer names, drained until empty */
+extern const QueueBackend sqs_retired_queue;
+
+extern Size sqs_retired_shmem_size(void);
+extern void sqs_retired_shmem_init(void);
+
+#endif							/* PAYMENT_SQS_RETIRED_H */
