@@ -126,20 +126,20 @@ payment_define_settings(void)
 							NULL, NULL, NULL);
 }
 
-Size
-payment_shmem_size(void)
-{
-	return MAXALIGN(sizeof(PaymentShared));
-}
-
-/* At shared-memory start-up, AddinShmemInitLock held. */
 void
-payment_shmem_init(void)
+payment_shmem_attach(const PaymentShmem *part)
 {
 	bool		found;
+	void	   *shared = ShmemInitStruct(part->name, part->size, &found);
 
-	payment_shared = ShmemInitStruct("payment", payment_shmem_size(), &found);
-	if (!found)
+	part->attach(shared, !found);
+}
+
+static void
+core_shmem_attach(void *shared, bool first)
+{
+	payment_shared = shared;
+	if (first)
 	{
 		PaymentCounters *c = &payment_shared->counters;
 
@@ -160,6 +160,8 @@ payment_shmem_init(void)
 		pg_atomic_init_u64(&payment_shared->wake_pending_since, 0);
 	}
 }
+
+const PaymentShmem payment_core_shmem = {"payment", sizeof(PaymentShared), core_shmem_attach};
 
 void
 payment_count(pg_atomic_uint64 *counter, uint64 n)

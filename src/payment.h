@@ -57,9 +57,23 @@ typedef struct PaymentShared
 
 extern PaymentShared *payment_shared;
 
+/*
+ * A layer's struct in shared memory (the core's, the pool's, the queue's):
+ * module.c reserves its size, and at shared-memory start-up (with
+ * AddinShmemInitLock held) payment_shmem_attach finds or makes it and calls
+ * attach, which points the layer at it; first: no process set it up yet.
+ */
+typedef struct PaymentShmem
+{
+	const char *name;
+	Size		size;
+	void		(*attach) (void *shared, bool first);
+} PaymentShmem;
+
+extern const PaymentShmem payment_core_shmem;
+extern void payment_shmem_attach(const PaymentShmem *part);
+
 extern void payment_define_settings(void);
-extern Size payment_shmem_size(void);
-extern void payment_shmem_init(void);
 
 extern void payment_count(pg_atomic_uint64 *counter, uint64 n);
 

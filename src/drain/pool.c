@@ -25,7 +25,6 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -107,28 +106,20 @@ pool_define_settings(void)
 							NULL, NULL, NULL);
 }
 
-Size
-pool_shmem_size(void)
+static void
+pool_shmem_attach(void *shared, bool first)
 {
-	return MAXALIGN(sizeof(PaymentPool));
+	pool = shared;
+	if (!first)
+		return;
+	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
+		pg_atomic_init_u32(&pool->slot_state[i], SLOT_FREE);
+	pg_atomic_init_u64(&pool->backlog_since, 0);
+	pg_atomic_init_u64(&pool->last_backlog, 0);
+	pg_atomic_init_u32(&pool->launcher_procno, PG_UINT32_MAX);
 }
 
-/* At shared-memory start-up, AddinShmemInitLock held. */
-void
-pool_shmem_init(void)
-{
-	bool		found;
-
-	pool = ShmemInitStruct("payment pool", pool_shmem_size(), &found);
-	if (!found)
-	{
-		for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
-			pg_atomic_init_u32(&pool->slot_state[i], SLOT_FREE);
-		pg_atomic_init_u64(&pool->backlog_since, 0);
-		pg_atomic_init_u64(&pool->last_backlog, 0);
-		pg_atomic_init_u32(&pool->launcher_procno, PG_UINT32_MAX);
-	}
-}
+const PaymentShmem pool_shmem = {"payment pool", sizeof(PaymentPool), pool_shmem_attach};
 
 /* the pool's size limit: never below the static workers */
 static int

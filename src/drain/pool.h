@@ -10,15 +10,16 @@
 
 #include "fmgr.h"
 
+#include "payment.h"
+
 extern int	payment_max_workers;
 extern int	payment_scale_up_after;
 extern int	payment_scale_down_after;
 
 extern void pool_define_settings(void);
 
-/* the pool's shared memory: reserved and set up by module.c */
-extern Size pool_shmem_size(void);
-extern void pool_shmem_init(void);
+/* the pool's struct in shared memory (see PaymentShmem) */
+extern const PaymentShmem pool_shmem;
 
 /* register the launcher; from _PG_init while preloading */
 extern void pool_register_launcher(void);

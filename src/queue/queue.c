@@ -49,16 +49,11 @@ queue_define_settings(void)
 	event_log_define_settings();
 }
 
-Size
-queue_shmem_size(void)
+/* the replaced SQS queue's URL is all the queue layer shares */
+const PaymentShmem *
+queue_shmem(void)
 {
-	return sqs_retired_shmem_size();
-}
-
-void
-queue_shmem_init(void)
-{
-	sqs_retired_shmem_init();
+	return &sqs_retired_shmem;
 }
 
 /* ------------------------------------------------------------------ */

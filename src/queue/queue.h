@@ -12,6 +12,7 @@
 
 #include "datatype/timestamp.h"
 
+#include "payment.h"
 #include "queue/backend.h"
 #include "queue/layout.h"
 
@@ -59,9 +60,8 @@ extern void queue_give_back(void);
 /* define the queue backends' settings; called from _PG_init */
 extern void queue_define_settings(void);
 
-/* the queue layer's shared memory: reserved and set up by module.c */
-extern Size queue_shmem_size(void);
-extern void queue_shmem_init(void);
+/* the queue layer's struct in shared memory (see PaymentShmem) */
+extern const PaymentShmem *queue_shmem(void);
 
 /*
  * Move dead letters (those with the given ids and/or reason; all when both

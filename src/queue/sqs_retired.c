@@ -21,7 +21,6 @@
 #include "access/xact.h"
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
-#include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -47,25 +46,18 @@ static RetiredQueue *retired = NULL;
 /* payment.queue_url before the configuration file was read again */
 static char *url_before_reload = NULL;
 
-Size
-sqs_retired_shmem_size(void)
+static void
+retired_shmem_attach(void *shared, bool first)
 {
-	return MAXALIGN(sizeof(RetiredQueue));
+	retired = shared;
+	if (!first)
+		return;
+	SpinLockInit(&retired->lock);
+	retired->url[0] = '\0';
 }
 
-/* At shared-memory start-up, AddinShmemInitLock held. */
-void
-sqs_retired_shmem_init(void)
-{
-	bool		found;
-
-	retired = ShmemInitStruct("payment retired queue", sqs_retired_shmem_size(), &found);
-	if (!found)
-	{
-		SpinLockInit(&retired->lock);
-		retired->url[0] = '\0';
-	}
-}
+const PaymentShmem sqs_retired_shmem = {"payment retired queue", sizeof(RetiredQueue),
+retired_shmem_attach};
 
 /* ------------------------------------------------------------------ */
 /* the URL in shared memory */
@@ -271,18 +263,19 @@ retired_claim(QueueMessage **messages, int max_messages, double *idle_seconds)
 }
 
 /*
- * Drained only: nothing is enqueued to it, and the launcher asks the depth
- * of the configured queue alone.  What sqs.c holds between claims (a
- * batch asked for in advance, deletes in flight) the SQS backend gives
+ * The replaced queue, drained as SQS is.  What sqs.c holds between claims
+ * (a batch asked for in advance, deletes in flight) the SQS backend gives
  * back.
  */
 const QueueBackend sqs_retired_queue = {
 	.name = "sqs (replaced)",
-	.transactional = false,
+	/* drained only: nothing is enqueued to it, no depth asked of it */
 	.claim = retired_claim,
 	.max_claim = SQS_MAX_BATCH,
+	/* each request to the queue that gave its messages, after the store */
 	.settle_after_commit = sqs_settle,
 	.durable_store = true,
+	/* noted at a reload, loaded at a start, drained until found empty */
 	.has_leftover = retired_has_leftover,
 	.start = retired_start,
 	.before_reload = retired_before_reload,

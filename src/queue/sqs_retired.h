@@ -7,12 +7,13 @@
 #ifndef PAYMENT_SQS_RETIRED_H
 #define PAYMENT_SQS_RETIRED_H
 
+#include "payment.h"
 #include "queue/backend.h"
 
 /* an SQS queue payment.queue_url no longer names, drained until empty */
 extern const QueueBackend sqs_retired_queue;
 
-extern Size sqs_retired_shmem_size(void);
-extern void sqs_retired_shmem_init(void);
+/* the replaced queue's URL in shared memory */
+extern const PaymentShmem sqs_retired_shmem;
 
 #endif							/* PAYMENT_SQS_RETIRED_H */
