@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * payment.h
  *	  The extension's core (payment.c), below every layer: the core
- *	  settings, the shared-memory state every layer counts in, waking the
+ *	  settings, the shared-memory state every layer counts in and how a
+ *	  layer's own struct joins shared memory (PaymentShmem), waking the
  *	  workers, and preparing SPI plans.  Each layer's own interface is in
  *	  its folder; module start-up is module.c.
  *-------------------------------------------------------------------------

@@ -211,7 +211,6 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 	if (count > 0)
 	{
 		MemoryContext spi_context = MemoryContextSwitchTo(result_context);
-
 		EmbeddedHandle *handles = palloc0(sizeof(EmbeddedHandle) * count);
 
 		claimed = palloc0(sizeof(QueueMessage) * count);

@@ -32,7 +32,7 @@
 #include "queue/sqs_client.h"
 #include "queue/sqs_retired.h"
 
-/* a longer URL is drained only until a restart, as it cannot be kept here */
+/* SQS queue URLs are far shorter; a longer one is not drained */
 #define RETIRED_URL_LEN 1024
 
 typedef struct RetiredQueue
@@ -56,8 +56,9 @@ retired_shmem_attach(void *shared, bool first)
 	retired->url[0] = '\0';
 }
 
-const PaymentShmem sqs_retired_shmem = {"payment retired queue", sizeof(RetiredQueue),
-retired_shmem_attach};
+const PaymentShmem sqs_retired_shmem = {
+	"payment retired queue", sizeof(RetiredQueue), retired_shmem_attach
+};
 
 /* ------------------------------------------------------------------ */
 /* the URL in shared memory */
@@ -219,6 +220,7 @@ retired_after_reload(void)
 	return true;
 }
 
+/* a replaced queue is remembered: it may still hold messages */
 static bool
 retired_has_leftover(bool in_use)
 {
