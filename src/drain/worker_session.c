@@ -26,6 +26,7 @@
 #include "postmaster/bgworker.h"
 #include "utils/guc.h"
 
+#include "drain/worker_privileges.h"
 #include "drain/worker_session.h"
 #include "payment.h"
 
