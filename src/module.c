@@ -30,23 +30,43 @@ void		_PG_init(void);
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/* each layer owns its struct in shared memory: here they are only gathered */
+#define NUM_SHMEM_PARTS 3
+
+static void
+shmem_parts(const PaymentShmem *parts[NUM_SHMEM_PARTS])
+{
+	parts[0] = &payment_core_shmem;
+	parts[1] = &pool_shmem;
+	parts[2] = queue_shmem();
+}
+
 static void
 payment_shmem_request(void)
 {
+	const PaymentShmem *parts[NUM_SHMEM_PARTS];
+	Size		size = payment_auth_shmem_size();
+
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(payment_shmem_size(),
-									payment_auth_shmem_size()));
+	shmem_parts(parts);
+	for (int i = 0; i < NUM_SHMEM_PARTS; i++)
+		size = add_size(size, MAXALIGN(parts[i]->size));
+	RequestAddinShmemSpace(size);
 }
 
 static void
 payment_shmem_startup(void)
 {
+	const PaymentShmem *parts[NUM_SHMEM_PARTS];
+
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 
+	shmem_parts(parts);
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	payment_shmem_init();
+	for (int i = 0; i < NUM_SHMEM_PARTS; i++)
+		payment_shmem_attach(parts[i]);
 	LWLockRelease(AddinShmemInitLock);
 
 	payment_auth_shmem_startup();

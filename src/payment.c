@@ -35,6 +35,7 @@ bool		payment_paused = false;
 int			payment_batch_window = 5;
 
 bool		payment_preloaded = false;
+int			payment_worker_index = -1;
 PaymentShared *payment_shared = NULL;
 
 /* set when this transaction enqueued something; workers are woken at commit */
@@ -135,20 +136,20 @@ payment_define_settings(void)
 							NULL, NULL, NULL);
 }
 
-Size
-payment_shmem_size(void)
-{
-	return MAXALIGN(sizeof(PaymentShared));
-}
-
-/* At shared-memory start-up, AddinShmemInitLock held. */
 void
-payment_shmem_init(void)
+payment_shmem_attach(const PaymentShmem *part)
 {
 	bool		found;
+	void	   *shared = ShmemInitStruct(part->name, part->size, &found);
 
-	payment_shared = ShmemInitStruct("payment", payment_shmem_size(), &found);
-	if (!found)
+	part->attach(shared, !found);
+}
+
+static void
+core_shmem_attach(void *shared, bool first)
+{
+	payment_shared = shared;
+	if (first)
 	{
 		PaymentCounters *c = &payment_shared->counters;
 
@@ -164,23 +165,41 @@ payment_shmem_init(void)
 		{
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);
 			pg_atomic_init_u32(&payment_shared->worker_wakeable[i], 0);
-			pg_atomic_init_u32(&payment_shared->pool.slot_state[i], SLOT_FREE);
-			pg_atomic_init_u32(&payment_shared->pool.busy[i], 0);
+			pg_atomic_init_u32(&payment_shared->worker_busy[i], 0);
 		}
 		pg_atomic_init_u64(&payment_shared->wake_pending_since, 0);
-		pg_atomic_init_u64(&payment_shared->pool.backlog_since, 0);
-		pg_atomic_init_u64(&payment_shared->pool.last_backlog, 0);
-		pg_atomic_init_u32(&payment_shared->pool.launcher_procno, PG_UINT32_MAX);
-		SpinLockInit(&payment_shared->pool.retired_lock);
-		payment_shared->pool.retired_queue_url[0] = '\0';
 	}
 }
+
+const PaymentShmem payment_core_shmem = {"payment", sizeof(PaymentShared), core_shmem_attach};
 
 void
 payment_count(pg_atomic_uint64 *counter, uint64 n)
 {
 	if (payment_shared != NULL && n > 0)
 		pg_atomic_fetch_add_u64(counter, n);
+}
+
+/* A worker that runs: a commit finds its latch through its pgprocno. */
+void
+payment_worker_attach(int worker_index)
+{
+	payment_worker_index = worker_index;
+	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
+}
+
+/* A worker that exits: nobody wakes it, and it stores nothing. */
+void
+payment_worker_detach(int worker_index)
+{
+	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], PG_UINT32_MAX);
+	pg_atomic_write_u32(&payment_shared->worker_busy[worker_index], 0);
+}
+
+void
+payment_worker_set_busy(int worker_index, bool busy)
+{
+	pg_atomic_write_u32(&payment_shared->worker_busy[worker_index], busy ? 1 : 0);
 }
 
 /*
@@ -287,7 +306,7 @@ payment_workers_busy(void)
 	if (payment_shared == NULL)
 		return 0;
 	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
-		busy += pg_atomic_read_u32(&payment_shared->pool.busy[i]) != 0;
+		busy += pg_atomic_read_u32(&payment_shared->worker_busy[i]) != 0;
 	return busy;
 }
 

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * payment.h
  *	  The extension's core (payment.c), below every layer: the core
- *	  settings, the shared-memory state every layer counts in, waking the
+ *	  settings, the shared-memory state every layer counts in and how a
+ *	  layer's own struct joins shared memory (PaymentShmem), waking the
  *	  workers, and preparing SPI plans.  Each layer's own interface is in
  *	  its folder; module start-up is module.c.
  *-------------------------------------------------------------------------
@@ -11,7 +12,6 @@
 
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
-#include "storage/spin.h"
 #include "utils/jsonb.h"
 
 #define PAYMENT_MAX_WORKERS 32
@@ -44,35 +44,6 @@ typedef struct PaymentCounters
 	pg_atomic_uint64 scale_events;	/* dynamic workers started or retired */
 } PaymentCounters;
 
-/*
- * The elastic pool (drain/pool.c): slot i runs worker i + 1.  Slots below
- * payment.workers are the static workers; the launcher starts dynamic
- * workers in the others while the backlog lasts.
- */
-typedef enum PaymentSlotState
-{
-	SLOT_FREE = 0,
-	SLOT_STARTING,				/* registered by the launcher, not yet running */
-	SLOT_RUNNING
-} PaymentSlotState;
-
-#define PAYMENT_QUEUE_URL_LEN 1024
-
-typedef struct PaymentPool
-{
-	pg_atomic_uint32 slot_state[PAYMENT_MAX_WORKERS];
-	pg_atomic_uint32 busy[PAYMENT_MAX_WORKERS]; /* storing a batch */
-	/* TimestampTz of the first of an unbroken run of full claims, or 0 */
-	pg_atomic_uint64 backlog_since;
-	/* TimestampTz of the latest sign of a backlog: a full claim, or the depth */
-	pg_atomic_uint64 last_backlog;
-	/* pgprocno of the launcher, or PG_UINT32_MAX */
-	pg_atomic_uint32 launcher_procno;
-	/* an SQS queue no longer configured that may still hold messages */
-	slock_t		retired_lock;
-	char		retired_queue_url[PAYMENT_QUEUE_URL_LEN];
-} PaymentPool;
-
 typedef struct PaymentShared
 {
 	PaymentCounters counters;
@@ -80,18 +51,44 @@ typedef struct PaymentShared
 	pg_atomic_uint32 worker_procno[PAYMENT_MAX_WORKERS];
 	/* 1 from before a worker's claim until it has work: a commit may wake it */
 	pg_atomic_uint32 worker_wakeable[PAYMENT_MAX_WORKERS];
+	/* 1 while a worker stores a batch (payment.stats.workers_busy) */
+	pg_atomic_uint32 worker_busy[PAYMENT_MAX_WORKERS];
 	/* TimestampTz of a wake not yet followed by a claim, or 0 */
 	pg_atomic_uint64 wake_pending_since;
-	PaymentPool pool;
 } PaymentShared;
 
 extern PaymentShared *payment_shared;
 
+/*
+ * A layer's struct in shared memory (the core's, the pool's, the queue's):
+ * module.c reserves its size, and at shared-memory start-up (with
+ * AddinShmemInitLock held) payment_shmem_attach finds or makes it and calls
+ * attach, which points the layer at it; first: no process set it up yet.
+ */
+typedef struct PaymentShmem
+{
+	const char *name;
+	Size		size;
+	void		(*attach) (void *shared, bool first);
+} PaymentShmem;
+
+extern const PaymentShmem payment_core_shmem;
+extern void payment_shmem_attach(const PaymentShmem *part);
+
 extern void payment_define_settings(void);
-extern Size payment_shmem_size(void);
-extern void payment_shmem_init(void);
 
 extern void payment_count(pg_atomic_uint64 *counter, uint64 n);
+
+/*
+ * A worker's life as the commits that wake it and payment.stats see it.
+ * payment_worker_index is this process's worker slot (worker number - 1),
+ * or -1 in any other process.
+ */
+extern int	payment_worker_index;
+extern void payment_worker_attach(int worker_index);
+extern void payment_worker_detach(int worker_index);
+extern void payment_worker_set_busy(int worker_index, bool busy);
+
 extern void payment_wake_workers(void);
 extern void payment_worker_about_to_claim(int worker_index);
 extern void payment_worker_has_work(int worker_index);

@@ -7,14 +7,13 @@
  *	  workers keep claiming full batches; a dynamic worker exits once no
  *	  full batch was claimed for payment.scale_down_after.
  *
- *	  The signal is the workers' own claims, written to shared memory
- *	  (PaymentPool in payment.h), so the launcher needs no database
+ *	  The signal is the workers' own claims, written to the pool's shared
+ *	  memory (PaymentPool), so the launcher needs no database
  *	  connection and works the same for every queue backend.  A backend
  *	  whose claims may come back short while a backlog waits (SQS) also
  *	  tells its depth, which the launcher asks for.  Dynamic workers
  *	  are never restarted: after a crash the pool grows again from the
- *	  backlog.  This file also remembers a replaced SQS queue URL, so that
- *	  switching backends strands nothing.
+ *	  backlog.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -26,19 +25,44 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "drain/pool.h"
+#include "drain/wait.h"
 #include "payment.h"
 #include "queue/queue.h"
 
 int			payment_max_workers = 8;
 int			payment_scale_up_after = 1000;	/* ms */
 int			payment_scale_down_after = 60;	/* s */
+
+/*
+ * The pool in shared memory: slot i runs worker i + 1.  Slots below
+ * payment.workers are the static workers; the launcher starts dynamic
+ * workers in the others while the backlog lasts.
+ */
+typedef enum PaymentSlotState
+{
+	SLOT_FREE = 0,
+	SLOT_STARTING,				/* registered by the launcher, not yet running */
+	SLOT_RUNNING
+} PaymentSlotState;
+
+typedef struct PaymentPool
+{
+	pg_atomic_uint32 slot_state[PAYMENT_MAX_WORKERS];
+	/* TimestampTz of the first of an unbroken run of full claims, or 0 */
+	pg_atomic_uint64 backlog_since;
+	/* TimestampTz of the latest sign of a backlog: a full claim, or the depth */
+	pg_atomic_uint64 last_backlog;
+	/* pgprocno of the launcher, or PG_UINT32_MAX */
+	pg_atomic_uint32 launcher_procno;
+} PaymentPool;
+
+static PaymentPool *pool = NULL;
 
 /* a registered worker that has not run after this long never will */
 #define STARTING_GRACE_MS 30000
@@ -81,6 +105,21 @@ pool_define_settings(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 }
+
+static void
+pool_shmem_attach(void *shared, bool first)
+{
+	pool = shared;
+	if (!first)
+		return;
+	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
+		pg_atomic_init_u32(&pool->slot_state[i], SLOT_FREE);
+	pg_atomic_init_u64(&pool->backlog_since, 0);
+	pg_atomic_init_u64(&pool->last_backlog, 0);
+	pg_atomic_init_u32(&pool->launcher_procno, PG_UINT32_MAX);
+}
+
+const PaymentShmem pool_shmem = {"payment pool", sizeof(PaymentPool), pool_shmem_attach};
 
 /* the pool's size limit: never below the static workers */
 static int
@@ -135,26 +174,19 @@ pool_register_launcher(void)
 void
 pool_worker_started(int slot)
 {
-	pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_RUNNING);
+	pg_atomic_write_u32(&pool->slot_state[slot], SLOT_RUNNING);
 }
 
 void
 pool_worker_exiting(int slot)
 {
-	pg_atomic_write_u32(&payment_shared->pool.busy[slot], 0);
-	pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_FREE);
-}
-
-void
-pool_set_busy(int slot, bool busy)
-{
-	pg_atomic_write_u32(&payment_shared->pool.busy[slot], busy ? 1 : 0);
+	pg_atomic_write_u32(&pool->slot_state[slot], SLOT_FREE);
 }
 
 static void
 wake_launcher(void)
 {
-	uint32		procno = pg_atomic_read_u32(&payment_shared->pool.launcher_procno);
+	uint32		procno = pg_atomic_read_u32(&pool->launcher_procno);
 
 	if (procno < ProcGlobal->allProcCount)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
@@ -168,8 +200,6 @@ wake_launcher(void)
 void
 pool_note_claim(int count, int wanted)
 {
-	PaymentPool *pool = &payment_shared->pool;
-
 	if (wanted > 0 && count >= wanted)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -186,48 +216,10 @@ pool_note_claim(int count, int wanted)
 bool
 pool_should_retire(void)
 {
-	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&payment_shared->pool.last_backlog);
+	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&pool->last_backlog);
 
 	return TimestampDifferenceExceeds(last, GetCurrentTimestamp(),
 									  payment_scale_down_after * 1000);
-}
-
-/* ------------------------------------------------------------------ */
-/* the replaced SQS queue */
-
-void
-pool_retire_queue_url(const char *url)
-{
-	PaymentPool *pool = &payment_shared->pool;
-
-	if (url == NULL || url[0] == '\0' || strlen(url) >= PAYMENT_QUEUE_URL_LEN)
-		return;
-	SpinLockAcquire(&pool->retired_lock);
-	strlcpy(pool->retired_queue_url, url, PAYMENT_QUEUE_URL_LEN);
-	SpinLockRelease(&pool->retired_lock);
-}
-
-char *
-pool_retired_queue_url(void)
-{
-	PaymentPool *pool = &payment_shared->pool;
-	char		url[PAYMENT_QUEUE_URL_LEN];
-
-	SpinLockAcquire(&pool->retired_lock);
-	strlcpy(url, pool->retired_queue_url, PAYMENT_QUEUE_URL_LEN);
-	SpinLockRelease(&pool->retired_lock);
-	return url[0] != '\0' ? pstrdup(url) : NULL;
-}
-
-void
-pool_forget_retired_queue_url(const char *url)
-{
-	PaymentPool *pool = &payment_shared->pool;
-
-	SpinLockAcquire(&pool->retired_lock);
-	if (strcmp(pool->retired_queue_url, url) == 0)
-		pool->retired_queue_url[0] = '\0';
-	SpinLockRelease(&pool->retired_lock);
 }
 
 /* ------------------------------------------------------------------ */
@@ -252,14 +244,14 @@ start_dynamic_worker(int slot, BackgroundWorkerHandle **handle)
 	/* the postmaster sets our latch when it starts or stops */
 	worker.bgw_notify_pid = MyProcPid;
 
-	pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_STARTING);
+	pg_atomic_write_u32(&pool->slot_state[slot], SLOT_STARTING);
 	/* the handle lives as long as the worker, across ticks */
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	registered = RegisterDynamicBackgroundWorker(&worker, handle);
 	MemoryContextSwitchTo(old);
 	if (!registered)
 	{
-		pg_atomic_write_u32(&payment_shared->pool.slot_state[slot], SLOT_FREE);
+		pg_atomic_write_u32(&pool->slot_state[slot], SLOT_FREE);
 		*handle = NULL;
 	}
 	return registered;
@@ -313,7 +305,7 @@ depth_is_backlog(const QueueBackend *backend, char **last_error)
 	int64		depth;
 
 	for (int slot = 0; slot < PAYMENT_MAX_WORKERS; slot++)
-		running += pg_atomic_read_u32(&payment_shared->pool.slot_state[slot]) == SLOT_RUNNING;
+		running += pg_atomic_read_u32(&pool->slot_state[slot]) == SLOT_RUNNING;
 	depth = ask_depth(backend, last_error);
 	return running > 0 && depth > (int64) running * per_claim;
 }
@@ -321,13 +313,12 @@ depth_is_backlog(const QueueBackend *backend, char **last_error)
 static void
 forget_launcher(int code, Datum arg)
 {
-	pg_atomic_write_u32(&payment_shared->pool.launcher_procno, PG_UINT32_MAX);
+	pg_atomic_write_u32(&pool->launcher_procno, PG_UINT32_MAX);
 }
 
 void
 payment_launcher_main(Datum main_arg)
 {
-	PaymentPool *pool;
 	BackgroundWorkerHandle *handles[PAYMENT_MAX_WORKERS] = {0};
 	TimestampTz starting_since[PAYMENT_MAX_WORKERS] = {0};
 	TimestampTz last_start = 0;
@@ -342,7 +333,6 @@ payment_launcher_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
-	pool = &payment_shared->pool;
 	pg_atomic_write_u32(&pool->launcher_procno, MyProc->pgprocno);
 	before_shmem_exit(forget_launcher, (Datum) 0);
 	tick_context = AllocSetContextCreate(TopMemoryContext, "payment launcher tick",
@@ -356,12 +346,7 @@ payment_launcher_main(Datum main_arg)
 		int			step_ms;
 		const QueueBackend *backend;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		drain_handle_signals(NULL);
 		now = GetCurrentTimestamp();
 		MemoryContextReset(tick_context);
 		MemoryContextSwitchTo(tick_context);
@@ -467,9 +452,6 @@ payment_launcher_main(Datum main_arg)
 		}
 
 		MemoryContextSwitchTo(TopMemoryContext);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 backlog_since != 0 ? BUSY_TICK_MS : IDLE_TICK_MS,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		(void) drain_wait(backlog_since != 0 ? BUSY_TICK_MS : IDLE_TICK_MS, false, NULL);
 	}
 }

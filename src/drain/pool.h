@@ -10,11 +10,16 @@
 
 #include "fmgr.h"
 
+#include "payment.h"
+
 extern int	payment_max_workers;
 extern int	payment_scale_up_after;
 extern int	payment_scale_down_after;
 
 extern void pool_define_settings(void);
+
+/* the pool's struct in shared memory (see PaymentShmem) */
+extern const PaymentShmem pool_shmem;
 
 /* register the launcher; from _PG_init while preloading */
 extern void pool_register_launcher(void);
@@ -27,20 +32,11 @@ extern bool pool_slot_is_dynamic(int slot);
 /* a worker's life in its slot */
 extern void pool_worker_started(int slot);
 extern void pool_worker_exiting(int slot);
-extern void pool_set_busy(int slot, bool busy);
 
 /* after each claim: full batches are the backlog signal */
 extern void pool_note_claim(int count, int wanted);
 
 /* true when a dynamic worker should exit: no backlog for scale_down_after */
 extern bool pool_should_retire(void);
-
-/*
- * An SQS queue replaced in payment.queue_url may still hold messages: the
- * workers remember it (in shared memory, until a restart) and drain it.
- */
-extern void pool_retire_queue_url(const char *url);
-extern char *pool_retired_queue_url(void);
-extern void pool_forget_retired_queue_url(const char *url);
 
 #endif							/* PAYMENT_POOL_H */

@@ -65,7 +65,7 @@ insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *e
 	Datum		values[8];
 	char		nulls[8] = {' ', 'n', 'n', ' ', ' ', ' ', ' ', ' '};
 	const char *body = m->body;
-	bool		versioned = queue_records_schema_version();
+	bool		versioned = queue_layout()->schema_versions;
 
 	/* keep the payment's keys where the body has them, for payment_status */
 	payment_find_keys(body, &values[1], &values[2]);

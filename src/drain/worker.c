@@ -1,58 +1,53 @@
 /*-------------------------------------------------------------------------
  * worker.c
  *	  The payment background workers: registration, and the loop that
- *	  claims a batch from a queue backend (queue/queue.h), stores it
- *	  (store.c) and has the backend settle it.  Woken by a latch at the
- *	  commit of a submission; sleeps otherwise.  Besides the backend in use,
- *	  a worker drains the one it replaced (the embedded queue while SQS is in
- *	  use, a replaced SQS queue), so switching backends strands nothing.
- *	  SIGTERM stops a worker between statements, SIGHUP reloads settings,
- *	  and the postmaster restarts a static worker that crashed; the dynamic
- *	  workers of the elastic pool (pool.c) exit when the backlog is gone.
+ *	  claims a batch through the queue layer (queue/queue.h), stores it
+ *	  (store.c) and has the backend settle it.  The queue layer says where
+ *	  each claim goes: the backend in use, or what a previous configuration
+ *	  left, so switching backends strands nothing.  Woken by a latch at the
+ *	  commit of a submission; sleeps otherwise (wait.c).  SIGTERM stops a
+ *	  worker between statements and ends any wait at once, SIGHUP reloads
+ *	  settings (queue_reload_settings), a failure is logged once and backed
+ *	  off from (worker_faults.c), and the postmaster restarts a static
+ *	  worker that crashed; the dynamic workers of the elastic pool (pool.c)
+ *	  exit when the backlog is gone.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/timestamp.h"
 
-#include "common/backoff.h"
 #include "drain/pool.h"
-#include "drain/retired_queue.h"
 #include "drain/store.h"
+#include "drain/wait.h"
 #include "drain/worker.h"
+#include "drain/worker_faults.h"
 #include "drain/worker_session.h"
 #include "payment.h"
 #include "queue/queue.h"
 
 #define IDLE_WAIT_SECONDS 10.0
-#define FIRST_BACKOFF_MS 100
-#define MAX_BACKOFF_MS 30000
 
 /* a dynamic worker looks at least this often whether it should exit */
 #define DYNAMIC_MAX_WAIT_MS 1000
 
 static int	worker_index = -1;
 
-/* when to look again at the queue that is not in use */
-static TimestampTz other_queue_due = 0;
-
 /* the last claim from a queue woken by commits took what there was, but not a full batch */
 static bool last_claim_partial = false;
+
+/* the extension is installed and the role may work; looked at again after a failure */
+static bool extension_ready = false;
 
 void
 payment_register_workers(void)
@@ -78,56 +73,8 @@ payment_register_workers(void)
 static void
 forget_worker_latch(int code, Datum arg)
 {
-	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], PG_UINT32_MAX);
+	payment_worker_detach(worker_index);
 	pool_worker_exiting(worker_index);
-}
-
-/*
- * The worker serves its database once CREATE EXTENSION payment ran there,
- * and its role has the privileges it needs (else 42501, logged once).
- */
-static bool
-extension_installed(void)
-{
-	MemoryContext context = CurrentMemoryContext;
-	bool		installed;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("payment", true));
-	if (installed)
-		worker_check_privileges();
-	CommitTransactionCommand();
-	/* commit leaves TopMemoryContext current: the batch must not go there */
-	MemoryContextSwitchTo(context);
-	return installed;
-}
-
-static void
-wait_on_latch(long timeout_ms)
-{
-	int			rc = WaitLatch(MyLatch,
-							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							   Max(timeout_ms, 1), PG_WAIT_EXTENSION);
-
-	if (rc & WL_LATCH_SET)
-	{
-		ResetLatch(MyLatch);
-
-		/*
-		 * Woken by a commit: let more messages arrive for the batching
-		 * window (as Lambda's MaximumBatchingWindow does), so that a busy
-		 * queue is drained in full batches rather than one message per
-		 * transaction.  Wakes during the window are absorbed.
-		 */
-		if (payment_batch_window > 0 && !ConfigReloadPending)
-		{
-			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 payment_batch_window, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
-	}
-	CHECK_FOR_INTERRUPTS();
 }
 
 /* Store a claimed batch, and settle it there if the backend settles with the store. */
@@ -208,44 +155,6 @@ store_claimed(const QueueBackend *backend, QueueMessage *messages, int count)
 }
 
 /*
- * One batch from backend, the one in use or not.  Returns the number of
- * messages handled (0 when the queue had none visible).
- */
-static int
-run_batch(const QueueBackend *backend, bool in_use, double *idle_seconds)
-{
-	QueueMessage *messages;
-	int			count;
-	int			wanted = backend->max_claim > 0 ?
-		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
-
-	count = backend->claim(&messages, payment_batch_size, idle_seconds);
-	last_claim_partial = backend->transactional && count > 0 && count < wanted;
-
-	/*
-	 * A full claim from any queue is a sign of a backlog; a short one ends
-	 * it only from the queue in use: a look at an empty leftover queue says
-	 * nothing about the queue in use.
-	 */
-	if (in_use || count >= wanted)
-		pool_note_claim(count, wanted);
-	if (count == 0)
-		return 0;
-	payment_worker_has_work(worker_index);
-	/* a full batch: there may be more, for a worker asleep */
-	if (count >= wanted)
-		payment_wake_workers();
-	pool_set_busy(worker_index, true);
-	pgstat_report_activity(STATE_RUNNING, "storing a batch");
-	store_claimed(backend, messages, count);
-	if (backend->settle_after_commit)
-		backend->settle_after_commit(messages, count);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	pool_set_busy(worker_index, false);
-	return count;
-}
-
-/*
  * When the backend settles in the store's transaction (the embedded queue),
  * a payment and the deletion of its message commit atomically, so a commit
  * lost in a crash only means the message is delivered again: the worker need
@@ -256,7 +165,7 @@ static void
 set_commit_durability(const QueueBackend *backend)
 {
 	static int	current = -1;
-	bool		durable = backend->settle_after_commit != NULL;
+	bool		durable = backend->durable_store;
 
 	if (current != (int) durable)
 	{
@@ -266,142 +175,131 @@ set_commit_durability(const QueueBackend *backend)
 	}
 }
 
+/*
+ * One batch from source (the backend in use, or a leftover).  Returns the
+ * number of messages handled (0 when the queue had none visible).
+ */
 static int
-drain_backend(const QueueBackend *backend, bool in_use, double *idle_seconds)
+run_batch(const QueueSource *source, double *idle_seconds)
 {
+	const QueueBackend *backend = source->backend;
+	QueueMessage *messages;
+	int			count;
+	int			wanted = backend->max_claim > 0 ?
+		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
+
 	set_commit_durability(backend);
-	return run_batch(backend, in_use, idle_seconds);
+	count = backend->claim(&messages, payment_batch_size, idle_seconds);
+	last_claim_partial = backend->transactional && count > 0 && count < wanted;
+
+	/*
+	 * A full claim from any queue is a sign of a backlog; a short one ends
+	 * it only from the queue in use: a look at an empty leftover queue says
+	 * nothing about the queue in use.
+	 */
+	if (source->in_use || count >= wanted)
+		pool_note_claim(count, wanted);
+	if (count == 0)
+		return 0;
+	payment_worker_has_work(worker_index);
+	/* a full batch: there may be more, for a worker asleep */
+	if (count >= wanted)
+		payment_wake_workers();
+	payment_worker_set_busy(worker_index, true);
+	pgstat_report_activity(STATE_RUNNING, "storing a batch");
+	store_claimed(backend, messages, count);
+	if (backend->settle_after_commit)
+		backend->settle_after_commit(messages, count);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	payment_worker_set_busy(worker_index, false);
+	return count;
 }
 
-/* A replaced SQS queue, until a receive finds it empty. */
+/*
+ * One round: a batch from what a previous configuration left, while it may
+ * hold messages (the queue layer says when to look), else from the backend
+ * in use.  *idle_seconds: how long the last queue asked at says to sleep.
+ */
 static int
-drain_replaced_sqs_queue(double *idle_seconds)
+drain_round(double *idle_seconds)
 {
-	char	   *url = pool_retired_queue_url();
-	int			handled = 0;
+	QueueSource source;
+	int			handled;
 
-	if (url == NULL)
-		return 0;
-	sqs_drain_queue_url(url);
-	PG_TRY();
+	queue_first_source(&source);
+	do
 	{
-		handled = drain_backend(&sqs_queue, false, idle_seconds);
-	}
-	PG_FINALLY();
-	{
-		sqs_drain_queue_url(NULL);
-	}
-	PG_END_TRY();
-	if (handled == 0)
-	{
-		pool_forget_retired_queue_url(url);
-		retired_queue_forget(url);
-		ereport(LOG,
-				(errmsg("payment worker %d found the replaced SQS queue empty", worker_index + 1),
-				 errdetail("Queue %s is no longer drained.", url)));
 		*idle_seconds = IDLE_WAIT_SECONDS;
-	}
+		handled = run_batch(&source, idle_seconds);
+	} while (queue_next_source(&source, handled, *idle_seconds));
 	return handled;
 }
 
 /*
- * One batch: from a queue that is not in use while it may hold messages
- * (the embedded queue's leftovers after payment.queue_url was set, a
- * replaced SQS queue's), else from the backend in use.
+ * Sleep until a commit wakes the worker, or for timeout_ms.  Woken by a
+ * commit, it lets more messages arrive for the batching window (as Lambda's
+ * MaximumBatchingWindow does), so that a busy queue is drained in full
+ * batches rather than one message per transaction; the wakes of the commits
+ * during the window are absorbed.
  */
-static int
-drain_round(const QueueBackend *backend, double *idle_seconds)
+static void
+sleep_until_woken(long timeout_ms)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	if (drain_wait(timeout_ms, false, queue_reload_settings) == DRAIN_WAIT_WOKEN &&
+		payment_batch_window > 0)
+		(void) drain_wait(payment_batch_window, true, queue_reload_settings);
+}
 
-	if (now >= other_queue_due)
+/* After a turn of the loop: sleep if it found nothing, or gather the next batch. */
+static void
+rest(int handled, long wait_ms)
+{
+	if (pool_slot_is_dynamic(worker_index))
+		wait_ms = Min(wait_ms, DYNAMIC_MAX_WAIT_MS);
+	if (handled == 0 && wait_ms > 0)
+		sleep_until_woken(wait_ms);
+	else if (handled > 0 && last_claim_partial && payment_batch_window > 0)
 	{
-		double		embedded_idle = IDLE_WAIT_SECONDS;
-		double		sqs_idle = IDLE_WAIT_SECONDS;
-		int			handled = 0;
-
-		if (backend != &embedded_queue)
-			handled = drain_backend(&embedded_queue, false, &embedded_idle);
-		if (handled == 0)
-			handled = drain_replaced_sqs_queue(&sqs_idle);
-		if (handled > 0)
-			return handled;
-		other_queue_due = TimestampTzPlusMilliseconds(now,
-													  (int) (Min(embedded_idle, sqs_idle) * 1000));
+		/*
+		 * The queue was drained: gather the next batch for the batching
+		 * window, as a worker woken from sleep does, instead of claiming
+		 * each few messages that arrived during the store at once.  The
+		 * commits meanwhile leave the other workers asleep.
+		 */
+		payment_worker_will_claim();
+		(void) drain_wait(payment_batch_window, true, queue_reload_settings);
 	}
-	return drain_backend(backend, true, idle_seconds);
 }
 
 /*
- * Before a dynamic worker leaves: what the backends hold for it (a batch
- * asked for in advance) goes back now rather than after its visibility
- * timeout.  A failure only delays those messages, so it is a warning.
+ * One turn's work: a round of claims once the database is ready and the
+ * workers are not paused.  Returns the messages handled; *wait_ms is how
+ * long the worker may sleep when there were none.
  */
-static void
-give_back_held(void)
+static int
+work(long *wait_ms)
 {
-	const QueueBackend *backends[] = {&embedded_queue, &sqs_queue};
+	double		idle_seconds = IDLE_WAIT_SECONDS;
+	int			handled = 0;
 
-	for (int i = 0; i < lengthof(backends); i++)
+	/* checked again only after a failure (DROP EXTENSION makes one) */
+	if (!extension_ready)
 	{
-		MemoryContext context = CurrentMemoryContext;
-
-		if (backends[i]->give_back == NULL)
-			continue;
-		PG_TRY();
-		{
-			backends[i]->give_back();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(context);
-			edata = CopyErrorData();
-			FlushErrorState();
-			edata->elevel = WARNING;
-			ThrowErrorData(edata);
-		}
-		PG_END_TRY();
+		extension_ready = worker_session_ready();
+		/* only once the role is known to read the queue's tables */
+		if (extension_ready)
+			queue_start();
 	}
-}
-
-/* Reload settings; a replaced payment.queue_url is remembered for draining. */
-static void
-reload_settings(void)
-{
-	const char *setting = GetConfigOption("payment.queue_url", true, false);
-	char	   *old_url = pstrdup(setting ? setting : "");
-	const char *new_url;
-
-	ProcessConfigFile(PGC_SIGHUP);
-	setting = GetConfigOption("payment.queue_url", true, false);
-	new_url = setting ? setting : "";
-	if (strcmp(old_url, new_url) != 0)
-	{
-		if (old_url[0] != '\0')
-		{
-			pool_retire_queue_url(old_url);
-			retired_queue_record(old_url);
-		}
-		if (new_url[0] != '\0')
-		{
-			pool_forget_retired_queue_url(new_url);
-			retired_queue_forget(new_url);
-		}
-		other_queue_due = 0;
-	}
-	pfree(old_url);
+	if (!payment_paused && extension_ready)
+		handled = drain_round(&idle_seconds);
+	*wait_ms = handled > 0 ? 0 : (long) (idle_seconds * 1000);
+	return handled;
 }
 
 void
 payment_worker_main(Datum main_arg)
 {
 	MemoryContext batch_context;
-	int			failures = 0;
-	char	   *last_error = NULL;
-	int			last_error_code = 0;
-	bool		extension_ready = false;
 
 	worker_index = DatumGetInt32(main_arg);
 
@@ -411,7 +309,7 @@ payment_worker_main(Datum main_arg)
 
 	worker_session_connect();
 
-	pg_atomic_write_u32(&payment_shared->worker_procno[worker_index], MyProc->pgprocno);
+	payment_worker_attach(worker_index);
 	pool_worker_started(worker_index);
 	/* tells the workers apart in pg_stat_activity */
 	pgstat_report_appname(MyBgworkerEntry->bgw_name);
@@ -425,16 +323,10 @@ payment_worker_main(Datum main_arg)
 
 	for (;;)
 	{
-		const QueueBackend *backend;
 		int			handled = 0;
 		long		wait_ms = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			reload_settings();
-		}
+		drain_handle_signals(queue_reload_settings);
 
 		/* a dynamic worker leaves once the backlog it was started for is gone */
 		if (pool_slot_is_dynamic(worker_index) && pool_should_retire())
@@ -444,54 +336,19 @@ payment_worker_main(Datum main_arg)
 							worker_index + 1, payment_scale_down_after)));
 			payment_count(&payment_shared->counters.scale_events, 1);
 			MemoryContextSwitchTo(batch_context);
-			give_back_held();
+			queue_give_back();
 			proc_exit(0);
 		}
 
 		MemoryContextReset(batch_context);
 		MemoryContextSwitchTo(batch_context);
-		backend = queue_backend();
 		payment_worker_about_to_claim(worker_index);
 
 		PG_TRY();
 		{
-			/* checked again only after a failure (DROP EXTENSION makes one) */
-			if (!extension_ready)
-			{
-				extension_ready = extension_installed();
-				/* only once the role is known to read it (no-op after the first) */
-				if (extension_ready)
-					retired_queue_load();
-			}
-			if (payment_paused || !extension_ready)
-				wait_ms = (long) (IDLE_WAIT_SECONDS * 1000);
-			else
-			{
-				double		idle_seconds = IDLE_WAIT_SECONDS;
-
-				handled = drain_round(backend, &idle_seconds);
-				if (handled == 0)
-					wait_ms = (long) (idle_seconds * 1000);
-			}
-			/*
-			 * Only a round that stored messages shows the fault is gone: a
-			 * claim that found nothing (the failed batches wait for their
-			 * retry) proves nothing about the store.
-			 */
+			handled = work(&wait_ms);
 			if (handled > 0)
-			{
-				if (failures > 0)
-					ereport(LOG, (errmsg("payment worker %d recovered after %d failed attempts",
-										 worker_index + 1, failures)));
-				failures = 0;
-				/* a later repeat of the same error is news again */
-				last_error_code = 0;
-				if (last_error != NULL)
-				{
-					pfree(last_error);
-					last_error = NULL;
-				}
-			}
+				worker_fault_cleared();
 		}
 		PG_CATCH();
 		{
@@ -502,29 +359,9 @@ payment_worker_main(Datum main_arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			pgstat_report_activity(STATE_IDLE, NULL);
-			pool_set_busy(worker_index, false);
+			payment_worker_set_busy(worker_index, false);
 			extension_ready = false;
-
-			/* log once per change of state, not once per attempt */
-			/*
-			 * One fault, one line: the same SQLSTATE is the same fault, as
-			 * a read-only server refusing a claim's UPDATE or its INSERT;
-			 * internal errors are told apart by their text.
-			 */
-			if (last_error == NULL || edata->sqlerrcode != last_error_code ||
-				(edata->sqlerrcode == ERRCODE_INTERNAL_ERROR &&
-				 strcmp(last_error, edata->message) != 0))
-			{
-				edata->elevel = WARNING;
-				edata->hide_stmt = true;
-				ThrowErrorData(edata);
-				if (last_error)
-					pfree(last_error);
-				last_error = MemoryContextStrdup(TopMemoryContext, edata->message);
-				last_error_code = edata->sqlerrcode;
-			}
-			failures++;
-			wait_ms = (long) backoff_delay(failures, FIRST_BACKOFF_MS, MAX_BACKOFF_MS);
+			wait_ms = worker_fault(edata);
 		}
 		PG_END_TRY();
 
@@ -536,21 +373,6 @@ payment_worker_main(Datum main_arg)
 		 * queue slows every claim.  Rate-limited while busy, forced when idle.
 		 */
 		pgstat_report_stat(handled == 0);
-		if (pool_slot_is_dynamic(worker_index))
-			wait_ms = Min(wait_ms, DYNAMIC_MAX_WAIT_MS);
-		if (handled == 0 && wait_ms > 0)
-			wait_on_latch(wait_ms);
-		else if (handled > 0 && last_claim_partial && payment_batch_window > 0)
-		{
-			/*
-			 * The queue was drained: gather the next batch for the batching
-			 * window, as a worker woken from sleep does, instead of claiming
-			 * each few messages that arrived during the store at once.  The
-			 * commits meanwhile leave the other workers asleep.
-			 */
-			payment_worker_will_claim();
-			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 payment_batch_window, PG_WAIT_EXTENSION);
-		}
+		rest(handled, wait_ms);
 	}
 }

@@ -34,7 +34,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "drain/worker_session.h"
+#include "drain/worker_privileges.h"
 
 PG_FUNCTION_INFO_V1(payment_grant_worker_privileges);
 

@@ -2,7 +2,9 @@
  * worker_session.c
  *	  The session a payment worker runs its SQL in: the role it connects as
  *	  (payment.worker_role) and the settings it pins, so that nothing a
- *	  database owner or a role can set reaches the statements it runs.
+ *	  database owner or a role can set reaches the statements it runs; and
+ *	  whether the database is ready for it (the extension installed, the
+ *	  role's privileges granted).
  *
  *	  A background worker takes the database's and the role's settings
  *	  (ALTER DATABASE / ALTER ROLE ... SET) as a client session does.  The
@@ -18,10 +20,13 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "utils/guc.h"
 
+#include "drain/worker_privileges.h"
 #include "drain/worker_session.h"
 #include "payment.h"
 
@@ -57,4 +62,25 @@ worker_session_connect(void)
 	SetConfigOption("search_path", WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * The worker serves its database once CREATE EXTENSION payment ran there,
+ * and its role has the privileges it needs (else 42501, raised).
+ */
+bool
+worker_session_ready(void)
+{
+	MemoryContext context = CurrentMemoryContext;
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("payment", true));
+	if (installed)
+		worker_check_privileges();
+	CommitTransactionCommand();
+	/* commit leaves TopMemoryContext current: the batch must not go there */
+	MemoryContextSwitchTo(context);
+	return installed;
 }

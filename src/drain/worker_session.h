@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  * worker_session.h
- *	  The payment workers' session: role and pinned settings
- *	  (worker_session.c), and the privileges the role needs
- *	  (worker_privileges.c).
+ *	  The payment workers' session: role and pinned settings, and whether
+ *	  the database is ready for them (worker_session.c).
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_WORKER_SESSION_H
@@ -20,9 +19,9 @@ extern void worker_session_define_settings(void);
 extern void worker_session_connect(void);
 
 /*
- * In a transaction: raise 42501, naming every missing privilege and the
- * call that grants them, when the worker's role lacks one it needs.
+ * Outside any transaction: whether CREATE EXTENSION payment ran in the
+ * worker's database; raises 42501 when the role lacks a privilege it needs.
  */
-extern void worker_check_privileges(void);
+extern bool worker_session_ready(void);
 
 #endif							/* PAYMENT_WORKER_SESSION_H */

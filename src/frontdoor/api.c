@@ -293,7 +293,7 @@ payment_status(PG_FUNCTION_ARGS)
 	if (chosen < 0)
 	{
 		/* from 1.1, payment.queue is a view: ask its function for this payment only */
-		versioned = queue_records_schema_version();
+		versioned = queue_layout()->schema_versions;
 		if (status_plans[versioned] == NULL)
 			payment_prepare(&status_plans[versioned],
 							psprintf("SELECT status, changed_at, user_id::text, message_id, reason, error"

@@ -22,7 +22,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -30,14 +29,14 @@
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "payment.h"
+#include "queue/embedded.h"
 #include "queue/event_log.h"
-#include "queue/queue.h"
+#include "queue/layout.h"
 
 PG_FUNCTION_INFO_V1(payment_claim_messages);
 PG_FUNCTION_INFO_V1(payment_queue_messages);
@@ -61,18 +60,11 @@ static SPIPlanPtr release_plans[2] = {NULL, NULL};
 static TimestampTz expired_due = 0;
 static TimestampTz rotate_due = 0;
 
-/*
- * 1 when the event tables exist (extension 1.1), else 0.  Not
- * queue_records_schema_version(): a database made by an earlier build of
- * 1.1 has schema_version on its payment.queue table but no event tables,
- * and is served with the one table.
- */
+/* 1 when the event tables exist (extension 1.1), else 0: the plans' index */
 static int
 layout(void)
 {
-	Oid			nsp = get_namespace_oid("payment", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("queue_events_0", nsp)) ? 1 : 0;
+	return queue_layout()->event_tables ? 1 : 0;
 }
 
 /*
@@ -219,6 +211,7 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 	if (count > 0)
 	{
 		MemoryContext spi_context = MemoryContextSwitchTo(result_context);
+		EmbeddedHandle *handles = palloc0(sizeof(EmbeddedHandle) * count);
 
 		claimed = palloc0(sizeof(QueueMessage) * count);
 		for (int i = 0; i < count; i++)
@@ -228,7 +221,8 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 			bool		isnull;
 			Datum		d;
 
-			claimed[i].seq = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+			handles[i].seq = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+			claimed[i].handle = &handles[i];
 			claimed[i].message_id = SPI_getvalue(tuple, desc, 2);
 			claimed[i].body = SPI_getvalue(tuple, desc, 3);
 			claimed[i].receive_count = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
@@ -353,7 +347,7 @@ payment_claim_messages(PG_FUNCTION_ARGS)
 		Datum		values[4];
 		bool		nulls[4] = {false, false, false, false};
 
-		values[0] = Int64GetDatum(claimed[i].seq);
+		values[0] = Int64GetDatum(EMBEDDED_HANDLE(&claimed[i])->seq);
 		values[1] = CStringGetTextDatum(claimed[i].message_id);
 		values[2] = CStringGetTextDatum(claimed[i].body);
 		values[3] = Int32GetDatum(claimed[i].receive_count);
@@ -380,12 +374,14 @@ embedded_settle(QueueMessage *messages, int count)
 		event_log_settle(messages, count);
 	for (int i = 0; i < count; i++)
 	{
-		if (messages[i].batch_id != 0)
+		EmbeddedHandle *h = EMBEDDED_HANDLE(&messages[i]);
+
+		if (h->batch_id != 0)
 			continue;
 		if (messages[i].outcome == STORE_RETRY)
 		{
 			/* retries are rare: one indexed update each */
-			Datum		values[2] = {Int64GetDatum(messages[i].seq),
+			Datum		values[2] = {Int64GetDatum(h->seq),
 			Int32GetDatum(messages[i].retry_delay)};
 
 			if (delay_plans[lay] == NULL)
@@ -398,7 +394,7 @@ embedded_settle(QueueMessage *messages, int count)
 				elog(ERROR, "delaying a retried message failed");
 		}
 		else if (messages[i].outcome != STORE_PENDING)
-			done[ndone++] = Int64GetDatum(messages[i].seq);
+			done[ndone++] = Int64GetDatum(h->seq);
 	}
 	if (ndone > 0)
 	{
@@ -434,8 +430,8 @@ embedded_release(QueueMessage *messages, int count)
 	if (lay == 1)
 		event_log_release(messages, count);
 	for (int i = 0; i < count; i++)
-		if (messages[i].batch_id == 0)
-			seqs[nrows++] = Int64GetDatum(messages[i].seq);
+		if (EMBEDDED_HANDLE(&messages[i])->batch_id == 0)
+			seqs[nrows++] = Int64GetDatum(EMBEDDED_HANDLE(&messages[i])->seq);
 	if (nrows > 0)
 	{
 		Datum		values[1] = {payment_array(seqs, NULL, nrows, INT8OID)};
@@ -591,6 +587,16 @@ payment_queue_write(PG_FUNCTION_ARGS)
 	return PointerGetDatum(tuple);
 }
 
+/*
+ * While SQS is in use, the embedded queue may still hold what was queued
+ * before payment.queue_url was set (or since, through payment.queue).
+ */
+static bool
+embedded_has_leftover(bool in_use)
+{
+	return !in_use;
+}
+
 const QueueBackend embedded_queue = {
 	.name = "embedded",
 	.enqueue = embedded_enqueue,
@@ -601,5 +607,7 @@ const QueueBackend embedded_queue = {
 	.depth = NULL,
 	.settle_with_store = embedded_settle,
 	.settle_after_commit = NULL,
+	.durable_store = false,
 	.release = embedded_release,
+	.has_leftover = embedded_has_leftover,
 };

@@ -173,10 +173,12 @@ assign_batch(QueueMessage *messages, int count, const Batch *b, int step, int at
 {
 	for (int i = 0; i < count; i++)
 	{
+		EmbeddedHandle *h = EMBEDDED_HANDLE(&messages[i]);
+
 		messages[i].receive_count = attempt;
-		messages[i].batch_id = b->batch_id;
-		messages[i].batch_gen = b->gen;
-		messages[i].batch_step = step;
+		h->batch_id = b->batch_id;
+		h->batch_gen = b->gen;
+		h->batch_step = step;
 	}
 }
 
@@ -307,8 +309,8 @@ claim_locked(QueueMessage **messages, int max_messages, MemoryContext result_con
 	if (count == 0)
 		return 0;
 
-	cut.last.txid = (*messages)[count - 1].txid;
-	cut.last.seq = (*messages)[count - 1].seq;
+	cut.last.txid = EMBEDDED_HANDLE(&(*messages)[count - 1])->txid;
+	cut.last.seq = EMBEDDED_HANDLE(&(*messages)[count - 1])->seq;
 	cut.more = count >= max_messages;
 	assign_batch(*messages, count, &cut, 0, 1);
 	append_batch_row(&cut, "claimed", 0, 1, lease_end());
@@ -350,8 +352,9 @@ event_log_settle(QueueMessage *messages, int count)
 	for (int i = 0; i < count; i++)
 	{
 		QueueMessage *m = &messages[i];
+		EmbeddedHandle *h = EMBEDDED_HANDLE(m);
 
-		if (m->batch_id == 0)
+		if (h->batch_id == 0)
 			continue;
 		if (m->outcome == STORE_RETRY)
 		{
@@ -359,7 +362,7 @@ event_log_settle(QueueMessage *messages, int count)
 			 * The few messages to retry later get a row of their own, with the
 			 * payment's keys (for payment_status' index lookup there).
 			 */
-			Datum		values[6] = {xid8_datum(m->txid), Int64GetDatum(m->seq),
+			Datum		values[6] = {xid8_datum(h->txid), Int64GetDatum(h->seq),
 			Int32GetDatum(m->retry_delay), Int32GetDatum(m->receive_count)};
 			char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
@@ -383,16 +386,16 @@ event_log_settle(QueueMessage *messages, int count)
 			if (SPI_execute_plan(retry_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 				elog(ERROR, "moving a retried message failed");
 		}
-		if (m->batch_id != settled_batch)
+		if (h->batch_id != settled_batch)
 		{
 			Batch		b;
 
 			memset(&b, 0, sizeof(b));
-			b.batch_id = m->batch_id;
-			b.gen = m->batch_gen;
-			append_batch_row(&b, "done", m->batch_step + 1, m->receive_count,
+			b.batch_id = h->batch_id;
+			b.gen = h->batch_gen;
+			append_batch_row(&b, "done", h->batch_step + 1, m->receive_count,
 							 GetCurrentTimestamp());
-			settled_batch = m->batch_id;
+			settled_batch = h->batch_id;
 		}
 	}
 }
@@ -404,16 +407,16 @@ event_log_release(QueueMessage *messages, int count)
 
 	for (int i = 0; i < count; i++)
 	{
-		QueueMessage *m = &messages[i];
+		EmbeddedHandle *h = EMBEDDED_HANDLE(&messages[i]);
 		Batch		b;
 		int			found;
 		Batch	   *now;
 
-		if (m->batch_id == 0 || m->batch_id == released_batch)
+		if (h->batch_id == 0 || h->batch_id == released_batch)
 			continue;
-		released_batch = m->batch_id;
-		now = event_batches_from(m->batch_id, &found);
-		if (found == 0 || now[0].batch_id != m->batch_id || now[0].done)
+		released_batch = h->batch_id;
+		now = event_batches_from(h->batch_id, &found);
+		if (found == 0 || now[0].batch_id != h->batch_id || now[0].done)
 			continue;
 		b = now[0];
 		append_batch_row(&b, "released", b.step + 1, Max(b.attempt - 1, 0),

@@ -15,7 +15,7 @@
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
-#include "queue/queue.h"
+#include "queue/backend.h"
 
 /* payment.queue_events_N and payment.queue_batches_N, N from 0 */
 #define GENERATIONS 3

@@ -9,8 +9,23 @@
 #ifndef PAYMENT_EVENT_LOG_H
 #define PAYMENT_EVENT_LOG_H
 
-#include "queue/queue.h"
+#include "queue/backend.h"
 #include "utils/tuplestore.h"
+
+/*
+ * What the embedded queue knows a claimed message by (QueueMessage.handle):
+ * an event of a batch, or a message with a row of its own (batch_id 0).
+ */
+typedef struct EmbeddedHandle
+{
+	int64		seq;			/* the message's number */
+	uint64		txid;			/* an event: its transaction */
+	int64		batch_id;		/* an event: its batch; 0 for a row of its own */
+	int			batch_gen;		/* ... the generation holding the batch's rows */
+	int			batch_step;		/* ... the batch log row of this claim */
+} EmbeddedHandle;
+
+#define EMBEDDED_HANDLE(m) ((EmbeddedHandle *) (m)->handle)
 
 /* payment.queue_rotate_after, seconds */
 extern int	queue_rotate_after;

@@ -22,6 +22,7 @@
 #include "utils/uuid.h"
 
 #include "queue/event_internal.h"
+#include "queue/event_log.h"
 
 /*
  * Reading a range goes straight to the (txid, seq) index of each event
@@ -42,8 +43,8 @@ typedef struct EventColumns
 static int
 compare_messages(const void *a, const void *b)
 {
-	const QueueMessage *x = a;
-	const QueueMessage *y = b;
+	const EmbeddedHandle *x = EMBEDDED_HANDLE((const QueueMessage *) a);
+	const EmbeddedHandle *y = EMBEDDED_HANDLE((const QueueMessage *) b);
 	Cursor		cx = {x->txid, x->seq};
 	Cursor		cy = {y->txid, y->seq};
 
@@ -77,6 +78,7 @@ collect(Relation heap, Relation index, TupleTableSlot *slot, const EventColumns 
 		bool		isnull;
 		Cursor		c;
 		QueueMessage *m;
+		EmbeddedHandle *h;
 		MemoryContext old;
 		Datum		d;
 
@@ -95,8 +97,11 @@ collect(Relation heap, Relation index, TupleTableSlot *slot, const EventColumns 
 		m = &found->items[found->count++];
 		taken++;
 		memset(m, 0, sizeof(QueueMessage));
-		m->seq = c.seq;
-		m->txid = c.txid;
+		/* one each: the array grows while read, and is sorted after */
+		h = palloc0(sizeof(EmbeddedHandle));
+		h->seq = c.seq;
+		h->txid = c.txid;
+		m->handle = h;
 		m->message_id = DatumGetCString(DirectFunctionCall1(uuid_out,
 															slot_getattr(slot, cols->message_id, &isnull)));
 		m->body = TextDatumGetCString(slot_getattr(slot, cols->body, &isnull));

@@ -1,24 +1,38 @@
 /*-------------------------------------------------------------------------
  * queue.c
  *	  Choosing the queue backend, and what every backend does the same way:
- *	  the queue settings, dead-letter reason names, and redriving dead
- *	  letters onto whichever queue is in use.
+ *	  the queue settings and shared memory, what a worker claims from next
+ *	  (the backend in use, or what a previous configuration left: see
+ *	  QueueSource), the backends' start, reload and give-back at a worker's
+ *	  request, dead-letter reason names, and redriving dead letters onto
+ *	  whichever queue is in use.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "payment.h"
 #include "queue/aws_credentials.h"
+#include "queue/embedded.h"
 #include "queue/event_log.h"
 #include "queue/queue.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
+#include "queue/sqs_retired.h"
+
+/* every backend, in the order a round looks at their leftovers */
+static const QueueBackend *const backends[] = {&embedded_queue, &sqs_queue, &sqs_retired_queue};
+
+/* the leftovers are looked at again at least this often */
+#define LEFTOVER_EVERY_SECONDS 10.0
+
+/* when a worker's round looks at the leftovers next; 0: at once */
+static TimestampTz leftovers_due = 0;
 
 const QueueBackend *
 queue_backend(void)
@@ -34,6 +48,132 @@ queue_define_settings(void)
 	sqs_define_settings();
 	event_log_define_settings();
 }
+
+/* the replaced SQS queue's URL is all the queue layer shares */
+const PaymentShmem *
+queue_shmem(void)
+{
+	return &sqs_retired_shmem;
+}
+
+/* ------------------------------------------------------------------ */
+/* what a worker claims from */
+
+/* the backend in use: the round's last source */
+static void
+source_in_use(QueueSource *source)
+{
+	source->backend = queue_backend();
+	source->in_use = true;
+	source->next = lengthof(backends);
+}
+
+/* the first backend from source->next on that may hold leftovers, if any */
+static bool
+source_leftover(QueueSource *source)
+{
+	const QueueBackend *in_use = queue_backend();
+
+	for (int i = source->next; i < lengthof(backends); i++)
+	{
+		const QueueBackend *b = backends[i];
+
+		if (b->has_leftover != NULL && b->has_leftover(b == in_use))
+		{
+			source->backend = b;
+			source->in_use = false;
+			source->next = i + 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* every leftover was looked at and none had messages: not again for a while */
+static void
+leftovers_done(QueueSource *source)
+{
+	leftovers_due = TimestampTzPlusMilliseconds(source->started,
+												(int) (source->leftover_idle * 1000));
+	source_in_use(source);
+}
+
+void
+queue_first_source(QueueSource *source)
+{
+	source->started = GetCurrentTimestamp();
+	source->next = 0;
+	source->leftover_idle = LEFTOVER_EVERY_SECONDS;
+	if (source->started < leftovers_due)
+		source_in_use(source);
+	else if (!source_leftover(source))
+		leftovers_done(source);
+}
+
+bool
+queue_next_source(QueueSource *source, int handled, double idle_seconds)
+{
+	/* a leftover's messages end the round: the next one looks at it again */
+	if (source->in_use || handled > 0)
+		return false;
+	source->leftover_idle = Min(source->leftover_idle, idle_seconds);
+	if (!source_leftover(source))
+		leftovers_done(source);
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* a worker's start, reload and leaving */
+
+void
+queue_start(void)
+{
+	for (int i = 0; i < lengthof(backends); i++)
+		if (backends[i]->start != NULL)
+			backends[i]->start();
+}
+
+void
+queue_reload_settings(void)
+{
+	for (int i = 0; i < lengthof(backends); i++)
+		if (backends[i]->before_reload != NULL)
+			backends[i]->before_reload();
+	ProcessConfigFile(PGC_SIGHUP);
+	for (int i = 0; i < lengthof(backends); i++)
+		if (backends[i]->after_reload != NULL && backends[i]->after_reload())
+			leftovers_due = 0;
+}
+
+void
+queue_give_back(void)
+{
+	for (int i = 0; i < lengthof(backends); i++)
+	{
+		MemoryContext context = CurrentMemoryContext;
+
+		if (backends[i]->give_back == NULL)
+			continue;
+		PG_TRY();
+		{
+			backends[i]->give_back();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			edata->elevel = WARNING;
+			ThrowErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* what every backend does the same way */
 
 const char *
 dead_letter_reason_name(DeadLetterReason reason)
@@ -53,15 +193,6 @@ dead_letter_reason_name(DeadLetterReason reason)
 	return NULL;				/* keep compiler quiet */
 }
 
-bool
-queue_records_schema_version(void)
-{
-	Oid			nsp = get_namespace_oid("payment", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("queue", nsp) : InvalidOid;
-
-	return OidIsValid(relid) && get_attnum(relid, "schema_version") != InvalidAttrNumber;
-}
-
 /*
  * The dead letters are deleted and enqueued in the caller's transaction: if
  * the queue refuses them (SQS), the error rolls the deletion back and
@@ -73,7 +204,7 @@ queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null)
 {
 	static SPIPlanPtr take_plans[2] = {NULL, NULL};
 	const QueueBackend *backend = queue_backend();
-	bool		versioned = queue_records_schema_version();
+	bool		versioned = queue_layout()->schema_versions;
 	Datum		values[2] = {ids, reason};
 	char		nulls[2] = {ids_null ? 'n' : ' ', reason_null ? 'n' : ' '};
 	QueuedPayment *payments;

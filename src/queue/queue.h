@@ -1,143 +1,67 @@
 /*-------------------------------------------------------------------------
  * queue.h
- *	  The queue-backend interface: what the front door and the drain ask of
- *	  a queue, whichever holds the messages (the embedded table or Amazon
- *	  SQS), and the message as a backend hands it to the store.
+ *	  What the front door and the drain ask of the queue, whichever holds
+ *	  the messages (the embedded table or Amazon SQS): the backend in use
+ *	  and what a backend is (backend.h), where a worker claims next, a
+ *	  worker's start, reload and leaving, the tables of this database
+ *	  (layout.h), dead-letter reason names and redrive (queue.c).
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_QUEUE_H
 #define PAYMENT_QUEUE_H
 
-/* A payment handed to a queue: its JSON text and its keys (uuid Datums). */
-typedef struct QueuedPayment
-{
-	const char *body;
-	Datum		payment_id;
-	Datum		user_id;
-	int			schema_version; /* the schema it was accepted under; -1: none */
-} QueuedPayment;
+#include "datatype/timestamp.h"
 
-/* What the store made of a message; the backend then settles it. */
-typedef enum StoreOutcome
-{
-	STORE_PENDING = 0,
-	STORE_STORED,				/* written to payment.payments */
-	STORE_DUPLICATE,			/* identical payment already stored */
-	STORE_DEAD_LETTERED,		/* written to payment.dead_letters */
-	STORE_RETRY					/* transient failure: deliver again later */
-} StoreOutcome;
-
-/* payment.dead_letters.reason; the names are part of the SQL interface */
-typedef enum DeadLetterReason
-{
-	DEAD_LETTER_NONE = 0,
-	DEAD_LETTER_INVALID,		/* "invalid": unreadable or refused by the schema */
-	DEAD_LETTER_CONFLICT,		/* "conflict": another payment has its keys */
-	DEAD_LETTER_MAX_RECEIVES	/* "max_receives": payment.max_receive_count used up */
-} DeadLetterReason;
+#include "payment.h"
+#include "queue/backend.h"
+#include "queue/layout.h"
 
 extern const char *dead_letter_reason_name(DeadLetterReason reason);
-
-typedef struct QueueMessage
-{
-	int64		seq;			/* embedded queue message number; 0 for SQS */
-	uint64		txid;			/* embedded event: its transaction; 0 otherwise */
-	int64		batch_id;		/* embedded event: its batch; 0 otherwise */
-	int			batch_gen;		/* ... the generation holding the batch's rows */
-	int			batch_step;		/* ... the batch log row of this claim */
-	char	   *message_id;
-	char	   *receipt_handle; /* SQS only */
-	char	   *body;			/* as received */
-	int			receive_count;	/* including this delivery */
-	StoreOutcome outcome;
-	int			retry_delay;	/* seconds, for STORE_RETRY */
-	DeadLetterReason reason;	/* for STORE_DEAD_LETTERED */
-	char	   *error;			/* what went wrong, for dead letters / logs */
-	int			schema_version; /* the schema it was accepted under; -1: none */
-} QueueMessage;
-
-typedef struct QueueBackend
-{
-	const char *name;
-
-	/*
-	 * Accept payments; message_ids[i] receives each message id (palloc'd).
-	 * Raises when the queue refuses: then nothing may be assumed queued.
-	 * The embedded queue joins the caller's transaction; SQS has them once
-	 * this returns.
-	 */
-	char	   *(*enqueue) (const QueuedPayment *payment);
-	void		(*enqueue_batch) (const QueuedPayment *payments, int count,
-								  char **message_ids);
-
-	/* true when enqueued messages commit or roll back with the caller */
-	bool		transactional;
-
-	/*
-	 * Claim up to max_messages in the caller's memory context.  When there
-	 * are none, *idle_seconds (in: the longest sleep wanted) says how long
-	 * the caller may sleep before asking again.
-	 */
-	int			(*claim) (QueueMessage **messages, int max_messages,
-						  double *idle_seconds);
-
-	/* most messages one claim returns whatever is asked (0: no limit) */
-	int			max_claim;
-
-	/*
-	 * Messages waiting to be claimed, approximately, outside any
-	 * transaction; raises when the queue cannot say.  NULL when the
-	 * backend's claims show the backlog well enough (the embedded queue
-	 * always returns full batches while one lasts).
-	 */
-	int64		(*depth) (void);
-
-	/*
-	 * Settle stored messages (delete, or delay the retried ones): either in
-	 * the store's transaction, atomically with the store, or only after the
-	 * store committed durably.  Exactly one of the two is set.
-	 */
-	void		(*settle_with_store) (QueueMessage *messages, int count);
-	void		(*settle_after_commit) (QueueMessage *messages, int count);
-
-	/*
-	 * Give a claimed batch back at once, this receive not counted, after the
-	 * database (not the messages) failed; in a transaction of its own.  NULL
-	 * where the queue cannot: the batch then returns after the visibility
-	 * timeout.
-	 */
-	void		(*release) (QueueMessage *messages, int count);
-
-	/*
-	 * A worker that leaves (not one that is stopped or killed) gives back
-	 * what it asked for in advance, and waits for its settling requests.
-	 * Outside any transaction; may raise.  NULL where a backend keeps
-	 * nothing between claims.
-	 */
-	void		(*give_back) (void);
-} QueueBackend;
-
-extern const QueueBackend embedded_queue;
-extern const QueueBackend sqs_queue;
 
 /* the backend in use: SQS when payment.queue_url is set */
 extern const QueueBackend *queue_backend(void);
 
 /*
- * Make the SQS backend's requests go to url instead of payment.queue_url
- * (NULL: back to the setting), to drain a queue that was replaced.
+ * Where a worker claims from next.  A round of claims starts with
+ * queue_first_source and goes on while queue_next_source, told what the
+ * last claim handled and its idle time, gives another source.  Every so
+ * often (and at once after a reload that left something new) the round
+ * first looks at the leftovers: one that had messages ends the round, an
+ * empty one passes on to the next; the backend in use comes last.
  */
-extern void sqs_drain_queue_url(const char *url);
+typedef struct QueueSource
+{
+	const QueueBackend *backend;	/* claim, store and settle through it */
+	bool		in_use;			/* the queue configured now, not a leftover */
+	/* queue.c's own */
+	int			next;			/* the backend to ask for leftovers next */
+	double		leftover_idle;	/* the shortest idle time of the empty ones */
+	TimestampTz started;
+} QueueSource;
+
+extern void queue_first_source(QueueSource *source);
+extern bool queue_next_source(QueueSource *source, int handled, double idle_seconds);
+
+/* a worker's start in its database, once the extension is there (the backends' start) */
+extern void queue_start(void);
+
+/*
+ * A worker's SIGHUP: reads the configuration file again (ProcessConfigFile),
+ * and has each backend note what a change left to drain.
+ */
+extern void queue_reload_settings(void);
+
+/*
+ * A worker that leaves: every backend gives back what it holds (give_back);
+ * a failure only delays those messages, and is a warning.
+ */
+extern void queue_give_back(void);
 
 /* define the queue backends' settings; called from _PG_init */
 extern void queue_define_settings(void);
 
-/*
- * Whether this database's tables record the schema version of each message
- * (extension 1.1 on); a database still at 1.0 does not, and its messages are
- * checked against the active schema.  Needs a transaction.
- */
-extern bool queue_records_schema_version(void);
+/* the queue layer's struct in shared memory (see PaymentShmem) */
+extern const PaymentShmem *queue_shmem(void);
 
 /*
  * Move dead letters (those with the given ids and/or reason; all when both

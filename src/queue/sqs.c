@@ -25,19 +25,29 @@
 #include "common/digest.h"
 #include "common/json_util.h"
 #include "payment.h"
-#include "queue/queue.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
 
 /* the message attribute naming the schema version a payment was accepted under */
 #define SCHEMA_VERSION_ATTRIBUTE "PaymentSchemaVersion"
 
-/* AWS's limits per batch request */
-#define SQS_MAX_BATCH 10
+/* AWS's limits per batch request (SQS_MAX_BATCH entries: sqs.h) */
 #define SQS_MAX_BATCH_BYTES (256 * 1024)
 #define SQS_MAX_VISIBILITY (12 * 60 * 60)
 
 int			payment_wait_time = 20;
+
+/*
+ * What SQS knows a received message by (QueueMessage.handle): its receipt
+ * handle, which only the queue that gave it accepts.
+ */
+typedef struct SqsHandle
+{
+	char	   *receipt_handle;
+	const char *queue_url;
+} SqsHandle;
+
+#define SQS_HANDLE(m) ((SqsHandle *) (m)->handle)
 
 void
 sqs_define_settings(void)
@@ -57,10 +67,10 @@ sqs_define_settings(void)
 
 /* ,"MessageAttributes":{...} for a message's schema version, if it has one */
 static void
-append_schema_version(StringInfo req, int schema_version)
+append_schema_version(SqsRequest *req, int schema_version)
 {
 	if (schema_version >= 0)
-		appendStringInfo(req,
+		appendStringInfo(&req->body,
 						 ",\"MessageAttributes\":{\"" SCHEMA_VERSION_ATTRIBUTE "\":"
 						 "{\"DataType\":\"Number\",\"StringValue\":\"%d\"}}",
 						 schema_version);
@@ -89,7 +99,7 @@ sqs_send_message(const QueuedPayment *payment)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS SendMessage",
 											  ALLOCSET_DEFAULT_SIZES);
-	StringInfoData req;
+	SqsRequest	req;
 	JsonbContainer *answer;
 	char	   *message_id;
 	char	   *md5;
@@ -97,11 +107,11 @@ sqs_send_message(const QueuedPayment *payment)
 	char	   *result;
 
 	MemoryContextSwitchTo(cxt);
-	sqs_start_request(&req);
-	appendStringInfoString(&req, ",\"MessageBody\":");
-	escape_json(&req, body);
+	sqs_start_request(&req, payment_queue_url);
+	appendStringInfoString(&req.body, ",\"MessageBody\":");
+	escape_json(&req.body, body);
 	append_schema_version(&req, payment->schema_version);
-	appendStringInfoChar(&req, '}');
+	appendStringInfoChar(&req.body, '}');
 
 	answer = sqs_call("SendMessage", &req, 0);
 	message_id = json_get_string(answer, "MessageId");
@@ -129,7 +139,7 @@ sqs_send_message(const QueuedPayment *payment)
 static int
 send_batch_chunk(const QueuedPayment *payments, int first, int count, char **message_ids)
 {
-	StringInfoData req;
+	SqsRequest	req;
 	JsonbContainer *answer;
 	JsonbContainer *ok;
 	JsonbContainer *failed;
@@ -137,8 +147,8 @@ send_batch_chunk(const QueuedPayment *payments, int first, int count, char **mes
 	int			end = first;
 	int			nfailed;
 
-	sqs_start_request(&req);
-	appendStringInfoString(&req, ",\"Entries\":[");
+	sqs_start_request(&req, payment_queue_url);
+	appendStringInfoString(&req.body, ",\"Entries\":[");
 	while (end < count && end - first < SQS_MAX_BATCH)
 	{
 		size_t		len = strlen(payments[end].body);
@@ -147,14 +157,14 @@ send_batch_chunk(const QueuedPayment *payments, int first, int count, char **mes
 		if (end > first && bytes + len > SQS_MAX_BATCH_BYTES)
 			break;
 		bytes += len;
-		appendStringInfo(&req, "%s{\"Id\":\"%d\",\"MessageBody\":",
+		appendStringInfo(&req.body, "%s{\"Id\":\"%d\",\"MessageBody\":",
 						 end > first ? "," : "", end);
-		escape_json(&req, payments[end].body);
+		escape_json(&req.body, payments[end].body);
 		append_schema_version(&req, payments[end].schema_version);
-		appendStringInfoChar(&req, '}');
+		appendStringInfoChar(&req.body, '}');
 		end++;
 	}
-	appendStringInfoString(&req, "]}");
+	appendStringInfoString(&req.body, "]}");
 
 	answer = sqs_call("SendMessageBatch", &req, 0);
 
@@ -267,12 +277,12 @@ static int	prefetch_want = 0;
 static TimestampTz prefetch_started = 0;
 
 static SqsCall *
-start_receive(int want)
+start_receive(const char *queue_url, int want)
 {
-	StringInfoData req;
+	SqsRequest	req;
 
-	sqs_start_request(&req);
-	appendStringInfo(&req,
+	sqs_start_request(&req, queue_url);
+	appendStringInfo(&req.body,
 					 ",\"MaxNumberOfMessages\":%d,\"WaitTimeSeconds\":%d,"
 					 "\"VisibilityTimeout\":%d,"
 					 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\"],"
@@ -283,19 +293,23 @@ start_receive(int want)
 }
 
 /*
- * The messages of a ReceiveMessage answer, in out_cxt; returns how many.
- * *listed is how many the answer held, damaged ones included.
+ * The messages of queue_url's ReceiveMessage answer, in out_cxt; returns how
+ * many.  *listed is how many the answer held, damaged ones included.
  */
 static int
-parse_received(JsonbContainer *answer, MemoryContext out_cxt,
+parse_received(JsonbContainer *answer, const char *queue_url, MemoryContext out_cxt,
 			   QueueMessage **messages, int *listed)
 {
 	JsonbContainer *list = json_get_container(answer, "Messages");
 	QueueMessage *out;
+	SqsHandle  *handles;
 	int			n = 0;
 
 	*listed = json_array_size(list);
 	out = MemoryContextAllocZero(out_cxt, sizeof(QueueMessage) * Max(1, *listed));
+	handles = MemoryContextAllocZero(out_cxt, sizeof(SqsHandle) * Max(1, *listed));
+	if (*listed > 0)
+		queue_url = MemoryContextStrdup(out_cxt, queue_url);
 	for (int i = 0; i < *listed; i++)
 	{
 		JsonbContainer *m = json_array_object(list, i);
@@ -332,9 +346,10 @@ parse_received(JsonbContainer *answer, MemoryContext out_cxt,
 			continue;
 		}
 
-		out[n].seq = 0;
+		handles[n].receipt_handle = MemoryContextStrdup(out_cxt, receipt);
+		handles[n].queue_url = queue_url;
+		out[n].handle = &handles[n];
 		out[n].message_id = MemoryContextStrdup(out_cxt, message_id);
-		out[n].receipt_handle = MemoryContextStrdup(out_cxt, receipt);
 		out[n].body = MemoryContextStrdup(out_cxt, body);
 		out[n].receive_count = Max(receive_count, 1);
 		out[n].outcome = STORE_PENDING;
@@ -348,8 +363,7 @@ parse_received(JsonbContainer *answer, MemoryContext out_cxt,
 	return n;
 }
 
-static void settle_all(const char *queue_url, QueueMessage *messages, int count,
-					   bool delete, MemoryContext cxt);
+static void settle_all(QueueMessage *messages, int count, bool delete, MemoryContext cxt);
 
 /*
  * Give up the batch asked for in advance: made visible again at once if it
@@ -373,7 +387,7 @@ drop_prefetch(void)
 	{
 		QueueMessage *messages;
 		int			listed;
-		int			n = parse_received(sqs_call_finish(call), CurrentMemoryContext,
+		int			n = parse_received(sqs_call_finish(call), url, CurrentMemoryContext,
 									   &messages, &listed);
 
 		for (int i = 0; i < n; i++)
@@ -381,8 +395,7 @@ drop_prefetch(void)
 			messages[i].outcome = STORE_RETRY;
 			messages[i].retry_delay = 0;
 		}
-		/* the receipt handles belong to the queue that answered */
-		settle_all(url, messages, n, false, CurrentMemoryContext);
+		settle_all(messages, n, false, CurrentMemoryContext);
 	}
 	pfree(url);
 }
@@ -390,12 +403,13 @@ drop_prefetch(void)
 static void reap_deletes(bool all);
 
 /*
- * ReceiveMessage: a long poll of payment.wait_time seconds for at most
- * max_messages, answered by the batch asked for in advance when there is
- * one.  The wait is SQS's, so an empty answer asks for no sleep.
+ * ReceiveMessage from queue_url: a long poll of payment.wait_time seconds
+ * for at most max_messages, answered by the batch asked for in advance when
+ * there is one.  The wait is SQS's, so an empty answer asks for no sleep.
  */
-static int
-sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_seconds)
+int
+sqs_receive(const char *queue_url, QueueMessage **messages, int max_messages,
+			double *idle_seconds)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS ReceiveMessage",
@@ -407,7 +421,7 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 	int			n;
 
 	MemoryContextSwitchTo(cxt);
-	url = pstrdup(sqs_current_queue_url());
+	url = pstrdup(queue_url);
 	reap_deletes(false);
 	if (prefetch != NULL)
 	{
@@ -426,13 +440,13 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 			drop_prefetch();
 	}
 	if (call == NULL)
-		call = start_receive(want);
-	n = parse_received(sqs_call_finish(call), caller, messages, &listed);
+		call = start_receive(url, want);
+	n = parse_received(sqs_call_finish(call), url, caller, messages, &listed);
 
 	/* a backlog: ask for the next batch now, to arrive while this one is stored */
 	if (listed > 0)
 	{
-		prefetch = start_receive(want);
+		prefetch = start_receive(url, want);
 		prefetch_url = MemoryContextStrdup(TopMemoryContext, url);
 		prefetch_want = want;
 		prefetch_started = GetCurrentTimestamp();
@@ -445,27 +459,33 @@ sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_sec
 	return n;
 }
 
+/* the backend's claim: from the queue payment.queue_url names */
+static int
+sqs_receive_messages(QueueMessage **messages, int max_messages, double *idle_seconds)
+{
+	return sqs_receive(payment_queue_url, messages, max_messages, idle_seconds);
+}
+
 /* ------------------------------------------------------------------ */
 /* settling */
 
-/* the request settling up to 10 messages */
+/* the request settling up to 10 messages, all of one queue */
 static void
-build_settle_request(StringInfo req, const char *queue_url,
-					 QueueMessage **chunk, int n, bool delete)
+build_settle_request(SqsRequest *req, QueueMessage **chunk, int n, bool delete)
 {
-	sqs_start_request_to(req, queue_url);
-	appendStringInfoString(req, ",\"Entries\":[");
+	sqs_start_request(req, SQS_HANDLE(chunk[0])->queue_url);
+	appendStringInfoString(&req->body, ",\"Entries\":[");
 	for (int i = 0; i < n; i++)
 	{
-		appendStringInfo(req, "%s{\"Id\":\"%d\",\"ReceiptHandle\":",
+		appendStringInfo(&req->body, "%s{\"Id\":\"%d\",\"ReceiptHandle\":",
 						 i > 0 ? "," : "", i);
-		escape_json(req, chunk[i]->receipt_handle);
+		escape_json(&req->body, SQS_HANDLE(chunk[i])->receipt_handle);
 		if (!delete)
-			appendStringInfo(req, ",\"VisibilityTimeout\":%d",
+			appendStringInfo(&req->body, ",\"VisibilityTimeout\":%d",
 							 Max(0, Min(chunk[i]->retry_delay, SQS_MAX_VISIBILITY)));
-		appendStringInfoChar(req, '}');
+		appendStringInfoChar(&req->body, '}');
 	}
-	appendStringInfoString(req, "]}");
+	appendStringInfoString(&req->body, "]}");
 }
 
 /*
@@ -577,11 +597,11 @@ reap_deletes(bool all)
 
 /* Send the DeleteMessageBatch for up to 10 committed messages; do not wait. */
 static void
-start_delete(const char *queue_url, QueueMessage **chunk, int n)
+start_delete(QueueMessage **chunk, int n)
 {
 	MemoryContext cxt;
 	MemoryContext caller = CurrentMemoryContext;
-	StringInfoData req;
+	SqsRequest	req;
 	PendingDelete *p;
 
 	/* bounded: past that, wait for the oldest */
@@ -598,7 +618,7 @@ start_delete(const char *queue_url, QueueMessage **chunk, int n)
 		p->message_ids[i] = MemoryContextStrdup(cxt, chunk[i]->message_id);
 	PG_TRY();
 	{
-		build_settle_request(&req, queue_url, chunk, n, true);
+		build_settle_request(&req, chunk, n, true);
 		p->call = sqs_call_start("DeleteMessageBatch", &req, 0);
 	}
 	PG_CATCH();
@@ -613,30 +633,34 @@ start_delete(const char *queue_url, QueueMessage **chunk, int n)
 
 /* One ChangeMessageVisibilityBatch for up to 10 messages, waited for. */
 static void
-change_visibility(const char *queue_url, QueueMessage **chunk, int n)
+change_visibility(QueueMessage **chunk, int n)
 {
-	StringInfoData req;
+	SqsRequest	req;
 	char	   *ids[SQS_MAX_BATCH];
 
 	for (int i = 0; i < n; i++)
 		ids[i] = chunk[i]->message_id;
-	build_settle_request(&req, queue_url, chunk, n, false);
+	build_settle_request(&req, chunk, n, false);
 	warn_refused("ChangeMessageVisibilityBatch",
 				 sqs_call("ChangeMessageVisibilityBatch", &req, 0), ids, n);
 }
 
 static void
-settle_chunk(const char *queue_url, QueueMessage **chunk, int n, bool delete)
+settle_chunk(QueueMessage **chunk, int n, bool delete, MemoryContext cxt)
 {
 	if (delete)
-		start_delete(queue_url, chunk, n);
+		start_delete(chunk, n);
 	else
-		change_visibility(queue_url, chunk, n);
+		change_visibility(chunk, n);
+	MemoryContextReset(cxt);
 }
 
+/*
+ * The messages to delete (or to delay), up to 10 a request; a request goes
+ * to the queue that gave its messages, as the receipt handles are its.
+ */
 static void
-settle_all(const char *queue_url, QueueMessage *messages, int count,
-		   bool delete, MemoryContext cxt)
+settle_all(QueueMessage *messages, int count, bool delete, MemoryContext cxt)
 {
 	QueueMessage *chunk[SQS_MAX_BATCH];
 	int			n = 0;
@@ -646,7 +670,7 @@ settle_all(const char *queue_url, QueueMessage *messages, int count,
 		QueueMessage *m = &messages[i];
 		bool		wanted;
 
-		if (m->receipt_handle == NULL)
+		if (m->handle == NULL)
 			continue;
 		if (delete)
 			wanted = m->outcome == STORE_STORED ||
@@ -656,16 +680,20 @@ settle_all(const char *queue_url, QueueMessage *messages, int count,
 			wanted = m->outcome == STORE_RETRY;
 		if (!wanted)
 			continue;
+		if (n > 0 && strcmp(SQS_HANDLE(chunk[0])->queue_url, SQS_HANDLE(m)->queue_url) != 0)
+		{
+			settle_chunk(chunk, n, delete, cxt);
+			n = 0;
+		}
 		chunk[n++] = m;
 		if (n == SQS_MAX_BATCH)
 		{
-			settle_chunk(queue_url, chunk, n, delete);
-			MemoryContextReset(cxt);
+			settle_chunk(chunk, n, delete, cxt);
 			n = 0;
 		}
 	}
 	if (n > 0)
-		settle_chunk(queue_url, chunk, n, delete);
+		settle_chunk(chunk, n, delete, cxt);
 	MemoryContextReset(cxt);
 }
 
@@ -674,20 +702,18 @@ settle_all(const char *queue_url, QueueMessage *messages, int count,
  * dead-lettered messages, sent now and answered later (see
  * pending_deletes); ChangeMessageVisibilityBatch for retries.
  */
-static void
+void
 sqs_settle(QueueMessage *messages, int count)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS settle",
 											  ALLOCSET_DEFAULT_SIZES);
-	char	   *url;
 
 	/* messages left STORE_PENDING simply reappear after the timeout */
 	MemoryContextSwitchTo(cxt);
 	reap_deletes(false);
-	url = pstrdup(sqs_current_queue_url());
-	settle_all(url, messages, count, true, cxt);
-	settle_all(url, messages, count, false, cxt);
+	settle_all(messages, count, true, cxt);
+	settle_all(messages, count, false, cxt);
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(cxt);
 }
@@ -703,14 +729,14 @@ sqs_depth(void)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext cxt = AllocSetContextCreate(caller, "SQS GetQueueAttributes",
 											  ALLOCSET_DEFAULT_SIZES);
-	StringInfoData req;
+	SqsRequest	req;
 	JsonbContainer *answer;
 	char	   *visible;
 	int64		depth;
 
 	MemoryContextSwitchTo(cxt);
-	sqs_start_request(&req);
-	appendStringInfoString(&req, ",\"AttributeNames\":[\"ApproximateNumberOfMessages\"]}");
+	sqs_start_request(&req, payment_queue_url);
+	appendStringInfoString(&req.body, ",\"AttributeNames\":[\"ApproximateNumberOfMessages\"]}");
 	answer = sqs_call("GetQueueAttributes", &req, 0);
 	visible = json_get_string(json_get_container(answer, "Attributes"),
 							  "ApproximateNumberOfMessages");
@@ -742,5 +768,6 @@ const QueueBackend sqs_queue = {
 	.depth = sqs_depth,
 	.settle_with_store = NULL,
 	.settle_after_commit = sqs_settle,
+	.durable_store = true,
 	.give_back = sqs_give_back,
 };

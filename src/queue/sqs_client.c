@@ -21,7 +21,6 @@
 #include "common/http.h"
 #include "common/json_util.h"
 #include "queue/aws_credentials.h"
-#include "queue/queue.h"
 #include "queue/sigv4.h"
 #include "queue/sqs_client.h"
 
@@ -30,23 +29,6 @@
 
 char	   *payment_queue_url = "";
 char	   *payment_sqs_endpoint = "";
-
-/* a replaced queue the workers are draining, instead of payment.queue_url */
-static char *drain_queue_url = NULL;
-
-void
-sqs_drain_queue_url(const char *url)
-{
-	if (drain_queue_url != NULL)
-		pfree(drain_queue_url);
-	drain_queue_url = url != NULL ? MemoryContextStrdup(TopMemoryContext, url) : NULL;
-}
-
-static const char *
-current_queue_url(void)
-{
-	return drain_queue_url != NULL ? drain_queue_url : payment_queue_url;
-}
 
 /* ------------------------------------------------------------------ */
 /* settings */
@@ -276,10 +258,10 @@ endpoint_url(const char *region)
 
 /* region from "https://sqs.<region>.amazonaws.com/..." queue URLs */
 static char *
-region_from_queue_url(void)
+region_from_queue_url(const char *queue_url)
 {
 	static const char prefix[] = "://sqs.";
-	const char *p = strstr(current_queue_url(), prefix);
+	const char *p = strstr(queue_url, prefix);
 	const char *end;
 
 	if (p == NULL)
@@ -292,9 +274,9 @@ region_from_queue_url(void)
 }
 
 static void
-require_queue(void)
+require_queue(const char *queue_url)
 {
-	if (!sqs_configured() && drain_queue_url == NULL)
+	if (queue_url == NULL || queue_url[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("payment.queue_url is not set")));
@@ -312,7 +294,7 @@ struct SqsCall
  * Raises when the request cannot be built or sent.
  */
 SqsCall *
-sqs_call_start(const char *operation, StringInfo request, int extra_wait_ms)
+sqs_call_start(const char *operation, SqsRequest *request, int extra_wait_ms)
 {
 	AwsCredentials creds;
 	char	   *region;
@@ -328,7 +310,7 @@ sqs_call_start(const char *operation, StringInfo request, int extra_wait_ms)
 	HttpTransfer *transfer = NULL;
 	SqsCall    *call;
 
-	require_queue();
+	require_queue(request->queue_url);
 
 	/*
 	 * SQS speaks UTF-8, and message bodies pass through untranslated so that
@@ -342,7 +324,7 @@ sqs_call_start(const char *operation, StringInfo request, int extra_wait_ms)
 
 	region = aws_get_region();
 	if (region == NULL)
-		region = region_from_queue_url();
+		region = region_from_queue_url(request->queue_url);
 	if (region == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -369,7 +351,7 @@ sqs_call_start(const char *operation, StringInfo request, int extra_wait_ms)
 			headers[nheaders++] = (HttpHeader) {"X-Amz-Security-Token", creds.session_token};
 		authorization = sigv4_authorization("POST", endpoint.path, "",
 											headers, nheaders,
-											request->data, request->len,
+											request->body.data, request->body.len,
 											amz_date, region, "sqs",
 											creds.access_key_id,
 											creds.secret_access_key);
@@ -380,8 +362,8 @@ sqs_call_start(const char *operation, StringInfo request, int extra_wait_ms)
 			.url = url,
 			.headers = headers,
 			.nheaders = nheaders,
-			.body = request->data,
-			.body_len = request->len,
+			.body = request->body.data,
+			.body_len = request->body.len,
 			.connect_timeout_ms = payment_http_timeout,
 			.timeout_ms = (long) payment_http_timeout + extra_wait_ms,
 			.max_response = SQS_MAX_RESPONSE,
@@ -446,27 +428,16 @@ sqs_call_finish(SqsCall *call)
 }
 
 JsonbContainer *
-sqs_call(const char *operation, StringInfo request, int extra_wait_ms)
+sqs_call(const char *operation, SqsRequest *request, int extra_wait_ms)
 {
 	return sqs_call_finish(sqs_call_start(operation, request, extra_wait_ms));
 }
 
-const char *
-sqs_current_queue_url(void)
-{
-	return current_queue_url();
-}
-
 void
-sqs_start_request(StringInfo req)
+sqs_start_request(SqsRequest *req, const char *queue_url)
 {
-	sqs_start_request_to(req, current_queue_url());
-}
-
-void
-sqs_start_request_to(StringInfo req, const char *queue_url)
-{
-	initStringInfo(req);
-	appendStringInfoString(req, "{\"QueueUrl\":");
-	escape_json(req, queue_url);
+	req->queue_url = queue_url;
+	initStringInfo(&req->body);
+	appendStringInfoString(&req->body, "{\"QueueUrl\":");
+	escape_json(&req->body, queue_url);
 }

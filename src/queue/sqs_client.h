@@ -18,16 +18,25 @@ extern void sqs_client_define_settings(void);
 /* true when payment.queue_url is set: the SQS backend is in use */
 extern bool sqs_configured(void);
 
-/* a request body that starts {"QueueUrl": "<payment.queue_url>" */
-extern void sqs_start_request(StringInfo req);
-/* the same for another queue (receipt handles belong to the queue that gave them) */
-extern void sqs_start_request_to(StringInfo req, const char *queue_url);
+/*
+ * A request to one queue: its URL (which also names the region when no
+ * setting does) and the JSON body, begun as {"QueueUrl": "<url>" by
+ * sqs_start_request; the caller appends the rest and the closing brace.
+ * A replaced queue is asked as the configured one is, by its own URL.
+ */
+typedef struct SqsRequest
+{
+	const char *queue_url;
+	StringInfoData body;
+} SqsRequest;
+
+extern void sqs_start_request(SqsRequest *req, const char *queue_url);
 
 /*
  * Send operation's request, signed; return the answer's top-level object.
  * extra_wait_ms lengthens the timeout (long polls).  Raises on failure.
  */
-extern JsonbContainer *sqs_call(const char *operation, StringInfo request,
+extern JsonbContainer *sqs_call(const char *operation, SqsRequest *request,
 								int extra_wait_ms);
 
 /*
@@ -37,14 +46,11 @@ extern JsonbContainer *sqs_call(const char *operation, StringInfo request,
  */
 typedef struct SqsCall SqsCall;
 
-extern SqsCall *sqs_call_start(const char *operation, StringInfo request,
+extern SqsCall *sqs_call_start(const char *operation, SqsRequest *request,
 							   int extra_wait_ms);
 extern bool sqs_call_done(SqsCall *call);
 extern JsonbContainer *sqs_call_finish(SqsCall *call);
 extern void sqs_call_cancel(SqsCall *call);
-
-/* the queue requests now go to (payment.queue_url, or a replaced one) */
-extern const char *sqs_current_queue_url(void);
 
 /* SQLSTATE for an AWS error code, falling back on the HTTP status */
 extern int	sqs_error_sqlstate(const char *code, long status);

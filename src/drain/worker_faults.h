@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ * worker_faults.h
+ *	  What a payment worker makes of its failures (worker_faults.c).
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENT_WORKER_FAULTS_H
+#define PAYMENT_WORKER_FAULTS_H
+
+#include "utils/elog.h"
+
+/*
+ * A failed turn of the worker's loop (edata: its error, in a context that
+ * may be reset): logged as a WARNING unless it repeats the fault already
+ * logged.  Returns how long to wait before the next attempt, in ms.
+ */
+extern long worker_fault(ErrorData *edata);
+
+/* a turn stored messages: whatever fault there was is over */
+extern void worker_fault_cleared(void);
+
+#endif							/* PAYMENT_WORKER_FAULTS_H */
