@@ -134,6 +134,28 @@ pool_slot_is_dynamic(int slot)
 	return slot >= payment_workers;
 }
 
+/* Every process of the pool: a function of the library, started once recovery is over. */
+void
+pool_describe_process(BackgroundWorker *worker, const char *function, int restart_time)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "payment");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+}
+
+/* The worker of slot (static or dynamic): "payment worker <slot + 1>". */
+void
+pool_describe_worker(BackgroundWorker *worker, int slot, int restart_time)
+{
+	pool_describe_process(worker, "payment_worker_main", restart_time);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "payment worker %d", slot + 1);
+	snprintf(worker->bgw_type, BGW_MAXLEN, PAYMENT_WORKER_TYPE);
+	worker->bgw_main_arg = Int32GetDatum(slot);
+}
+
 void
 pool_register_launcher(void)
 {
@@ -153,16 +175,11 @@ pool_register_launcher(void)
 				 errhint("Raise max_worker_processes to at least %d, plus what parallel queries and other extensions use.",
 						 pool_max_size() + 1)));
 
-	memset(&worker, 0, sizeof(worker));
 	/*
-	 * Connected to no database, as the logical replication launcher is: so
-	 * that it shows in pg_stat_activity.
+	 * With a database connection, though connected to no database, as the
+	 * logical replication launcher is: so that it shows in pg_stat_activity.
 	 */
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "payment");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "payment_launcher_main");
+	pool_describe_process(&worker, "payment_launcher_main", 5);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "payment launcher");
 	snprintf(worker.bgw_type, BGW_MAXLEN, "payment launcher");
 	RegisterBackgroundWorker(&worker);
@@ -232,15 +249,7 @@ start_dynamic_worker(int slot, BackgroundWorkerHandle **handle)
 	MemoryContext old;
 	bool		registered;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "payment");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "payment_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "payment worker %d", slot + 1);
-	snprintf(worker.bgw_type, BGW_MAXLEN, PAYMENT_WORKER_TYPE);
-	worker.bgw_main_arg = Int32GetDatum(slot);
+	pool_describe_worker(&worker, slot, BGW_NEVER_RESTART);
 	/* the postmaster sets our latch when it starts or stops */
 	worker.bgw_notify_pid = MyProcPid;
 

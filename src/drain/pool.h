@@ -9,6 +9,7 @@
 #define PAYMENT_POOL_H
 
 #include "fmgr.h"
+#include "postmaster/bgworker.h"
 
 #include "payment.h"
 
@@ -23,6 +24,11 @@ extern const PaymentShmem pool_shmem;
 
 /* register the launcher; from _PG_init while preloading */
 extern void pool_register_launcher(void);
+
+/* fill in a background worker of the pool: any process, or the worker of a slot */
+extern void pool_describe_process(BackgroundWorker *worker, const char *function,
+								  int restart_time);
+extern void pool_describe_worker(BackgroundWorker *worker, int slot, int restart_time);
 
 extern PGDLLEXPORT void payment_launcher_main(Datum main_arg);
 

@@ -56,15 +56,7 @@ payment_register_workers(void)
 
 	for (int i = 0; i < payment_workers; i++)
 	{
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 5;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "payment");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "payment_worker_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "payment worker %d", i + 1);
-		snprintf(worker.bgw_type, BGW_MAXLEN, PAYMENT_WORKER_TYPE);
-		worker.bgw_main_arg = Int32GetDatum(i);
+		pool_describe_worker(&worker, i, 5);
 		RegisterBackgroundWorker(&worker);
 	}
 	pool_register_launcher();

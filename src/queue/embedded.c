@@ -153,7 +153,6 @@ embedded_enqueue(const QueuedPayment *payment)
 	return message_id;
 }
 
-/* Seconds until the next queued message becomes visible, at most cap. */
 /* Seconds until the next message with a row of its own becomes visible, at most cap. */
 static double
 next_visible_in(double cap, int lay)

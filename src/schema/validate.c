@@ -182,6 +182,24 @@ validate_number(JsonSchemaNode *node, Numeric n, const PathStep *path,
 	return valid;
 }
 
+/*
+ * maxLength/minLength, maxItems/minItems, maxProperties/minProperties: a
+ * count against its bounds (-1: none), "<more|fewer> than <n> <unit>".
+ */
+static bool
+count_within(int count, int max, int min, const char *max_keyword, const char *min_keyword,
+			 const char *more, const char *fewer, const char *unit,
+			 const PathStep *path, JsonSchemaResult *res)
+{
+	bool		valid = true;
+
+	if (max >= 0 && count > max)
+		FAIL(max_keyword, "%s than %d %s", more, max, unit);
+	if (min >= 0 && count < min)
+		FAIL(min_keyword, "%s than %d %s", fewer, min, unit);
+	return valid;
+}
+
 static bool
 validate_string(JsonSchemaNode *node, const char *s, int len, const PathStep *path,
 				JsonSchemaResult *res)
@@ -195,10 +213,10 @@ validate_string(JsonSchemaNode *node, const char *s, int len, const PathStep *pa
 		jsv_spend(len / JSV_TEXT_BYTES_PER_STEP);
 		chars = pg_mbstrlen_with_len(s, len);
 
-		if (node->max_length >= 0 && chars > node->max_length)
-			FAIL("maxLength", "longer than %d characters", node->max_length);
-		if (node->min_length >= 0 && chars < node->min_length)
-			FAIL("minLength", "shorter than %d characters", node->min_length);
+		valid = count_within(chars, node->max_length, node->min_length, "maxLength", "minLength",
+							 "longer", "shorter", "characters", path, res);
+		if (!valid && res == NULL)
+			return false;
 	}
 	if (node->pattern != NULL)
 	{
@@ -245,12 +263,12 @@ validate_object(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 {
 	JsonbContainer *obj = value->val.binary.data;
 	int			size = JsonContainerSize(obj);
-	bool		valid = true;
+	bool		valid = count_within(size, node->max_properties, node->min_properties,
+									 "maxProperties", "minProperties", "more", "fewer",
+									 "properties", path, res);
 
-	if (node->max_properties >= 0 && size > node->max_properties)
-		FAIL("maxProperties", "more than %d properties", node->max_properties);
-	if (node->min_properties >= 0 && size < node->min_properties)
-		FAIL("minProperties", "fewer than %d properties", node->min_properties);
+	if (!valid && res == NULL)
+		return false;
 
 	jsv_spend(node->nrequired);
 	for (int i = 0; i < node->nrequired; i++)
@@ -356,13 +374,12 @@ validate_array(JsonSchemaNode *node, JsonbValue *value, const PathStep *path,
 {
 	JsonbContainer *arr = value->val.binary.data;
 	int			size = JsonContainerSize(arr);
-	bool		valid = true;
+	bool		valid = count_within(size, node->max_items, node->min_items,
+									 "maxItems", "minItems", "more", "fewer", "items", path, res);
 	JsonbValue *elems = NULL;	/* uniqueItems: every item */
 
-	if (node->max_items >= 0 && size > node->max_items)
-		FAIL("maxItems", "more than %d items", node->max_items);
-	if (node->min_items >= 0 && size < node->min_items)
-		FAIL("minItems", "fewer than %d items", node->min_items);
+	if (!valid && res == NULL)
+		return false;
 
 	if (node->unique_items)
 		elems = palloc(sizeof(JsonbValue) * Max(size, 1));
