@@ -40,7 +40,8 @@ fi
 # a failure inside $(...) (a payment lost while a rate is measured) fails the run
 shopt -s inherit_errexit
 trap 'exit 1' INT TERM
-bench_start_cluster 55505 "payment.workers = 2"
+# a backlog goes in as one submit_payments call of BACKLOG payments
+bench_start_cluster 55505 "payment.workers = 2" "payment.max_batch_payments = $BACKLOG"
 BATCH=$(q "SHOW payment.batch_size")
 WORK=$BENCH_DIR
 

@@ -40,6 +40,8 @@ $ENV{PGOPTIONS} = '-c statement_timeout=0';
 
 my $node = new_payment_node('degraded', settings => {
 	'payment.visibility_timeout' => "'5s'",
+	# backlogs of 30,000 go in one submit_payments call
+	'payment.max_batch_payments' => 30000,
 	log_line_prefix => "'%m [%p] %e '",
 	log_statement => 'none' });
 my $born = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
