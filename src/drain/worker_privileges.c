@@ -120,13 +120,6 @@ policy_exists(Oid relid, const char *name)
 	return found;
 }
 
-/* the relation of the extension's schema, or InvalidOid (an older layout) */
-static Oid
-payment_relation(Oid nsp, const char *name)
-{
-	return get_relname_relid(name, nsp);
-}
-
 static Oid
 payment_namespace(void)
 {
@@ -185,7 +178,8 @@ payment_grant_worker_privileges(PG_FUNCTION_ARGS)
 	{
 		StringInfoData sql;
 
-		if (!OidIsValid(payment_relation(nsp, worker_privileges[i].relation)))
+		/* a table an older layout lacks */
+		if (!OidIsValid(get_relname_relid(worker_privileges[i].relation, nsp)))
 			continue;
 		initStringInfo(&sql);
 		appendStringInfoString(&sql, "GRANT ");
@@ -194,7 +188,7 @@ payment_grant_worker_privileges(PG_FUNCTION_ARGS)
 		run_utility(sql.data);
 	}
 
-	rls_table = payment_relation(nsp, RLS_TABLE);
+	rls_table = get_relname_relid(RLS_TABLE, nsp);
 	policy = policy_name(roleid);
 	if (!policy_exists(rls_table, policy))
 		run_utility(psprintf("CREATE POLICY %s ON payment." RLS_TABLE
@@ -222,7 +216,7 @@ worker_check_privileges(void)
 		appendStringInfoString(&missing, "USAGE on schema payment");
 	for (int i = 0; i < lengthof(worker_privileges); i++)
 	{
-		Oid			relid = payment_relation(nsp, worker_privileges[i].relation);
+		Oid			relid = get_relname_relid(worker_privileges[i].relation, nsp);
 		AclMode		lacking;
 
 		if (!OidIsValid(relid))
@@ -236,7 +230,7 @@ worker_check_privileges(void)
 		append_modes(&missing, lacking);
 		appendStringInfo(&missing, " on payment.%s", worker_privileges[i].relation);
 	}
-	rls_table = payment_relation(nsp, RLS_TABLE);
+	rls_table = get_relname_relid(RLS_TABLE, nsp);
 	if (OidIsValid(rls_table) && !has_bypassrls_privilege(roleid) &&
 		!policy_exists(rls_table, policy_name(roleid)))
 		appendStringInfo(&missing, "%sthe row-level security policy of payment." RLS_TABLE,

@@ -77,7 +77,11 @@ accept_payload(Jsonb *payload, const PaymentCaller *caller)
 	char	   *user_id;
 
 	payment_defence_check(payload);
-	/* rendering is not bounded by the jsonb's size: bound the text first */
+	/*
+	 * Rendering is not bounded by the jsonb's size: bound the text first.
+	 * The rendered text's length is checked again below (strlen, cheap):
+	 * the store refuses a body over the limit, so the two must never differ.
+	 */
 	payment_check_payload_size(&payload->root, VARSIZE(payload) - VARHDRSZ);
 	body = JsonbToCString(NULL, &payload->root, VARSIZE(payload));
 	/* recorded with the message: the store checks it against the same version */
