@@ -18,3 +18,59 @@ AS 'MODULE_PATHNAME', 'payment_grant_worker_privileges'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION payment.grant_worker_privileges(name) FROM PUBLIC;
+
+-- == An idempotent front door ==
+
+-- The key record of every payment the front door accepted and the store has
+-- not yet settled: submit_payment finds a retry here (the same body: the
+-- first answer, replayed) or a reused key (another body: refused), and waits
+-- for a transaction that is submitting the same key.  Once the payment is
+-- stored, payment.payments is its record; a dead-lettered payment's row is
+-- removed, so that submitting it again is a fresh attempt.  Small (the
+-- backlog only): inserted and deleted once per payment, vacuumed by count.
+CREATE TABLE payment.idempotency_keys (
+    payment_id    uuid        NOT NULL,
+    user_id       uuid        NOT NULL,
+    -- NULL only inside the submitting transaction, until SQS has named the message
+    message_id    text,
+    -- SHA-256 of the body in a form that JSON-equal bodies share
+    body_digest   bytea       NOT NULL,
+    request_id    text,
+    submitted_by  text,
+    accepted_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    PRIMARY KEY (payment_id, user_id)
+)
+WITH (autovacuum_vacuum_scale_factor = 0,
+      autovacuum_vacuum_threshold = 1000,
+      autovacuum_vacuum_insert_scale_factor = 0,
+      autovacuum_vacuum_cost_delay = 0);
+REVOKE ALL ON payment.idempotency_keys FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('payment.idempotency_keys', '');
+
+-- Who sent a payment and under which request id, from the call to the stored
+-- row or the dead letter (NULL for rows from before 1.2).  The embedded
+-- queue's messages carry them in their key record, SQS messages also as
+-- message attributes: the event tables stay as narrow as they were.
+ALTER TABLE payment.payments ADD COLUMN request_id text, ADD COLUMN submitted_by text;
+ALTER TABLE payment.dead_letters ADD COLUMN request_id text, ADD COLUMN submitted_by text;
+
+-- The digest the key record keeps of a body (NULL for text that is not JSON).
+CREATE FUNCTION payment.body_digest(body text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'payment_body_digest'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION payment.body_digest(text) FROM PUBLIC;
+
+-- Messages queued before the update get their key record, so that a retry
+-- of one is answered as a replay and payment_status finds it by its key.
+INSERT INTO payment.idempotency_keys
+    (payment_id, user_id, message_id, body_digest, accepted_at)
+SELECT DISTINCT ON (q.payment_id, q.user_id)
+       q.payment_id, q.user_id, q.message_id::text, payment.body_digest(q.body), q.enqueued_at
+  FROM payment.queue_messages() AS q
+ WHERE q.payment_id IS NOT NULL AND q.user_id IS NOT NULL
+   AND payment.body_digest(q.body) IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM payment.payments AS p
+                    WHERE p.payment_id = q.payment_id AND p.user_id = q.user_id)
+ ORDER BY q.payment_id, q.user_id, q.seq;

@@ -20,7 +20,10 @@
 #include "utils/array.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "payment.h"
 
@@ -349,6 +352,30 @@ payment_note_enqueued(uint64 n)
 	}
 	wake_at_commit = true;
 	submitted_in_xact += n;
+}
+
+/* UUIDs as gen_random_uuid() makes them (version 4), from one call to the random source. */
+void
+payment_random_uuids(pg_uuid_t *ids, int count)
+{
+	if (!pg_strong_random(ids, sizeof(pg_uuid_t) * count))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	for (int i = 0; i < count; i++)
+	{
+		ids[i].data[6] = (ids[i].data[6] & 0x0f) | 0x40;	/* version 4 */
+		ids[i].data[8] = (ids[i].data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	}
+}
+
+char *
+payment_random_uuid_text(void)
+{
+	pg_uuid_t	id;
+
+	payment_random_uuids(&id, 1);
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id)));
 }
 
 /* A one-dimensional array of count items of type (nulls may be NULL), for an SPI parameter. */

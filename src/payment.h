@@ -106,6 +106,11 @@ extern void payment_warn_if_unserved(void);
 extern int	payment_workers_busy(void);
 
 
+/* random version 4 UUIDs (as gen_random_uuid()), and one as text */
+struct pg_uuid_t;
+extern void payment_random_uuids(struct pg_uuid_t *ids, int count);
+extern char *payment_random_uuid_text(void);
+
 /* a one-dimensional array Datum of count items (nulls may be NULL) */
 extern Datum payment_array(Datum *items, bool *nulls, int count, Oid type);
 

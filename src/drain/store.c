@@ -39,9 +39,10 @@
 #include "common/backoff.h"
 #include "drain/store.h"
 #include "payment.h"
+#include "queue/intake_keys.h"
 #include "schema/payment_schema.h"
 
-static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_plans[2] = {NULL, NULL};
 static SPIPlanPtr same_body_plan = NULL;
 static SPIPlanPtr dead_letter_lock_plan = NULL;
 
@@ -57,22 +58,28 @@ retry_delay(int receive_count)
 }
 
 static void
-insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *error)
+insert_dead_letter(QueueMessage *m, DeadLetterReason reason, const char *error)
 {
-	static SPIPlanPtr dead_letter_plans[2] = {NULL, NULL};
-	Oid			argtypes[8] = {TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID,
-	INT4OID, INT4OID};
-	Datum		values[8];
-	char		nulls[8] = {' ', 'n', 'n', ' ', ' ', ' ', ' ', ' '};
+	static SPIPlanPtr dead_letter_plans[3] = {NULL, NULL, NULL};
+	Oid			argtypes[10] = {TEXTOID, UUIDOID, UUIDOID, TEXTOID, TEXTOID, TEXTOID,
+	INT4OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', 'n', 'n', ' ', ' ', ' ', ' ', ' ', 'n', 'n'};
 	const char *body = m->body;
-	bool		versioned = queue_layout()->schema_versions;
+	const QueueLayout *layout = queue_layout();
+	int			form = layout->idempotency_keys ? 2 : layout->schema_versions ? 1 : 0;
 
 	/* keep the payment's keys where the body has them, for payment_status */
-	payment_find_keys(body, &values[1], &values[2]);
+	if (m->payment_id == (Datum) 0 || m->user_id == (Datum) 0)
+		payment_find_keys(body, &m->payment_id, &m->user_id);
+	values[1] = m->payment_id;
+	values[2] = m->user_id;
 	if (values[1] != (Datum) 0)
 		nulls[1] = ' ';
 	if (values[2] != (Datum) 0)
 		nulls[2] = ' ';
+	/* a dead-lettered payment leaves no key record: submitting it again is a fresh attempt */
+	intake_keys_settle(&m, 1);
 
 	values[0] = CStringGetTextDatum(m->message_id ? m->message_id : "");
 	values[3] = CStringGetTextDatum(body);
@@ -83,6 +90,16 @@ insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *e
 	values[7] = Int32GetDatum(m->schema_version);
 	if (m->schema_version < 0)
 		nulls[7] = 'n';
+	if (m->request_id)
+	{
+		values[8] = CStringGetTextDatum(m->request_id);
+		nulls[8] = ' ';
+	}
+	if (m->submitted_by)
+	{
+		values[9] = CStringGetTextDatum(m->submitted_by);
+		nulls[9] = ' ';
+	}
 
 	/*
 	 * Delivery is at least once: a message dead-lettered before (its delete
@@ -94,21 +111,18 @@ insert_dead_letter(const QueueMessage *m, DeadLetterReason reason, const char *e
 					1, argtypes);
 	if (SPI_execute_plan(dead_letter_lock_plan, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "locking a dead letter's message id failed");
-	payment_prepare(&dead_letter_plans[versioned],
-					versioned ?
-					"INSERT INTO payment.dead_letters"
-					" (message_id, payment_id, user_id, body, reason, error, receive_count,"
-					"  schema_version)"
-					" SELECT $1, $2, $3, $4, $5, $6, $7, $8"
-					"  WHERE $1 = '' OR NOT EXISTS"
-					"   (SELECT 1 FROM payment.dead_letters WHERE message_id = $1)" :
-					"INSERT INTO payment.dead_letters"
-					" (message_id, payment_id, user_id, body, reason, error, receive_count)"
-					" SELECT $1, $2, $3, $4, $5, $6, $7"
-					"  WHERE $1 = '' OR NOT EXISTS"
-					"   (SELECT 1 FROM payment.dead_letters WHERE message_id = $1)",
-					versioned ? 8 : 7, argtypes);
-	if (SPI_execute_plan(dead_letter_plans[versioned], values, nulls, false, 0) != SPI_OK_INSERT)
+	if (dead_letter_plans[form] == NULL)
+		payment_prepare(&dead_letter_plans[form],
+						psprintf("INSERT INTO payment.dead_letters"
+								 " (message_id, payment_id, user_id, body, reason, error, receive_count%s)"
+								 " SELECT $1, $2, $3, $4, $5, $6, $7%s"
+								 "  WHERE $1 = '' OR NOT EXISTS"
+								 "   (SELECT 1 FROM payment.dead_letters WHERE message_id = $1)",
+								 form == 2 ? ", schema_version, request_id, submitted_by" :
+								 form == 1 ? ", schema_version" : "",
+								 form == 2 ? ", $8, $9, $10" : form == 1 ? ", $8" : ""),
+						form == 2 ? 10 : form == 1 ? 8 : 7, argtypes);
+	if (SPI_execute_plan(dead_letter_plans[form], values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "writing a dead letter failed");
 }
 
@@ -146,8 +160,12 @@ parse_body(const char *body, bool precheck, char **why)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
 }
 
-/* payment.payments' columns for one checked message */
-#define PAYMENT_COLUMNS 8
+/*
+ * payment.payments' columns for one checked message; the last two
+ * (request_id, submitted_by) from 1.2 on
+ */
+#define PAYMENT_COLUMNS 10
+#define PAYMENT_COLUMNS_1_1 8
 typedef struct PaymentRow
 {
 	Datum		values[PAYMENT_COLUMNS];
@@ -155,7 +173,27 @@ typedef struct PaymentRow
 } PaymentRow;
 
 static const Oid payment_column_types[PAYMENT_COLUMNS] =
-{UUIDOID, UUIDOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID};
+{UUIDOID, UUIDOID, NUMERICOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID};
+
+/* the columns this database's payment.payments has */
+static int
+payment_columns(void)
+{
+	return queue_layout()->idempotency_keys ? PAYMENT_COLUMNS : PAYMENT_COLUMNS_1_1;
+}
+
+#define PAYMENT_COLUMN_NAMES \
+	"payment_id, user_id, amount, currency, description, date_timestamp, body, message_id"
+
+/* the call's request id and caller, once the key record is settled (intake_keys_settle) */
+static void
+fill_caller(const QueueMessage *m, PaymentRow *row)
+{
+	row->values[8] = m->request_id ? CStringGetTextDatum(m->request_id) : (Datum) 0;
+	row->isnull[8] = m->request_id == NULL;
+	row->values[9] = m->submitted_by ? CStringGetTextDatum(m->submitted_by) : (Datum) 0;
+	row->isnull[9] = m->submitted_by == NULL;
+}
 
 /*
  * Check a message and build its row.  Returns false when the message ended
@@ -211,6 +249,9 @@ prepare_row(QueueMessage *m, bool isolated, PaymentRow *row)
 	row->isnull[5] = fields.date_timestamp == NULL;
 	row->values[6] = JsonbPGetDatum(doc);
 	row->values[7] = CStringGetTextDatum(m->message_id ? m->message_id : "");
+	row->isnull[8] = row->isnull[9] = true;
+	m->payment_id = fields.payment_id;
+	m->user_id = fields.user_id;
 	return true;
 }
 
@@ -241,19 +282,26 @@ store_one(QueueMessage *m, bool isolated)
 {
 	PaymentRow	row;
 	char		nulls[PAYMENT_COLUMNS];
+	int			ncolumns = payment_columns();
+	int			form = ncolumns == PAYMENT_COLUMNS;
 
 	if (!prepare_row(m, isolated, &row))
 		return;
+	intake_keys_settle(&m, 1);
+	fill_caller(m, &row);
 	for (int c = 0; c < PAYMENT_COLUMNS; c++)
 		nulls[c] = row.isnull[c] ? 'n' : ' ';
-	payment_prepare(&insert_plan,
-					"INSERT INTO payment.payments"
-					" (payment_id, user_id, amount, currency, description,"
-					"  date_timestamp, body, message_id)"
-					" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-					" ON CONFLICT (payment_id, user_id) DO NOTHING",
-					PAYMENT_COLUMNS, (Oid *) payment_column_types);
-	if (SPI_execute_plan(insert_plan, row.values, nulls, false, 0) != SPI_OK_INSERT)
+	if (insert_plans[form] == NULL)
+		payment_prepare(&insert_plans[form],
+						form ?
+						"INSERT INTO payment.payments (" PAYMENT_COLUMN_NAMES ", request_id, submitted_by)"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+						" ON CONFLICT (payment_id, user_id) DO NOTHING" :
+						"INSERT INTO payment.payments (" PAYMENT_COLUMN_NAMES ")"
+						" VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+						" ON CONFLICT (payment_id, user_id) DO NOTHING",
+						ncolumns, (Oid *) payment_column_types);
+	if (SPI_execute_plan(insert_plans[form], row.values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "storing a payment failed");
 	if (SPI_processed == 1)
 		m->outcome = STORE_STORED;
@@ -353,14 +401,19 @@ stored_before(const PaymentRow *rows, int n, const bool *skip)
 static void
 store_rows(QueueMessage **ms, PaymentRow *rows, int n)
 {
-	static SPIPlanPtr batch_plan = NULL;
+	static SPIPlanPtr batch_plans[2] = {NULL, NULL};
 	Datum		arrays[PAYMENT_COLUMNS];
 	Oid			array_types[PAYMENT_COLUMNS];
 	bool	   *later = later_of_same_key(rows, n);
 	bool	   *taken = stored_before(rows, n, later);
 	int			offered = 0;
+	int			ncolumns = payment_columns();
+	int			form = ncolumns == PAYMENT_COLUMNS;
 
-	for (int c = 0; c < PAYMENT_COLUMNS; c++)
+	intake_keys_settle(ms, n);
+	for (int i = 0; i < n; i++)
+		fill_caller(ms[i], &rows[i]);
+	for (int c = 0; c < ncolumns; c++)
 	{
 		Datum	   *items = palloc(sizeof(Datum) * n);
 		bool	   *nulls = palloc(sizeof(bool) * n);
@@ -378,16 +431,19 @@ store_rows(QueueMessage **ms, PaymentRow *rows, int n)
 	}
 	if (offered > 0)
 	{
-		if (batch_plan == NULL)
-			for (int c = 0; c < PAYMENT_COLUMNS; c++)
+		if (batch_plans[form] == NULL)
+		{
+			for (int c = 0; c < ncolumns; c++)
 				array_types[c] = get_array_type(payment_column_types[c]);
-		payment_prepare(&batch_plan,
-						"INSERT INTO payment.payments"
-						" (payment_id, user_id, amount, currency, description,"
-						"  date_timestamp, body, message_id)"
-						" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)",
-						PAYMENT_COLUMNS, array_types);
-		if (SPI_execute_plan(batch_plan, arrays, NULL, false, 0) != SPI_OK_INSERT ||
+			payment_prepare(&batch_plans[form],
+							form ?
+							"INSERT INTO payment.payments (" PAYMENT_COLUMN_NAMES ", request_id, submitted_by)"
+							" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)" :
+							"INSERT INTO payment.payments (" PAYMENT_COLUMN_NAMES ")"
+							" SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)",
+							ncolumns, array_types);
+		}
+		if (SPI_execute_plan(batch_plans[form], arrays, NULL, false, 0) != SPI_OK_INSERT ||
 			SPI_processed != (uint64) offered)
 			elog(ERROR, "storing a batch of payments failed");
 	}
@@ -462,7 +518,9 @@ store_isolated(QueueMessage *m)
 		MemoryContextSwitchTo(context);
 		CurrentResourceOwner = owner;
 
+		/* the rollback gave the key record back */
 		m->outcome = STORE_PENDING;
+		m->key_settled = false;
 		store_failed(m, edata);
 		FreeErrorData(edata);
 	}
@@ -481,6 +539,7 @@ store_batch(QueueMessage *messages, int count, bool isolate)
 		messages[i].outcome = STORE_PENDING;
 		messages[i].reason = DEAD_LETTER_NONE;
 		messages[i].error = NULL;
+		messages[i].key_settled = false;
 		if (isolate)
 			store_isolated(&messages[i]);
 		else if (prepare_row(&messages[i], false, &rows[n]))

@@ -49,6 +49,8 @@ static const WorkerPrivilege worker_privileges[] = {
 	{"payments", ACL_SELECT | ACL_INSERT},
 	/* a dead letter is looked up by message_id before it is written */
 	{"dead_letters", ACL_SELECT | ACL_INSERT},
+	/* a settled payment's key record goes, with what it said of the call (1.2) */
+	{"idempotency_keys", ACL_SELECT | ACL_DELETE},
 	/* the active schema version a message is checked against */
 	{"schemas", ACL_SELECT},
 	/* messages retried later: claimed, delayed, deleted, added */

@@ -6,8 +6,9 @@
  *
  *	  Order of work at the front door: authenticate, throttle (each payment
  *	  of a batch is a call), bound the payload's size before it is rendered,
- *	  validate, authorize the payload's user, then hand the payment to the
- *	  queue backend.
+ *	  validate, authorize the payload's user, record its key (a retry is
+ *	  answered as the first call was, a reused key refused), then hand the
+ *	  payment to the queue backend.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,10 +31,13 @@
 #include "utils/uuid.h"
 
 #include "frontdoor/auth.h"
+#include "frontdoor/request_id.h"
 #include "payment.h"
+#include "queue/intake_keys.h"
+#include "queue/queue.h"
+#include "schema/json_digest.h"
 #include "schema/payload_size.h"
 #include "schema/payment_schema.h"
-#include "queue/queue.h"
 
 PG_FUNCTION_INFO_V1(submit_payment);
 PG_FUNCTION_INFO_V1(submit_payments);
@@ -69,7 +73,8 @@ count_submitted(const QueueBackend *backend, int count)
  * the schema refuses, and 42501 for another user's.
  */
 static QueuedPayment
-accept_payload(Jsonb *payload, const PaymentCaller *caller)
+accept_payload(Jsonb *payload, const PaymentCaller *caller, const char *request_id,
+			   const char *submitted_by)
 {
 	QueuedPayment queued;
 	PaymentFields fields;
@@ -93,7 +98,84 @@ accept_payload(Jsonb *payload, const PaymentCaller *caller)
 	queued.body = body;
 	queued.payment_id = fields.payment_id;
 	queued.user_id = fields.user_id;
+	queued.request_id = request_id;
+	queued.submitted_by = submitted_by;
+	queued.message_id = NULL;
+	json_digest(payload, queued.body_digest);
 	return queued;
+}
+
+/*
+ * Record the keys of accepted payments (from 1.2) and enqueue those not
+ * accepted before; message_ids[i] gets each payment's message id, the first
+ * acceptance's for a replay.  Returns how many were replays.  *current
+ * names the payment being recorded, for an error's context.
+ */
+static int
+enqueue_accepted(const QueueBackend *backend, QueuedPayment *payments, int count,
+				 KeyAnswer *answers, char **message_ids, int *current)
+{
+	QueuedPayment *fresh = palloc(sizeof(QueuedPayment) * Max(count, 1));
+	char	  **fresh_ids = palloc0(sizeof(char *) * Max(count, 1));
+	int		   *position = palloc(sizeof(int) * Max(count, 1));
+	int			nfresh = 0;
+	int			replayed = 0;
+	bool		keys = intake_keys_in_use();
+
+	for (int i = 0; i < count; i++)
+	{
+		memset(&answers[i], 0, sizeof(KeyAnswer));
+		answers[i].replay_of = -1;
+		answers[i].request_id = (char *) payments[i].request_id;
+		answers[i].submitted_by = (char *) payments[i].submitted_by;
+		/* the key record names the message before the queue has it, where the backend lets it */
+		if (keys && !backend->names_messages)
+			payments[i].message_id =
+				payment_random_uuid_text();
+	}
+	if (keys && count > 0)
+		intake_keys_claim(payments, count, answers, current);
+	*current = -1;
+	for (int i = 0; i < count; i++)
+	{
+		if (answers[i].replayed)
+		{
+			replayed++;
+			continue;
+		}
+		position[nfresh] = i;
+		fresh[nfresh++] = payments[i];
+	}
+	if (nfresh == 1)
+		fresh_ids[0] = backend->enqueue(&fresh[0]);
+	else if (nfresh > 1)
+		backend->enqueue_batch(fresh, nfresh, fresh_ids);
+	for (int k = 0; k < nfresh; k++)
+		message_ids[position[k]] = fresh_ids[k];
+	if (keys && backend->names_messages && nfresh > 0)
+		intake_keys_name(fresh, answers, fresh_ids, nfresh);
+	for (int i = 0; i < count; i++)
+		if (answers[i].replayed)
+			message_ids[i] = answers[i].replay_of >= 0 ?
+				message_ids[answers[i].replay_of] : answers[i].message_id;
+	count_submitted(backend, nfresh);
+	return replayed;
+}
+
+/* ", \"requestId\": ..., \"submittedBy\": ..." of an answer */
+static void
+append_call(StringInfo out, const char *request_id, const char *submitted_by)
+{
+	if (request_id)
+	{
+		appendStringInfoString(out, ", \"requestId\": ");
+		escape_json(out, request_id);
+	}
+	if (submitted_by)
+	{
+		appendStringInfoString(out, ", \"submittedBy\": ");
+		escape_json(out, submitted_by);
+	}
 }
 
 static Datum
@@ -110,6 +192,8 @@ submit_payment(PG_FUNCTION_ARGS)
 	const QueueBackend *backend = queue_backend();
 	QueuedPayment queued;
 	char	   *message_id;
+	KeyAnswer	answer;
+	int			current;
 	StringInfoData result;
 
 	if (payload != NULL)
@@ -120,13 +204,15 @@ submit_payment(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("payment payload must not be null")));
 
-	queued = accept_payload(payload, &caller);
-	message_id = backend->enqueue(&queued);
-	count_submitted(backend, 1);
+	queued = accept_payload(payload, &caller, payment_request_id(), payment_caller_name(&caller));
+	enqueue_accepted(backend, &queued, 1, &answer, &message_id, &current);
 
 	initStringInfo(&result);
 	appendStringInfoString(&result, "{\"message\": \"OK\", \"messageId\": ");
 	escape_json(&result, message_id);
+	if (answer.replayed)
+		appendStringInfoString(&result, ", \"replayed\": true");
+	append_call(&result, answer.request_id, answer.submitted_by);
 	appendStringInfoChar(&result, '}');
 	PG_RETURN_DATUM(jsonb_from_text(result.data));
 }
@@ -135,7 +221,8 @@ submit_payment(PG_FUNCTION_ARGS)
 static void
 payload_index_context(void *arg)
 {
-	errcontext("payment at index %d of the array", *(int *) arg);
+	if (*(int *) arg >= 0)
+		errcontext("payment at index %d of the array", *(int *) arg);
 }
 
 /*
@@ -175,6 +262,10 @@ submit_payments(PG_FUNCTION_ARGS)
 	MemoryContext outer = CurrentMemoryContext;
 	MemoryContext payload_context;
 	QueuedPayment accepted;
+	KeyAnswer  *answers;
+	char	   *request_id;
+	char	   *submitted_by;
+	int			replayed;
 
 	payment_identify(optional_text(fcinfo, 1), "submit_payments", &caller);
 	if (PG_ARGISNULL(0))
@@ -198,6 +289,9 @@ submit_payments(PG_FUNCTION_ARGS)
 						 payment_max_batch_payments)));
 	/* each payment is a call for the rate limits and quotas: all or none */
 	payment_throttle(&caller, count);
+	request_id = payment_request_id();
+	submitted_by = payment_caller_name(&caller);
+	answers = palloc(sizeof(KeyAnswer) * Max(count, 1));
 	queued = palloc(sizeof(QueuedPayment) * Max(count, 1));
 	payload_context = AllocSetContextCreate(outer, "submit_payments payload",
 											ALLOCSET_DEFAULT_SIZES);
@@ -214,27 +308,29 @@ submit_payments(PG_FUNCTION_ARGS)
 		if (tok != WJB_ELEM)
 			continue;
 		MemoryContextSwitchTo(payload_context);
-		accepted = accept_payload(JsonbValueToJsonb(&elem), &caller);
+		accepted = accept_payload(JsonbValueToJsonb(&elem), &caller, request_id, submitted_by);
 		MemoryContextSwitchTo(outer);
 		queued[index] = keep_payload(accepted, payload_context);
 		index++;
 	}
-	error_context_stack = errcallback.previous;
 	MemoryContextDelete(payload_context);
 
-	if (count > 0)
-		backend->enqueue_batch(queued, count, message_ids);
-	count_submitted(backend, count);
+	/* the index in the error context is the payment whose key is recorded */
+	replayed = enqueue_accepted(backend, queued, count, answers, message_ids, &index);
+	error_context_stack = errcallback.previous;
 
 	initStringInfo(&result);
-	appendStringInfo(&result, "{\"message\": \"OK\", \"count\": %d, \"messageIds\": [", count);
+	appendStringInfo(&result, "{\"message\": \"OK\", \"count\": %d, \"replayed\": %d, \"messageIds\": [",
+					 count, replayed);
 	for (int i = 0; i < count; i++)
 	{
 		if (i > 0)
 			appendStringInfoString(&result, ", ");
 		escape_json(&result, message_ids[i]);
 	}
-	appendStringInfoString(&result, "]}");
+	appendStringInfoChar(&result, ']');
+	append_call(&result, request_id, submitted_by);
+	appendStringInfoChar(&result, '}');
 	PG_RETURN_DATUM(jsonb_from_text(result.data));
 }
 
@@ -262,6 +358,7 @@ Datum
 payment_status(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr stored_plan = NULL;
+	static SPIPlanPtr keyed_plan = NULL;
 	static SPIPlanPtr status_plans[2] = {NULL, NULL};
 	bool		versioned;
 	PaymentCaller caller;
@@ -282,19 +379,49 @@ payment_status(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	/*
-	 * A stored payment outranks every other state, and is found through
-	 * payment.payments' key: only a payment not stored costs a look at the
-	 * queue, whose event tables have no index on payment_id.
-	 */
-	payment_prepare(&stored_plan,
-					"SELECT status, changed_at, user_id::text, message_id, reason, error"
-					"  FROM (" STORED_STATUS ") s ORDER BY changed_at DESC",
-					1, (Oid[]) {UUIDOID});
-	if (SPI_execute_plan(stored_plan, &payment_id, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payment status query failed");
-	chosen = status_row_for(&caller);
-	if (chosen < 0)
+	if (intake_keys_in_use())
+	{
+		/*
+		 * From 1.2 every state is an index lookup: stored, recorded at
+		 * intake (queued or in flight), dead-lettered.
+		 */
+		payment_prepare(&keyed_plan,
+						"SELECT status, changed_at, user_id::text, message_id, reason, error,"
+						"       request_id, submitted_by"
+						"  FROM (SELECT 1 AS rank, 'stored' AS status, stored_at AS changed_at,"
+						"               user_id, message_id, NULL::text AS reason, NULL::text AS error,"
+						"               request_id, submitted_by"
+						"          FROM payment.payments WHERE payment_id = $1"
+						"        UNION ALL"
+						"        SELECT 2, 'queued', accepted_at, user_id, message_id, NULL, NULL,"
+						"               request_id, submitted_by"
+						"          FROM payment.idempotency_keys WHERE payment_id = $1"
+						"        UNION ALL"
+						"        SELECT 3, 'dead_lettered', dead_lettered_at, user_id, message_id,"
+						"               reason, error, request_id, submitted_by"
+						"          FROM payment.dead_letters WHERE payment_id = $1) s"
+						" ORDER BY rank, changed_at DESC",
+						1, (Oid[]) {UUIDOID});
+		if (SPI_execute_plan(keyed_plan, &payment_id, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "payment status query failed");
+		chosen = status_row_for(&caller);
+	}
+	else
+	{
+		/*
+		 * A stored payment outranks every other state, and is found through
+		 * payment.payments' key: only a payment not stored costs a look at
+		 * the queue, whose event tables have no index on payment_id.
+		 */
+		payment_prepare(&stored_plan,
+						"SELECT status, changed_at, user_id::text, message_id, reason, error"
+						"  FROM (" STORED_STATUS ") s ORDER BY changed_at DESC",
+						1, (Oid[]) {UUIDOID});
+		if (SPI_execute_plan(stored_plan, &payment_id, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "payment status query failed");
+		chosen = status_row_for(&caller);
+	}
+	if (chosen < 0 && !intake_keys_in_use())
 	{
 		/* from 1.1, payment.queue is a view: ask its function for this payment only */
 		versioned = queue_layout()->schema_versions;
@@ -331,9 +458,10 @@ payment_status(PG_FUNCTION_ARGS)
 	{
 		HeapTuple	row = SPI_tuptable->vals[chosen];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		const char *keys[] = {"status", "changedAt", "userId", "messageId", "reason", "error"};
+		const char *keys[] = {"status", "changedAt", "userId", "messageId", "reason", "error",
+		"requestId", "submittedBy"};
 
-		for (int col = 1; col <= lengthof(keys); col++)
+		for (int col = 1; col <= Min(lengthof(keys), desc->natts); col++)
 		{
 			bool		isnull;
 			Datum		d = SPI_getbinval(row, desc, col, &isnull);

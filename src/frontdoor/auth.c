@@ -162,8 +162,8 @@ audit_refusal(const char *operation, const char *reason,
 }
 
 /* Header value from PostgREST's request.headers (lower-case names). */
-static char *
-credential_from_headers(const char *header)
+char *
+payment_request_header(const char *header)
 {
 	const char *headers = GetConfigOption("request.headers", true, false);
 	Jsonb	   *obj;
@@ -353,11 +353,11 @@ payment_identify(const char *credential, const char *operation,
 			break;
 		case AUTH_API_KEY:
 			require_shared_throttling("payment.auth = 'api_key'");
-			authenticate_api_key(credential ? credential : credential_from_headers("x-api-key"),
+			authenticate_api_key(credential ? credential : payment_request_header("x-api-key"),
 								 operation, caller);
 			break;
 		case AUTH_JWT:
-			authenticate_jwt(credential ? credential : credential_from_headers("authorization"),
+			authenticate_jwt(credential ? credential : payment_request_header("authorization"),
 							 operation, caller);
 			break;
 	}
@@ -386,6 +386,16 @@ payment_authenticate(const char *credential, const char *operation,
 {
 	payment_identify(credential, operation, caller);
 	payment_throttle(caller, 1);
+}
+
+char *
+payment_caller_name(const PaymentCaller *caller)
+{
+	if (caller->key_id[0] != '\0')
+		return pstrdup(caller->key_id);
+	if (caller->user_id != NULL)
+		return pstrdup(caller->user_id);
+	return GetUserNameFromId(GetOuterUserId(), false);
 }
 
 /*

@@ -73,6 +73,16 @@ extern void payment_authorize_user(const PaymentCaller *caller,
 								   const char *user_id, const char *payment_id);
 
 /*
+ * Who made the call, as payment.payments.submitted_by records it: the API
+ * key's public id, the token's user, or (payment.auth = 'role') the
+ * session's role (the one SET ROLE chose, not the function's owner).
+ */
+extern char *payment_caller_name(const PaymentCaller *caller);
+
+/* a header of PostgREST's request.headers (name in lower case), or NULL */
+extern char *payment_request_header(const char *header);
+
+/*
  * Defence in depth in place of a WAF: refuse a payload nested deeper than
  * payment.max_json_depth with SQLSTATE 54000 and an audit line.  Call it after
  * payment_authenticate and before validating the payload.

@@ -9,13 +9,24 @@
 #ifndef PAYMENT_BACKEND_H
 #define PAYMENT_BACKEND_H
 
-/* A payment handed to a queue: its JSON text and its keys (uuid Datums). */
+#include "common/digest.h"
+
+/*
+ * A payment handed to a queue: its JSON text and its keys (uuid Datums),
+ * with who sent it and under which request id (NULL: not known).
+ */
 typedef struct QueuedPayment
 {
 	const char *body;
 	Datum		payment_id;
 	Datum		user_id;
 	int			schema_version; /* the schema it was accepted under; -1: none */
+	const char *request_id;
+	const char *submitted_by;
+	/* the id the message is to get (NULL: the backend's); see names_messages */
+	const char *message_id;
+	/* for the key record: json_digest of the body */
+	unsigned char body_digest[SHA256_BYTES];
 } QueuedPayment;
 
 /* What the store made of a message; the backend then settles it. */
@@ -53,6 +64,12 @@ typedef struct QueueMessage
 	DeadLetterReason reason;	/* for STORE_DEAD_LETTERED */
 	char	   *error;			/* what went wrong, for dead letters / logs */
 	int			schema_version; /* the schema it was accepted under; -1: none */
+	char	   *request_id;		/* as the front door took it; NULL: none */
+	char	   *submitted_by;
+	/* the body's keys, once the store has read them; 0: not read or absent */
+	Datum		payment_id;
+	Datum		user_id;
+	bool		key_settled;	/* its key record was looked for (intake_keys.h) */
 } QueueMessage;
 
 typedef struct QueueBackend
@@ -71,6 +88,13 @@ typedef struct QueueBackend
 
 	/* true when enqueued messages commit or roll back with the caller */
 	bool		transactional;
+
+	/*
+	 * true when the backend names its messages itself (SQS: its MessageId),
+	 * known only once enqueue returns; false when it takes
+	 * QueuedPayment.message_id
+	 */
+	bool		names_messages;
 
 	/*
 	 * Claim up to max_messages in the caller's memory context.  When there

@@ -516,7 +516,7 @@ payment_queue_write(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		QueuedPayment p;
+		QueuedPayment p = {0};
 		Datum		receive_count = column(trigdata, tuple, "receive_count", &isnull);
 		bool		counted = !isnull && DatumGetInt32(receive_count) > 0;
 		Datum		visible_at = column(trigdata, tuple, "visible_at", &isnull);

@@ -108,21 +108,6 @@ event_for_each_generation(const char *fmt, const char *glue)
 
 /* ---- appending ---- */
 
-/* Message ids as gen_random_uuid() makes them (version 4), from one call to the random source. */
-static void
-random_message_ids(pg_uuid_t *ids, int count)
-{
-	if (!pg_strong_random(ids, sizeof(pg_uuid_t) * count))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
-	for (int i = 0; i < count; i++)
-	{
-		ids[i].data[6] = (ids[i].data[6] & 0x0f) | 0x40;	/* version 4 */
-		ids[i].data[8] = (ids[i].data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
-	}
-}
-
 /* Many messages in one statement (submit_payments): one executor run, not one each. */
 static void
 append_many(const QueuedPayment *payments, int count, char **message_ids,
@@ -140,7 +125,11 @@ append_many(const QueuedPayment *payments, int count, char **message_ids,
 						" SELECT * FROM unnest($1, $2, $3)"
 						" RETURNING message_id::text", gen), 3,
 						(Oid[]) {TEXTARRAYOID, INT4ARRAYOID, UUIDARRAYOID});
-	random_message_ids(ids, count);
+	payment_random_uuids(ids, count);
+	for (int i = 0; i < count; i++)
+		if (payments[i].message_id != NULL)
+			ids[i] = *DatumGetUUIDP(DirectFunctionCall1(uuid_in,
+														CStringGetDatum(payments[i].message_id)));
 	for (int c = 0; c < 3; c++)
 	{
 		columns[c] = palloc(sizeof(Datum) * count);
@@ -248,11 +237,12 @@ event_log_append(const QueuedPayment *payments, int count, char **message_ids,
 	for (int i = 0; i < count; i++)
 	{
 		pg_uuid_t	id;
+		const char *given = message_id ? message_id : payments[i].message_id;
 
-		if (message_id)
-			id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(message_id)));
+		if (given)
+			id = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(given)));
 		else
-			random_message_ids(&id, 1);
+			payment_random_uuids(&id, 1);
 		append_one(&payments[i], &id,
 				   enqueued_at ? DatumGetTimestampTz(enqueued_at) : GetCurrentTimestamp(), gen);
 		message_ids[i] = MemoryContextStrdup(caller,

@@ -35,7 +35,8 @@ extern void event_log_define_settings(void);
 /*
  * Append messages to the current event table, in the caller's transaction
  * and SPI connection; message_ids[i] gets each id, in the caller's context.
- * message_id and enqueued_at may be NULL (generated).
+ * message_id (for a single message; else each payment's own, where set) and
+ * enqueued_at may be NULL (generated).
  */
 extern void event_log_append(const QueuedPayment *payments, int count,
 							 char **message_ids, MemoryContext caller,

@@ -3,7 +3,8 @@
  *	  Which tables the extension's version made in this database: 1.0's
  *	  (everything queued in the table payment.queue, no schema versions) or
  *	  1.1's (event tables behind the view payment.queue, schema versions,
- *	  payment.retired_queues).  The one place that looks at the catalog for
+ *	  payment.retired_queues) or 1.2's (the key record,
+ *	  payment.idempotency_keys, and who sent each payment).  The one place that looks at the catalog for
  *	  it; every layer asks queue_layout().
  *
  *	  The answer is kept per process (a process serves one database) until
@@ -26,6 +27,7 @@ typedef enum LayoutRelation
 {
 	REL_QUEUE,					/* payment.queue: table (1.0) or view (1.1) */
 	REL_EVENTS,					/* payment.queue_events_0 */
+	REL_KEYS,					/* payment.idempotency_keys (1.2) */
 	REL_RETIRED,				/* payment.retired_queues */
 	NUM_LAYOUT_RELATIONS
 } LayoutRelation;
@@ -53,7 +55,7 @@ static void
 read_layout(void)
 {
 	Oid			nsp = get_namespace_oid("payment", true);
-	const char *names[NUM_LAYOUT_RELATIONS] = {"queue", "queue_events_0", "retired_queues"};
+	const char *names[NUM_LAYOUT_RELATIONS] = {"queue", "queue_events_0", "idempotency_keys", "retired_queues"};
 
 	/* an invalidation while reading finds every relation missing: read again */
 	for (int i = 0; i < NUM_LAYOUT_RELATIONS; i++)
@@ -71,6 +73,7 @@ read_layout(void)
 		get_attnum(read_from[REL_QUEUE], "schema_version") != InvalidAttrNumber;
 	layout.event_tables = OidIsValid(read_from[REL_EVENTS]);
 	layout.retired_queues = OidIsValid(read_from[REL_RETIRED]);
+	layout.idempotency_keys = OidIsValid(read_from[REL_KEYS]);
 }
 
 const QueueLayout *

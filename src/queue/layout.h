@@ -8,7 +8,7 @@
 #define PAYMENT_LAYOUT_H
 
 /*
- * 1.0's tables or 1.1's, as the extension's version made them.  Read once
+ * 1.0's tables, 1.1's or 1.2's, as the extension's version made them.  Read once
  * per process and again after ALTER EXTENSION payment UPDATE changed them.
  * queue_layout() needs a transaction.
  */
@@ -28,6 +28,12 @@ typedef struct QueueLayout
 
 	/* payment.retired_queues: the replaced SQS queue, kept across restarts */
 	bool		retired_queues;
+
+	/*
+	 * payment.idempotency_keys (1.2), and with it request_id and
+	 * submitted_by on payment.payments and payment.dead_letters
+	 */
+	bool		idempotency_keys;
 } QueueLayout;
 
 extern const QueueLayout *queue_layout(void);

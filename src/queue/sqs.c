@@ -21,15 +21,20 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "common/digest.h"
 #include "common/json_util.h"
 #include "payment.h"
+#include "queue/intake_keys.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
 
 /* the message attribute naming the schema version a payment was accepted under */
 #define SCHEMA_VERSION_ATTRIBUTE "PaymentSchemaVersion"
+/* who sent the payment, under which request id: for a store without its key record */
+#define REQUEST_ID_ATTRIBUTE "PaymentRequestId"
+#define SUBMITTED_BY_ATTRIBUTE "PaymentSubmittedBy"
 
 /* AWS's limits per batch request (SQS_MAX_BATCH entries: sqs.h) */
 #define SQS_MAX_BATCH_BYTES (256 * 1024)
@@ -65,15 +70,61 @@ sqs_define_settings(void)
 /* ------------------------------------------------------------------ */
 /* operations */
 
-/* ,"MessageAttributes":{...} for a message's schema version, if it has one */
 static void
-append_schema_version(SqsRequest *req, int schema_version)
+append_string_attribute(StringInfo body, bool *first, const char *name, const char *value)
 {
-	if (schema_version >= 0)
-		appendStringInfo(&req->body,
-						 ",\"MessageAttributes\":{\"" SCHEMA_VERSION_ATTRIBUTE "\":"
-						 "{\"DataType\":\"Number\",\"StringValue\":\"%d\"}}",
-						 schema_version);
+	appendStringInfo(body, "%s\"%s\":{\"DataType\":\"String\",\"StringValue\":",
+					 *first ? "" : ",", name);
+	escape_json(body, value);
+	appendStringInfoChar(body, '}');
+	*first = false;
+}
+
+/*
+ * ,"MessageAttributes":{...}: the message's schema version and its call's
+ * request id and caller, where known.  A FIFO queue (its name ends in
+ * .fifo) also gets the payment's group (its user: one user's payments in
+ * order) and deduplication id: a hash of the key and of the attempt (how
+ * many times the key was dead-lettered), so that SQS drops a send repeated
+ * within its five minutes, but not a fresh attempt after a dead letter.
+ */
+static void
+append_message_attributes(SqsRequest *req, const QueuedPayment *payment)
+{
+	bool		first = true;
+	size_t		url_len = strlen(req->queue_url);
+	StringInfoData attributes;
+
+	initStringInfo(&attributes);
+	if (payment->schema_version >= 0)
+	{
+		appendStringInfo(&attributes,
+						 "\"" SCHEMA_VERSION_ATTRIBUTE "\":"
+						 "{\"DataType\":\"Number\",\"StringValue\":\"%d\"}",
+						 payment->schema_version);
+		first = false;
+	}
+	if (payment->request_id)
+		append_string_attribute(&attributes, &first, REQUEST_ID_ATTRIBUTE, payment->request_id);
+	if (payment->submitted_by)
+		append_string_attribute(&attributes, &first, SUBMITTED_BY_ATTRIBUTE, payment->submitted_by);
+	if (!first)
+		appendStringInfo(&req->body, ",\"MessageAttributes\":{%s}", attributes.data);
+	pfree(attributes.data);
+	if (url_len > 5 && strcmp(req->queue_url + url_len - 5, ".fifo") == 0 &&
+		payment->payment_id != (Datum) 0 && payment->user_id != (Datum) 0)
+	{
+		char	   *user = DatumGetCString(DirectFunctionCall1(uuid_out, payment->user_id));
+		char	   *key = psprintf("%s/%s/%d",
+								   DatumGetCString(DirectFunctionCall1(uuid_out, payment->payment_id)),
+								   user, intake_keys_attempt(payment));
+		char		dedup[65];
+
+		digest_sha256_hex(key, strlen(key), dedup);
+		appendStringInfoString(&req->body, ",\"MessageGroupId\":");
+		escape_json(&req->body, user);
+		appendStringInfo(&req->body, ",\"MessageDeduplicationId\":\"%s\"", dedup);
+	}
 }
 
 /* the attribute's value, or -1 when absent or not a version number */
@@ -110,7 +161,7 @@ sqs_send_message(const QueuedPayment *payment)
 	sqs_start_request(&req, payment_queue_url);
 	appendStringInfoString(&req.body, ",\"MessageBody\":");
 	escape_json(&req.body, body);
-	append_schema_version(&req, payment->schema_version);
+	append_message_attributes(&req, payment);
 	appendStringInfoChar(&req.body, '}');
 
 	answer = sqs_call("SendMessage", &req, 0);
@@ -160,7 +211,7 @@ send_batch_chunk(const QueuedPayment *payments, int first, int count, char **mes
 		appendStringInfo(&req.body, "%s{\"Id\":\"%d\",\"MessageBody\":",
 						 end > first ? "," : "", end);
 		escape_json(&req.body, payments[end].body);
-		append_schema_version(&req, payments[end].schema_version);
+		append_message_attributes(&req, &payments[end]);
 		appendStringInfoChar(&req.body, '}');
 		end++;
 	}
@@ -286,10 +337,22 @@ start_receive(const char *queue_url, int want)
 					 ",\"MaxNumberOfMessages\":%d,\"WaitTimeSeconds\":%d,"
 					 "\"VisibilityTimeout\":%d,"
 					 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\"],"
-					 "\"MessageAttributeNames\":[\"" SCHEMA_VERSION_ATTRIBUTE "\"]}",
+					 "\"MessageAttributeNames\":[\"" SCHEMA_VERSION_ATTRIBUTE "\",\""
+					 REQUEST_ID_ATTRIBUTE "\",\"" SUBMITTED_BY_ATTRIBUTE "\"]}",
 					 want, payment_wait_time,
 					 Min(payment_visibility_timeout, SQS_MAX_VISIBILITY));
 	return sqs_call_start("ReceiveMessage", &req, payment_wait_time * 1000);
+}
+
+/* a received message's string attribute, in cxt; NULL when absent */
+static char *
+string_attribute(JsonbContainer *m, const char *name, MemoryContext cxt)
+{
+	char	   *value = json_get_string(json_get_container(json_get_container(m, "MessageAttributes"),
+														   name),
+										"StringValue");
+
+	return value ? MemoryContextStrdup(cxt, value) : NULL;
 }
 
 /*
@@ -357,6 +420,8 @@ parse_received(JsonbContainer *answer, const char *queue_url, MemoryContext out_
 		out[n].error = NULL;
 		/* another producer's message, or a garbled number: the active schema */
 		out[n].schema_version = parse_schema_version(version);
+		out[n].request_id = string_attribute(m, REQUEST_ID_ATTRIBUTE, out_cxt);
+		out[n].submitted_by = string_attribute(m, SUBMITTED_BY_ATTRIBUTE, out_cxt);
 		n++;
 	}
 	*messages = out;
@@ -763,6 +828,7 @@ const QueueBackend sqs_queue = {
 	.enqueue = sqs_send_message,
 	.enqueue_batch = sqs_send_message_batch,
 	.transactional = false,
+	.names_messages = true,
 	.claim = sqs_receive_messages,
 	.max_claim = SQS_MAX_BATCH,
 	.depth = sqs_depth,

@@ -225,6 +225,7 @@ is(sql(q{SELECT count(*) FROM pg_policies WHERE 'payment_worker' = ANY (roles)})
 is($policies, '1', 'one row-level security policy for the worker role');
 is($grants, join(',',
 		'dead_letters:INSERT', 'dead_letters:SELECT',
+		'idempotency_keys:DELETE', 'idempotency_keys:SELECT',
 		'payments:INSERT', 'payments:SELECT',
 		(map { ("queue_batches_$_:INSERT", "queue_batches_$_:SELECT", "queue_batches_$_:TRUNCATE") } 0 .. 2),
 		(map { ("queue_events_$_:SELECT", "queue_events_$_:TRUNCATE") } 0 .. 2),

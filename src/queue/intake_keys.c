@@ -1,0 +1,524 @@
+/*-------------------------------------------------------------------------
+ * intake_keys.c
+ *	  The key record of accepted payments (payment.idempotency_keys, from
+ *	  extension 1.2): what makes the front door idempotent on both backends.
+ *
+ *	  A payment's key (paymentId, userId) is recorded in the transaction
+ *	  that enqueues it, with a digest of its body (json_digest), the
+ *	  request id and the caller, and removed in the store's transaction
+ *	  that settles it; from then on payment.payments is the record (a
+ *	  dead-lettered payment leaves none, so that submitting it again is a
+ *	  fresh attempt).  The table thus holds the backlog only, and a retry
+ *	  is found either here or among the stored payments.
+ *
+ *	  The record is taken first, by INSERT ... ON CONFLICT DO NOTHING: its
+ *	  unique index makes a second transaction submitting the same key wait
+ *	  for the first, and raises 40001 for a REPEATABLE READ caller whose
+ *	  snapshot cannot see the committed record.  Only then are the stored
+ *	  payments looked at, with a snapshot newer than the wait: a worker
+ *	  that stored the payment meanwhile has removed the record, and its
+ *	  stored row is what the caller is answered from.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "payment.h"
+#include "queue/intake_keys.h"
+#include "queue/layout.h"
+#include "schema/json_digest.h"
+
+/* a key's record (or stored payment) as found */
+typedef struct FoundKey
+{
+	bool		found;
+	bool		same_body;
+	char	   *message_id;
+	char	   *request_id;
+	char	   *submitted_by;
+	char	   *accepted_at;	/* text, for the conflict's detail */
+} FoundKey;
+
+static const Oid record_types[6] = {UUIDOID, UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
+
+bool
+intake_keys_in_use(void)
+{
+	return queue_layout()->idempotency_keys;
+}
+
+static Datum
+digest_datum(const unsigned char *digest)
+{
+	bytea	   *b = palloc(VARHDRSZ + SHA256_BYTES);
+
+	SET_VARSIZE(b, VARHDRSZ + SHA256_BYTES);
+	memcpy(VARDATA(b), digest, SHA256_BYTES);
+	return PointerGetDatum(b);
+}
+
+static void
+record_values(const QueuedPayment *p, Datum *values, bool *nulls)
+{
+	values[0] = p->payment_id;
+	values[1] = p->user_id;
+	values[2] = p->message_id ? CStringGetTextDatum(p->message_id) : (Datum) 0;
+	values[3] = digest_datum(p->body_digest);
+	values[4] = p->request_id ? CStringGetTextDatum(p->request_id) : (Datum) 0;
+	values[5] = p->submitted_by ? CStringGetTextDatum(p->submitted_by) : (Datum) 0;
+	for (int c = 0; c < 6; c++)
+		nulls[c] = values[c] == (Datum) 0;
+}
+
+static char *
+nulls_of(const bool *nulls, int n)
+{
+	char	   *out = palloc(n + 1);
+
+	for (int i = 0; i < n; i++)
+		out[i] = nulls[i] ? 'n' : ' ';
+	out[n] = '\0';
+	return out;
+}
+
+/* Take one key's record; true when this call took it. */
+static bool
+record_one(const QueuedPayment *p)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[6];
+	bool		nulls[6];
+
+	record_values(p, values, nulls);
+	payment_prepare(&plan,
+					"INSERT INTO payment.idempotency_keys"
+					" (payment_id, user_id, message_id, body_digest, request_id, submitted_by)"
+					" VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+					6, (Oid *) record_types);
+	if (SPI_execute_plan(plan, values, nulls_of(nulls, 6), false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "recording a payment's key failed");
+	return SPI_processed == 1;
+}
+
+/*
+ * Take the records of many keys in one statement; taken[i] says which this
+ * call took (of two payments of the call with one key, the first).
+ */
+static void
+record_many(const QueuedPayment *payments, int count, bool *taken)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum	   *columns[6];
+	bool	   *column_nulls[6];
+	Datum		arrays[6];
+
+	for (int c = 0; c < 6; c++)
+	{
+		columns[c] = palloc(sizeof(Datum) * count);
+		column_nulls[c] = palloc(sizeof(bool) * count);
+	}
+	for (int i = 0; i < count; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6];
+
+		record_values(&payments[i], values, nulls);
+		for (int c = 0; c < 6; c++)
+		{
+			columns[c][i] = values[c];
+			column_nulls[c][i] = nulls[c];
+		}
+	}
+	for (int c = 0; c < 6; c++)
+		arrays[c] = payment_array(columns[c], column_nulls[c], count, record_types[c]);
+	payment_prepare(&plan,
+					"INSERT INTO payment.idempotency_keys AS k"
+					" (payment_id, user_id, message_id, body_digest, request_id, submitted_by)"
+					" SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[],"
+					"                      $5::text[], $6::text[])"
+					" ON CONFLICT DO NOTHING RETURNING k.payment_id, k.user_id",
+					6, (Oid[]) {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID, BYTEAARRAYOID,
+						TEXTARRAYOID, TEXTARRAYOID});
+	if (SPI_execute_plan(plan, arrays, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "recording the payments' keys failed");
+
+	/* unnest inserts in order: the first payment of each returned key took it */
+	memset(taken, 0, sizeof(bool) * count);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Datum		pid = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		uid = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+
+		for (int i = 0; i < count; i++)
+			if (!taken[i] &&
+				memcmp(DatumGetUUIDP(payments[i].payment_id), DatumGetUUIDP(pid), UUID_LEN) == 0 &&
+				memcmp(DatumGetUUIDP(payments[i].user_id), DatumGetUUIDP(uid), UUID_LEN) == 0)
+			{
+				taken[i] = true;
+				break;
+			}
+	}
+}
+
+/* whether payment.payments has the key, as a snapshot sees it */
+static bool
+stored_in(const QueuedPayment *p, Snapshot snapshot)
+{
+	Relation	heap = table_open(get_relname_relid("payments",
+												   get_namespace_oid("payment", false)),
+								  AccessShareLock);
+	Relation	index = index_open(RelationGetPrimaryKeyIndex(heap), AccessShareLock);
+	IndexScanDesc scan = index_beginscan(heap, index, snapshot, 2, 0);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	ScanKeyData keys[2];
+	bool		found;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, p->payment_id);
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, p->user_id);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return found;
+}
+
+/*
+ * Whether the key's payment is stored.  Looked at with the latest snapshot:
+ * the record's insert may have waited for the worker that stored it.  A
+ * REPEATABLE READ caller whose snapshot does not see that payment cannot be
+ * answered from it: 40001, as PostgreSQL's own ON CONFLICT does.
+ */
+static bool
+stored_now(const QueuedPayment *p)
+{
+	Snapshot	latest = RegisterSnapshot(GetLatestSnapshot());
+	bool		stored = stored_in(p, latest);
+
+	UnregisterSnapshot(latest);
+	if (!stored)
+		return false;
+	if (IsolationUsesXactSnapshot() && !stored_in(p, GetTransactionSnapshot()))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent store of the payment"),
+				 errhint("Retry the transaction.")));
+	return true;
+}
+
+static char *
+value_or_null(int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
+}
+
+/* The key's record, as the statement's snapshot sees it. */
+static FoundKey
+find_record(const QueuedPayment *p)
+{
+	static SPIPlanPtr plan = NULL;
+	FoundKey	found = {0};
+	bool		isnull;
+	Datum		digest;
+
+	payment_prepare(&plan,
+					"SELECT message_id, request_id, submitted_by, accepted_at::text, body_digest"
+					"  FROM payment.idempotency_keys WHERE payment_id = $1 AND user_id = $2",
+					2, (Oid[]) {UUIDOID, UUIDOID});
+	if (SPI_execute_plan(plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading a payment's key record failed");
+	if (SPI_processed == 0)
+		return found;
+	found.found = true;
+	found.message_id = value_or_null(1);
+	found.request_id = value_or_null(2);
+	found.submitted_by = value_or_null(3);
+	found.accepted_at = value_or_null(4);
+	digest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	found.same_body = !isnull &&
+		VARSIZE_ANY_EXHDR(DatumGetPointer(digest)) == SHA256_BYTES &&
+		memcmp(VARDATA_ANY(DatumGetPointer(digest)), p->body_digest, SHA256_BYTES) == 0;
+	return found;
+}
+
+/* The key's stored payment, as the statement's snapshot sees it. */
+static FoundKey
+find_stored(const QueuedPayment *p)
+{
+	static SPIPlanPtr plan = NULL;
+	FoundKey	found = {0};
+	bool		isnull;
+	Datum		body;
+	unsigned char digest[SHA256_BYTES];
+
+	payment_prepare(&plan,
+					"SELECT message_id, request_id, submitted_by, stored_at::text, body"
+					"  FROM payment.payments WHERE payment_id = $1 AND user_id = $2",
+					2, (Oid[]) {UUIDOID, UUIDOID});
+	if (SPI_execute_plan(plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading a stored payment failed");
+	if (SPI_processed == 0)
+		return found;
+	found.found = true;
+	found.message_id = value_or_null(1);
+	found.request_id = value_or_null(2);
+	found.submitted_by = value_or_null(3);
+	found.accepted_at = value_or_null(4);
+	body = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	json_digest(DatumGetJsonbP(body), digest);
+	found.same_body = memcmp(digest, p->body_digest, SHA256_BYTES) == 0;
+	return found;
+}
+
+/* Give back a record this call took, for a payment found stored. */
+static void
+drop_record(const QueuedPayment *p)
+{
+	static SPIPlanPtr plan = NULL;
+
+	payment_prepare(&plan,
+					"DELETE FROM payment.idempotency_keys WHERE payment_id = $1 AND user_id = $2",
+					2, (Oid[]) {UUIDOID, UUIDOID});
+	if (SPI_execute_plan(plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "giving back a payment's key record failed");
+}
+
+static char *
+key_text(Datum uuid)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, uuid));
+}
+
+/* A payment accepted before: its first answer, or 23505 for another body. */
+static void
+answer_found(const QueuedPayment *payments, int i, const FoundKey *found, KeyAnswer *answer)
+{
+	const QueuedPayment *p = &payments[i];
+
+	if (!found->same_body)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("payment %s of user %s was already accepted with a different body",
+						key_text(p->payment_id), key_text(p->user_id)),
+				 errdetail("It was accepted as message %s at %s.",
+						   found->message_id ? found->message_id : "(being enqueued)",
+						   found->accepted_at),
+				 errhint("Use a new paymentId for a different payment; submit the same body again to get the first answer.")));
+	answer->replayed = true;
+	answer->replay_of = -1;
+	answer->message_id = found->message_id;
+	answer->request_id = found->request_id;
+	answer->submitted_by = found->submitted_by;
+	/* a record without a message name is this transaction's, taken by an earlier payment of the call */
+	if (found->message_id == NULL)
+		for (int j = 0; j < i; j++)
+			if (memcmp(DatumGetUUIDP(payments[j].payment_id), DatumGetUUIDP(p->payment_id), UUID_LEN) == 0 &&
+				memcmp(DatumGetUUIDP(payments[j].user_id), DatumGetUUIDP(p->user_id), UUID_LEN) == 0)
+			{
+				answer->replay_of = j;
+				break;
+			}
+}
+
+/* the record was taken by this call: a payment stored meanwhile is a replay instead */
+static void
+settle_taken(const QueuedPayment *payments, int i, KeyAnswer *answer)
+{
+	FoundKey	stored;
+
+	if (!stored_now(&payments[i]))
+		return;
+	drop_record(&payments[i]);
+	stored = find_stored(&payments[i]);
+	if (!stored.found)
+		elog(ERROR, "stored payment vanished while answering a replay");
+	answer_found(payments, i, &stored, answer);
+}
+
+/* a key recorded by someone else (or earlier in the call): find what it is now */
+static void
+settle_conflict(const QueuedPayment *payments, int i, KeyAnswer *answer)
+{
+	/* each turn sees a record or a payment, unless a worker settled the key in between */
+	for (int attempt = 0; attempt < 10; attempt++)
+	{
+		FoundKey	found = find_record(&payments[i]);
+
+		if (!found.found)
+			found = find_stored(&payments[i]);
+		if (found.found)
+		{
+			answer_found(payments, i, &found, answer);
+			return;
+		}
+		/* dead-lettered, or stored and not yet visible: record it anew */
+		if (record_one(&payments[i]))
+		{
+			settle_taken(payments, i, answer);
+			return;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not settle the key of payment %s against concurrent submissions",
+					key_text(payments[i].payment_id)),
+			 errhint("Retry the transaction.")));
+}
+
+void
+intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, int *current)
+{
+	bool	   *taken = palloc(sizeof(bool) * count);
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_connect();
+	if (count == 1)
+		taken[0] = record_one(&payments[0]);
+	else
+		record_many(payments, count, taken);
+	for (int i = 0; i < count; i++)
+	{
+		*current = i;
+		memset(&answers[i], 0, sizeof(KeyAnswer));
+		answers[i].replay_of = -1;
+		answers[i].message_id = (char *) payments[i].message_id;
+		answers[i].request_id = (char *) payments[i].request_id;
+		answers[i].submitted_by = (char *) payments[i].submitted_by;
+		if (taken[i])
+			settle_taken(payments, i, &answers[i]);
+		else
+			settle_conflict(payments, i, &answers[i]);
+		if (answers[i].replayed)
+		{
+			/* the strings outlive the SPI connection */
+			MemoryContext spi = MemoryContextSwitchTo(caller);
+
+			answers[i].message_id = answers[i].message_id ? pstrdup(answers[i].message_id) : NULL;
+			answers[i].request_id = answers[i].request_id ? pstrdup(answers[i].request_id) : NULL;
+			answers[i].submitted_by = answers[i].submitted_by ? pstrdup(answers[i].submitted_by) : NULL;
+			MemoryContextSwitchTo(spi);
+		}
+	}
+	SPI_finish();
+	pfree(taken);
+}
+
+void
+intake_keys_name(const QueuedPayment *payments, const KeyAnswer *answers,
+				 char **message_ids, int count)
+{
+	static SPIPlanPtr plan = NULL;
+
+	SPI_connect();
+	payment_prepare(&plan,
+					"UPDATE payment.idempotency_keys SET message_id = $3"
+					" WHERE payment_id = $1 AND user_id = $2 AND message_id IS NULL",
+					3, (Oid[]) {UUIDOID, UUIDOID, TEXTOID});
+	for (int i = 0; i < count; i++)
+	{
+		if (answers[i].replayed || message_ids[i] == NULL)
+			continue;
+		if (SPI_execute_plan(plan, (Datum[]) {payments[i].payment_id, payments[i].user_id,
+											  CStringGetTextDatum(message_ids[i])},
+							 NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "naming a payment's message in its key record failed");
+	}
+	SPI_finish();
+}
+
+void
+intake_keys_settle(QueueMessage **messages, int count)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum	   *columns[3];
+	Datum		arrays[3];
+	int			n = 0;
+
+	if (!intake_keys_in_use())
+		return;
+	for (int c = 0; c < 3; c++)
+		columns[c] = palloc(sizeof(Datum) * Max(count, 1));
+	for (int i = 0; i < count; i++)
+	{
+		QueueMessage *m = messages[i];
+
+		if (m->key_settled || m->payment_id == (Datum) 0 || m->user_id == (Datum) 0 ||
+			m->message_id == NULL)
+			continue;
+		m->key_settled = true;
+		columns[0][n] = m->payment_id;
+		columns[1][n] = m->user_id;
+		columns[2][n] = CStringGetTextDatum(m->message_id);
+		n++;
+	}
+	if (n == 0)
+		return;
+	arrays[0] = payment_array(columns[0], NULL, n, UUIDOID);
+	arrays[1] = payment_array(columns[1], NULL, n, UUIDOID);
+	arrays[2] = payment_array(columns[2], NULL, n, TEXTOID);
+	/* the store's SPI connection; only the message that took a record removes it */
+	payment_prepare(&plan,
+					"DELETE FROM payment.idempotency_keys AS k"
+					" USING unnest($1::uuid[], $2::uuid[], $3::text[]) AS s(payment_id, user_id, message_id)"
+					" WHERE k.payment_id = s.payment_id AND k.user_id = s.user_id"
+					"   AND k.message_id = s.message_id"
+					" RETURNING k.message_id, k.request_id, k.submitted_by",
+					3, (Oid[]) {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID});
+	if (SPI_execute_plan(plan, arrays, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "settling the payments' key records failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *message_id = SPI_getvalue(row, desc, 1);
+
+		for (int i = 0; i < count; i++)
+		{
+			QueueMessage *m = messages[i];
+
+			if (m->message_id == NULL || strcmp(m->message_id, message_id) != 0)
+				continue;
+			/* what the call said wins over what the message carried */
+			m->request_id = SPI_getvalue(row, desc, 2);
+			m->submitted_by = SPI_getvalue(row, desc, 3);
+			break;
+		}
+	}
+}
+
+int
+intake_keys_attempt(const QueuedPayment *payment)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	int64		dead;
+
+	SPI_connect();
+	payment_prepare(&plan,
+					"SELECT count(*) FROM payment.dead_letters WHERE payment_id = $1 AND user_id = $2",
+					2, (Oid[]) {UUIDOID, UUIDOID});
+	if (SPI_execute_plan(plan, (Datum[]) {payment->payment_id, payment->user_id}, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "counting a payment's dead letters failed");
+	dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return (int) dead;
+}
