@@ -36,6 +36,7 @@
 #include "payment.h"
 #include "queue/embedded.h"
 #include "queue/event_log.h"
+#include "queue/intake_keys.h"
 #include "queue/layout.h"
 
 PG_FUNCTION_INFO_V1(payment_claim_messages);
@@ -580,6 +581,8 @@ payment_queue_write(PG_FUNCTION_ARGS)
 		}
 		else
 			event_log_append(&p, 1, &id, CurrentMemoryContext, message_id_text, enqueued_at);
+		if (!counted && !later)
+			intake_keys_note(&p, &id, 1);
 		payment_note_enqueued(0);
 	}
 	SPI_finish();

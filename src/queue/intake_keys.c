@@ -40,6 +40,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "common/json_util.h"
 #include "payment.h"
 #include "queue/intake_keys.h"
 #include "queue/layout.h"
@@ -521,4 +522,28 @@ intake_keys_attempt(const QueuedPayment *payment)
 	dead = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return (int) dead;
+}
+
+void
+intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
+{
+	if (!intake_keys_in_use())
+		return;
+	SPI_connect();
+	for (int i = 0; i < count; i++)
+	{
+		QueuedPayment p = payments[i];
+		Jsonb	   *doc;
+
+		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0 || message_ids[i] == NULL)
+			continue;
+		doc = json_parse_object(p.body, strlen(p.body));
+		if (doc == NULL)
+			continue;
+		json_digest(doc, p.body_digest);
+		p.message_id = message_ids[i];
+		/* a key recorded already (a new submission of it) keeps its record */
+		record_one(&p);
+	}
+	SPI_finish();
 }

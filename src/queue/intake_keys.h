@@ -43,6 +43,14 @@ extern void intake_keys_name(const QueuedPayment *payments, const KeyAnswer *ans
 							 char **message_ids, int count);
 
 /*
+ * Payments queued other than through the front door (redriven dead
+ * letters, rows inserted into payment.queue): record the keys of those
+ * whose body has both, where not recorded already, so that payment_status
+ * finds them and a submission of them is answered as a replay.
+ */
+extern void intake_keys_note(const QueuedPayment *payments, char **message_ids, int count);
+
+/*
  * Which attempt at the payment this is: how many times its key was
  * dead-lettered (a FIFO queue's deduplication id tells attempts apart).
  */

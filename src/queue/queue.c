@@ -20,6 +20,7 @@
 #include "queue/aws_credentials.h"
 #include "queue/embedded.h"
 #include "queue/event_log.h"
+#include "queue/intake_keys.h"
 #include "queue/queue.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
@@ -255,7 +256,10 @@ queue_redrive(Datum ids, bool ids_null, Datum reason, bool reason_null)
 		}
 	}
 	if (moved > 0)
+	{
 		backend->enqueue_batch(payments, (int) moved, message_ids);
+		intake_keys_note(payments, message_ids, (int) moved);
+	}
 	SPI_finish();
 	return moved;
 }
