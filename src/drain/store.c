@@ -57,6 +57,26 @@ retry_delay(int receive_count)
 									  MAX_RETRY_DELAY));
 }
 
+/*
+ * Keep a message's keys with the message, in its own memory: a batch stored
+ * again message by message, after the first attempt was rolled back, finds
+ * them there.
+ */
+static void
+remember_keys(QueueMessage *m, Datum payment_id, Datum user_id)
+{
+	MemoryContext message_context = GetMemoryChunkContext(m->body);
+
+	m->payment_id = payment_id ?
+		PointerGetDatum(MemoryContextAlloc(message_context, UUID_LEN)) : (Datum) 0;
+	if (payment_id)
+		memcpy(DatumGetPointer(m->payment_id), DatumGetPointer(payment_id), UUID_LEN);
+	m->user_id = user_id ?
+		PointerGetDatum(MemoryContextAlloc(message_context, UUID_LEN)) : (Datum) 0;
+	if (user_id)
+		memcpy(DatumGetPointer(m->user_id), DatumGetPointer(user_id), UUID_LEN);
+}
+
 static void
 insert_dead_letter(QueueMessage *m, DeadLetterReason reason, const char *error)
 {
@@ -71,7 +91,13 @@ insert_dead_letter(QueueMessage *m, DeadLetterReason reason, const char *error)
 
 	/* keep the payment's keys where the body has them, for payment_status */
 	if (m->payment_id == (Datum) 0 || m->user_id == (Datum) 0)
-		payment_find_keys(body, &m->payment_id, &m->user_id);
+	{
+		Datum		payment_id;
+		Datum		user_id;
+
+		payment_find_keys(body, &payment_id, &user_id);
+		remember_keys(m, payment_id, user_id);
+	}
 	values[1] = m->payment_id;
 	values[2] = m->user_id;
 	if (values[1] != (Datum) 0)
@@ -250,8 +276,8 @@ prepare_row(QueueMessage *m, bool isolated, PaymentRow *row)
 	row->values[6] = JsonbPGetDatum(doc);
 	row->values[7] = CStringGetTextDatum(m->message_id ? m->message_id : "");
 	row->isnull[8] = row->isnull[9] = true;
-	m->payment_id = fields.payment_id;
-	m->user_id = fields.user_id;
+	if (m->payment_id == (Datum) 0)
+		remember_keys(m, fields.payment_id, fields.user_id);
 	return true;
 }
 

@@ -35,6 +35,7 @@
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -495,12 +496,24 @@ intake_keys_settle(QueueMessage **messages, int count)
 		for (int i = 0; i < count; i++)
 		{
 			QueueMessage *m = messages[i];
+			MemoryContext message_context;
+			char	   *value;
 
 			if (m->message_id == NULL || strcmp(m->message_id, message_id) != 0)
 				continue;
-			/* what the call said wins over what the message carried */
-			m->request_id = SPI_getvalue(row, desc, 2);
-			m->submitted_by = SPI_getvalue(row, desc, 3);
+
+			/*
+			 * What the call said wins over what the message carried.  Kept
+			 * in the message's memory: a batch stored again after a
+			 * rollback must not find them freed.
+			 */
+			message_context = GetMemoryChunkContext(m->message_id);
+			value = SPI_getvalue(row, desc, 2);
+			if (value)
+				m->request_id = MemoryContextStrdup(message_context, value);
+			value = SPI_getvalue(row, desc, 3);
+			if (value)
+				m->submitted_by = MemoryContextStrdup(message_context, value);
 			break;
 		}
 	}
