@@ -39,7 +39,6 @@
 #include "common/backoff.h"
 #include "drain/store.h"
 #include "payment.h"
-#include "queue/intake_keys.h"
 #include "schema/payment_schema.h"
 
 static SPIPlanPtr insert_plans[2] = {NULL, NULL};

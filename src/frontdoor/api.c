@@ -33,7 +33,6 @@
 #include "frontdoor/auth.h"
 #include "frontdoor/request_id.h"
 #include "payment.h"
-#include "queue/intake_keys.h"
 #include "queue/queue.h"
 #include "schema/json_digest.h"
 #include "schema/payload_size.h"

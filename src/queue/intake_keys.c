@@ -548,7 +548,16 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 		QueuedPayment p = payments[i];
 		Jsonb	   *doc;
 
+		Snapshot	latest;
+		bool		stored;
+
 		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0 || message_ids[i] == NULL)
+			continue;
+		/* a stored key's record is the stored payment: this message is a conflict or a copy */
+		latest = RegisterSnapshot(GetLatestSnapshot());
+		stored = stored_in(&p, latest);
+		UnregisterSnapshot(latest);
+		if (stored)
 			continue;
 		doc = json_parse_object(p.body, strlen(p.body));
 		if (doc == NULL)

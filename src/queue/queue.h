@@ -4,7 +4,8 @@
  *	  the messages (the embedded table or Amazon SQS): the backend in use
  *	  and what a backend is (backend.h), where a worker claims next, a
  *	  worker's start, reload and leaving, the tables of this database
- *	  (layout.h), dead-letter reason names and redrive (queue.c).
+ *	  (layout.h), the key record of accepted payments (intake_keys.h),
+ *	  dead-letter reason names and redrive (queue.c).
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENT_QUEUE_H
@@ -14,6 +15,7 @@
 
 #include "payment.h"
 #include "queue/backend.h"
+#include "queue/intake_keys.h"
 #include "queue/layout.h"
 
 extern const char *dead_letter_reason_name(DeadLetterReason reason);

@@ -109,12 +109,13 @@ machine()
 	echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(postgres --version)"
 }
 
-# Empty the embedded queue (workers paused), so that every run starts alike.
+# Empty the embedded queue (workers paused), so that every run starts alike;
+# with it the key records of what it held.
 empty_queue()
 {
 	q "TRUNCATE payment.queue_retry, payment.queue_events_0, payment.queue_events_1,
 	   payment.queue_events_2, payment.queue_batches_0, payment.queue_batches_1,
-	   payment.queue_batches_2" >/dev/null
+	   payment.queue_batches_2, payment.idempotency_keys" >/dev/null
 }
 
 # Payments submitted since the server started and not settled yet, from the
