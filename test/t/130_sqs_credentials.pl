@@ -41,7 +41,9 @@ my $payment = encode_json({
 	userId => '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4',
 	amount => 7.99, currency => 'GBP', description => 'Netflix',
 	dateTimestamp => '1709553600' });
-my $submit = "SELECT submit_payment('$payment')::jsonb ? 'messageId'";
+# a fresh payment each time: a retry of the same one is answered without a send
+my $submit = "SELECT submit_payment(jsonb_set('$payment', '{paymentId}',"
+  . " to_jsonb(gen_random_uuid()::text)))::jsonb ? 'messageId'";
 
 sub try_submit
 {
