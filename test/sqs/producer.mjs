@@ -14,6 +14,13 @@
 //            duplicates of valid ones, and same-key-different-body conflicts;
 //            prints the paymentIds of each kind, and in message_ids the
 //            MessageIds SQS gave each kind
+//   create   --queue NAME.fifo --fifo true      a FIFO queue (ContentBasedDeduplication
+//            false: every sender names its MessageDeduplicationId)
+//   send-one --queue-url U --body B [--request-id R] [--group G --dedup D]
+//            one message, with a PaymentRequestId attribute when given;
+//            prints its MessageId
+//   peek     --queue-url U                      receive up to 10 messages with their
+//            system and message attributes, then make them visible again
 //   count    --queue-url U                      visible / in flight / delayed
 //   drain    --queue-url U [--expect N] [--loops L]
 //            receive+delete until empty (or N deleted), in L concurrent
@@ -24,7 +31,8 @@ import { parseArgs } from "node:util";
 import { randomUUID } from "node:crypto";
 import {
   SQSClient, CreateQueueCommand, SendMessageBatchCommand, GetQueueAttributesCommand,
-  ReceiveMessageCommand, DeleteMessageBatchCommand,
+  ReceiveMessageCommand, DeleteMessageBatchCommand, SendMessageCommand,
+  ChangeMessageVisibilityBatchCommand,
 } from "@aws-sdk/client-sqs";
 
 const { positionals, values } = parseArgs({
@@ -36,7 +44,9 @@ const { positionals, values } = parseArgs({
     valid: { type: "string", default: "0" }, "not-json": { type: "string", default: "0" },
     invalid: { type: "string", default: "0" }, duplicates: { type: "string", default: "0" },
     conflicts: { type: "string", default: "0" }, expect: { type: "string" },
-    loops: { type: "string", default: "1" },
+    loops: { type: "string", default: "1" }, fifo: { type: "string", default: "false" },
+    body: { type: "string" }, "request-id": { type: "string" },
+    group: { type: "string" }, dedup: { type: "string" },
   },
 });
 const command = positionals[0];
@@ -90,7 +100,10 @@ switch (command) {
   case "create": {
     const r = await sqs.send(new CreateQueueCommand({
       QueueName: values.queue,
-      Attributes: { VisibilityTimeout: values.visibility, MessageRetentionPeriod: "2000" },
+      Attributes: {
+        VisibilityTimeout: values.visibility, MessageRetentionPeriod: "2000",
+        ...(values.fifo === "true" ? { FifoQueue: "true", ContentBasedDeduplication: "false" } : {}),
+      },
     }));
     out({ queueUrl: r.QueueUrl });
     break;
@@ -124,6 +137,36 @@ switch (command) {
       not_json: notJson.length, duplicates: duplicates.map((p) => p.paymentId),
       conflicts: conflicts.map((p) => p.paymentId),
     });
+    break;
+  }
+  case "send-one": {
+    const r = await sqs.send(new SendMessageCommand({
+      QueueUrl: queueUrl, MessageBody: values.body,
+      ...(values["request-id"] ? { MessageAttributes: {
+        PaymentRequestId: { DataType: "String", StringValue: values["request-id"] } } } : {}),
+      ...(values.group ? { MessageGroupId: values.group, MessageDeduplicationId: values.dedup } : {}),
+    }));
+    out({ messageId: r.MessageId });
+    break;
+  }
+  case "peek": {
+    const r = await sqs.send(new ReceiveMessageCommand({
+      QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0, VisibilityTimeout: 30,
+      MessageSystemAttributeNames: ["All"], MessageAttributeNames: ["All"],
+    }));
+    const messages = r.Messages ?? [];
+    if (messages.length)
+      await sqs.send(new ChangeMessageVisibilityBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0 })),
+      }));
+    out({ messages: messages.map((m) => ({
+      messageId: m.MessageId, body: m.Body,
+      groupId: m.Attributes?.MessageGroupId ?? null,
+      dedupId: m.Attributes?.MessageDeduplicationId ?? null,
+      attributes: Object.fromEntries(Object.entries(m.MessageAttributes ?? {})
+        .map(([k, v]) => [k, v.StringValue])),
+    })) });
     break;
   }
   case "count":

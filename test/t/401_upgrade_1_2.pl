@@ -4,6 +4,9 @@
 # EXTENSION payment UPDATE; every row is still there, the queued payments
 # drain, the API keys still authenticate, the 1.2 objects work, and the
 # result is the same set of objects as a fresh CREATE EXTENSION payment.
+# Retries of payments queued or stored at 1.1 are answered as replays (the
+# update backfills a key record per queued message), another body is refused
+# with 23505, and everything drains exactly once.
 use strict;
 use warnings;
 use FindBin;
@@ -39,7 +42,57 @@ for my $t (sort keys %$before)
 is($node->safe_psql('postgres', 'SELECT count(*) || \' \' || sum(receive_count) FROM payment.queue'),
 	'5 0', 'the 5 queued payments are still queued, none received');
 
+# Retries of payments accepted at 1.1, with the workers still paused: the
+# update backfilled a key record for each queued message, and a stored
+# payment is its own record.
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM payment.idempotency_keys AS k JOIN payment.queue AS q
+    ON q.payment_id = k.payment_id AND q.user_id = k.user_id AND q.message_id::text = k.message_id}),
+	'5', 'the update recorded the key of each of the 5 queued payments, under its message');
+my $queued_id = $node->safe_psql('postgres', q{
+SELECT message_id FROM payment.queue WHERE payment_id = 'aaaaaaaa-0000-4000-8000-000000000101'});
+my $stored_id = $node->safe_psql('postgres', q{
+SELECT message_id FROM payment.payments WHERE payment_id = 'aaaaaaaa-0000-4000-8000-000000000005'});
+# the answer as "replayed messageId", or the error's SQLSTATE and message
+sub replay
+{
+	my ($doc) = @_;
+	return query($node, 'postgres', "\\set VERBOSITY verbose\n"
+		  . "SELECT (r ->> 'replayed') || ' ' || (r ->> 'messageId') FROM submit_payment('$doc') AS r");
+}
+is(replay(payment_doc(101, '7.990')), "true $queued_id",
+	'a JSON-equal retry of a payment queued at 1.1 is a replay of its first message');
+is(replay(payment_doc(5)), "true $stored_id", 'a retry of a payment stored at 1.1 is a replay');
+is(replay(payment_doc(1)), 'true ' . $node->safe_psql('postgres', q{
+SELECT message_id FROM payment.payments WHERE payment_id = 'aaaaaaaa-0000-4000-8000-000000000001'}),
+	'a retry of the stored payment whose conflicting copy was dead-lettered at 1.1 is a replay');
+for my $case ([ 101, 'queued' ], [ 5, 'stored' ], [ 1, 'stored and dead-lettered' ])
+{
+	like(replay(payment_doc($case->[0], '8.50')),
+		qr/ERROR:  23505: payment aaaaaaaa-0000-4000-8000-\d{12} of user \S+ was already accepted with a different body/,
+		"another body for the payment $case->[1] at 1.1 is refused with 23505");
+}
+like(replay(payment_doc(101, '9.99')), qr/DETAIL:  It was accepted as message \Q$queued_id\E at /,
+	'the refusal names the message queued at 1.1');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.queue'), '5', 'the retries enqueued nothing');
+is($node->safe_psql('postgres', q{
+SELECT (s ->> 'status') || ' ' || (s ->> 'messageId')
+  FROM payment_status('aaaaaaaa-0000-4000-8000-000000000102') AS s}),
+	'queued ' . $node->safe_psql('postgres', q{
+SELECT message_id FROM payment.queue WHERE payment_id = 'aaaaaaaa-0000-4000-8000-000000000102'}),
+	'payment_status of a payment queued at 1.1 says queued, from its key record');
+
 drains_after_update($node, 'postgres');
+is($node->safe_psql('postgres', q{
+SELECT count(*) || ' ' || count(DISTINCT (payment_id, user_id)) FROM payment.payments}),
+	'25 25', 'each payment stored exactly once');
+is($node->safe_psql('postgres', q{
+SELECT message_id FROM payment.payments WHERE payment_id = 'aaaaaaaa-0000-4000-8000-000000000101'}),
+	$queued_id, 'the payment queued at 1.1 is stored under the message it was queued as');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM payment.idempotency_keys'), '0',
+	'the store removed the backfilled key records');
+is($node->safe_psql('postgres', 'SELECT duplicates FROM payment.stats'), '0',
+	'no duplicate reached the store');
 
 # the API key made at 1.1 still authenticates; the revoked one still does not
 $node->safe_psql('postgres', q{ALTER SYSTEM SET payment.auth = 'api_key'; SELECT pg_reload_conf()});

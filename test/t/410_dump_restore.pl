@@ -31,11 +31,17 @@ SELECT payment.grant_worker_privileges('payment_worker')});
 my $worker_grants_sql = q{
 SELECT (SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'payment_worker')
        || ' ' || (SELECT count(*) FROM pg_policies WHERE 'payment_worker' = ANY (roles))};
+# 1.2: SELECT and DELETE on payment.idempotency_keys too
 my $worker_grants = $node->safe_psql('postgres', $worker_grants_sql);
-like($worker_grants, qr/^2\d 1$/, 'the worker role has its grants and its policy in the source');
+like($worker_grants, qr/^3\d 1$/, 'the worker role has its grants and its policy in the source');
 
 my $source = digests($node, 'postgres');
 is(scalar(keys %$source), 6, 'six user tables in the source');
+# the key records of the 5 queued payments (pg_extension_config_dump)
+my $keys_sql = q{
+SELECT count(*) || ' ' || md5(string_agg(k::text, E'\n' ORDER BY k::text)) FROM payment.idempotency_keys AS k};
+my $source_keys = $node->safe_psql('postgres', $keys_sql);
+like($source_keys, qr/^5 /, 'the source has a key record for each of the 5 queued payments');
 # dumped from the running server, whose workers serve this database
 my $dir = PostgreSQL::Test::Utils::tempdir();
 $node->command_ok([ 'pg_dump', '-Fc', '-f', "$dir/payment.dump", 'postgres' ], 'pg_dump -Fc');
@@ -59,6 +65,18 @@ for my $t (@USER_TABLES)
 }
 like($restored->{'payment.payments'}, qr/^20 /, 'the 20 stored payments are among them');
 like($restored->{'payment.queue'}, qr/^5 /, 'and the 5 queued ones');
+is($node->safe_psql('restored', $keys_sql), $source_keys, 'payment.idempotency_keys: restored row for row');
+
+# a retry of a queued payment is still answered from its key record (no
+# worker serves the restored database: the payments stay queued)
+is(query($node, 'restored', q{
+SELECT (r ->> 'replayed') || ' ' || (r ->> 'messageId') = 'true ' || (SELECT message_id::text
+         FROM payment.queue WHERE payment_id = 'aaaaaaaa-0000-4000-8000-000000000103')
+  FROM submit_payment('} . payment_doc(103) . q{') AS r}),
+	't', 'after restore, a retry of a queued payment is a replay of its message');
+is($node->safe_psql('restored', 'SELECT count(*) FROM payment.queue'), '5', 'and enqueues nothing');
+like(query($node, 'restored', "SELECT submit_payment('" . payment_doc(103, '1.00') . "')"),
+	qr/already accepted with a different body/, 'another body for it is refused');
 
 # The restored database is usable: new rows do not collide with restored ids.
 is(query($node, 'restored', q{
