@@ -31,6 +31,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
@@ -180,18 +181,37 @@ record_many(const QueuedPayment *payments, int count, bool *taken)
 	}
 }
 
-/* whether payment.payments has the key, as a snapshot sees it */
+/*
+ * Whether payment.payments has the key, as a snapshot sees it.  Intake must
+ * not wait for the store's table: while someone holds a lock on it that
+ * conflicts (an ALTER TABLE, a LOCK), the key counts as not stored, and the
+ * store tells a copy (a duplicate) or another body (a conflict) later, as
+ * it always did.
+ */
 static bool
 stored_in(const QueuedPayment *p, Snapshot snapshot)
 {
-	Relation	heap = table_open(get_relname_relid("payments",
-												   get_namespace_oid("payment", false)),
-								  AccessShareLock);
-	Relation	index = index_open(RelationGetPrimaryKeyIndex(heap), AccessShareLock);
-	IndexScanDesc scan = index_beginscan(heap, index, snapshot, 2, 0);
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	Oid			relid = get_relname_relid("payments", get_namespace_oid("payment", false));
+	Relation	heap;
+	Relation	index;
+	Oid			index_oid;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
 	ScanKeyData keys[2];
 	bool		found;
+
+	if (!ConditionalLockRelationOid(relid, AccessShareLock))
+		return false;
+	heap = table_open(relid, NoLock);
+	index_oid = RelationGetPrimaryKeyIndex(heap);
+	if (!ConditionalLockRelationOid(index_oid, AccessShareLock))
+	{
+		table_close(heap, AccessShareLock);
+		return false;
+	}
+	index = index_open(index_oid, NoLock);
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	slot = table_slot_create(heap, NULL);
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, p->payment_id);
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, p->user_id);
