@@ -45,6 +45,7 @@
 #include "queue/intake_keys.h"
 #include "queue/layout.h"
 #include "schema/json_digest.h"
+#include "schema/payment_schema.h"
 
 /* a key's record (or stored payment) as found */
 typedef struct FoundKey
@@ -535,6 +536,9 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 		QueuedPayment p = payments[i];
 		Jsonb	   *doc;
 
+		/* a row written to payment.queue names its keys in the body only */
+		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0)
+			payment_find_keys(p.body, &p.payment_id, &p.user_id);
 		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0 || message_ids[i] == NULL)
 			continue;
 		doc = json_parse_object(p.body, strlen(p.body));
