@@ -541,6 +541,14 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 			payment_find_keys(p.body, &p.payment_id, &p.user_id);
 		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0 || message_ids[i] == NULL)
 			continue;
+
+		/*
+		 * A stored payment is its own record: this message is a duplicate or
+		 * a conflict the store settles, and a record of its body would refuse
+		 * a replay of the stored one until then.
+		 */
+		if (stored_in(&p, GetActiveSnapshot()))
+			continue;
 		doc = json_parse_object(p.body, strlen(p.body));
 		if (doc == NULL)
 			continue;
