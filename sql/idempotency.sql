@@ -289,8 +289,16 @@ SELECT :'via_queue'::jsonb ->> 'replayed' AS replayed,
                                                WHERE payment_id = '1d000000-0000-4000-8000-000000000040') AS queue_message,
        (SELECT count(*) FROM payment.queue) AS depth;
 ROLLBACK;
--- ... and its conflicting message for a stored payment is dead-lettered by
--- the store, leaving no key record behind that would refuse a replay
+-- ... its conflicting message for a stored payment takes no key record, so
+-- a replay of the stored payment is answered while that message is queued
+BEGIN;
+INSERT INTO payment.queue (body)
+VALUES (test.payload('{"paymentId": "1d000000-0000-4000-8000-000000000001", "amount": 9}')::text);
+SELECT submit_payment(test.payload('{"paymentId": "1d000000-0000-4000-8000-000000000001"}'))
+       -> 'messageId' = :'first'::jsonb -> 'messageId' AS replays_while_queued,
+       (SELECT count(*) FROM payment.idempotency_keys) AS key_records;
+ROLLBACK;
+-- ... and is dead-lettered by the store, leaving no key record behind
 INSERT INTO payment.queue (body)
 VALUES (test.payload('{"paymentId": "1d000000-0000-4000-8000-000000000001", "amount": 9}')::text);
 SELECT test.drain();
