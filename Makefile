@@ -18,10 +18,10 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wmissing-prototypes -Wpointer-arith -Wendif-labels
 SHLIB_LINK = -lcurl -lcrypto
 
-REGRESS = setup validate submit store redrive status stats redelivery schema_keywords schema_versions schema_openapi schema_budget
+REGRESS = setup validate submit store redrive status idempotency stats redelivery schema_keywords schema_versions schema_openapi schema_budget
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/regress.conf --load-extension=payment
 
-ISOLATION = claim submit_claim redrive_claim out_of_order claimer_dies
+ISOLATION = claim submit_claim redrive_claim out_of_order claimer_dies submit_same_key submit_while_store submit_repeatable_read
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/isolation.conf \
 	--load-extension=payment --inputdir=$(srcdir)/test/isolation --outputdir=output_iso
 

@@ -47,6 +47,7 @@
 #include "queue/intake_keys.h"
 #include "queue/layout.h"
 #include "schema/json_digest.h"
+#include "schema/payment_schema.h"
 
 /* a key's record (or stored payment) as found */
 typedef struct FoundKey
@@ -571,9 +572,17 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 		Snapshot	latest;
 		bool		stored;
 
+		/* a row written to payment.queue names its keys in the body only */
+		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0)
+			payment_find_keys(p.body, &p.payment_id, &p.user_id);
 		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0 || message_ids[i] == NULL)
 			continue;
-		/* a stored key's record is the stored payment: this message is a conflict or a copy */
+
+		/*
+		 * A stored payment is its own record: this message is a duplicate or
+		 * a conflict the store settles, and a record of its body would refuse
+		 * a replay of the stored one until then.
+		 */
 		latest = RegisterSnapshot(GetLatestSnapshot());
 		stored = stored_in(&p, latest);
 		UnregisterSnapshot(latest);

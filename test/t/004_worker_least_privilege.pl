@@ -121,8 +121,9 @@ sub exercise
 	ok($node->poll_query_until('pay', "SELECT count(*) = 50 FROM payment.payments WHERE description = '$label plain'"),
 		"$label: 50 payments stored");
 
-	# dead letters: a conflicting body for a stored key (from another producer:
-	# the front door refuses it), and a non-JSON message
+	# dead letters: a conflicting body for a stored key (written to the queue
+	# as another producer would: from 1.2 submit_payment refuses it), and a
+	# non-JSON message
 	my $first = sql("SELECT body FROM payment.payments WHERE description = '$label plain' LIMIT 1");
 	my $conflict = $first =~ s/"amount": [0-9.]+/"amount": 1234.5/r;
 	sql("INSERT INTO payment.queue (body) VALUES ('$conflict')");
