@@ -11,13 +11,14 @@
  *	  fresh attempt).  The table thus holds the backlog only, and a retry
  *	  is found either here or among the stored payments.
  *
- *	  The record is taken first, by INSERT ... ON CONFLICT DO NOTHING: its
- *	  unique index makes a second transaction submitting the same key wait
- *	  for the first, and raises 40001 for a REPEATABLE READ caller whose
- *	  snapshot cannot see the committed record.  Only then are the stored
- *	  payments looked at, with a snapshot newer than the wait: a worker
- *	  that stored the payment meanwhile has removed the record, and its
- *	  stored row is what the caller is answered from.
+ *	  A payment already stored is answered from payment.payments, writing
+ *	  nothing.  Otherwise the record is taken, by INSERT ... ON CONFLICT DO
+ *	  NOTHING: its unique index makes a second transaction submitting the
+ *	  same key wait for the first, and raises 40001 for a REPEATABLE READ
+ *	  caller whose snapshot cannot see the committed record.  Then the
+ *	  stored payments are looked at again, with a snapshot newer than the
+ *	  wait: a worker that stored the payment meanwhile has removed the
+ *	  record, and its stored row is what the caller is answered from.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -410,14 +411,39 @@ settle_conflict(const QueuedPayment *payments, int i, KeyAnswer *answer)
 void
 intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, int *current)
 {
-	bool	   *taken = palloc(sizeof(bool) * count);
+	bool	   *stored = palloc(sizeof(bool) * count);
+	bool	   *taken = palloc0(sizeof(bool) * count);
+	QueuedPayment *unstored = palloc(sizeof(QueuedPayment) * count);
+	bool	   *unstored_taken = palloc(sizeof(bool) * count);
+	int		   *position = palloc(sizeof(int) * count);
+	int			n = 0;
 	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
-	if (count == 1)
-		taken[0] = record_one(&payments[0]);
-	else
-		record_many(payments, count, taken);
+
+	/*
+	 * A stored payment is answered from payment.payments without a write: a
+	 * replay writes nothing.  The others take their record, and are looked
+	 * for among the stored payments again after it (settle_taken): a worker
+	 * may have stored one in between.
+	 */
+	for (int i = 0; i < count; i++)
+	{
+		*current = i;
+		stored[i] = stored_now(&payments[i]);
+		if (stored[i])
+			continue;
+		position[n] = i;
+		unstored[n++] = payments[i];
+	}
+	*current = -1;
+	if (n == 1)
+		unstored_taken[0] = record_one(&unstored[0]);
+	else if (n > 1)
+		record_many(unstored, n, unstored_taken);
+	for (int k = 0; k < n; k++)
+		taken[position[k]] = unstored_taken[k];
+
 	for (int i = 0; i < count; i++)
 	{
 		*current = i;
@@ -426,7 +452,16 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 		answers[i].message_id = (char *) payments[i].message_id;
 		answers[i].request_id = (char *) payments[i].request_id;
 		answers[i].submitted_by = (char *) payments[i].submitted_by;
-		if (taken[i])
+		if (stored[i])
+		{
+			FoundKey	found = find_stored(&payments[i]);
+
+			if (found.found)
+				answer_found(payments, i, &found, &answers[i]);
+			else
+				settle_conflict(payments, i, &answers[i]);
+		}
+		else if (taken[i])
 			settle_taken(payments, i, &answers[i]);
 		else
 			settle_conflict(payments, i, &answers[i]);
@@ -442,7 +477,11 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 		}
 	}
 	SPI_finish();
+	pfree(stored);
 	pfree(taken);
+	pfree(unstored);
+	pfree(unstored_taken);
+	pfree(position);
 }
 
 void
