@@ -9,6 +9,8 @@
 #ifndef PAYMENT_BACKEND_H
 #define PAYMENT_BACKEND_H
 
+#include "datatype/timestamp.h"
+
 /* A payment handed to a queue: its JSON text and its keys (uuid Datums). */
 typedef struct QueuedPayment
 {
@@ -53,6 +55,7 @@ typedef struct QueueMessage
 	DeadLetterReason reason;	/* for STORE_DEAD_LETTERED */
 	char	   *error;			/* what went wrong, for dead letters / logs */
 	int			schema_version; /* the schema it was accepted under; -1: none */
+	TimestampTz enqueued_at;	/* when it was queued (submitted); 0: unknown */
 } QueueMessage;
 
 typedef struct QueueBackend
