@@ -13,3 +13,19 @@ SELECT queue_depth, oldest_queued_age >= interval '1 hour' AS old FROM payment.s
 ROLLBACK;
 
 SELECT attname FROM pg_attribute WHERE attrelid = 'payment.stats'::regclass AND attnum > 0 ORDER BY attnum;
+
+-- a payment queued ten minutes ago and stored now: the last minute's
+-- latency shows it; dead letters by reason add up to the total
+INSERT INTO payment.queue (body, enqueued_at)
+VALUES (test.fresh()::text, clock_timestamp() - interval '10 minutes');
+SELECT test.drain();
+SELECT stored_last_minute > 0 AS stored_recently, latency_p50 > interval '0' AS p50,
+       latency_p99 >= latency_p50 AS p99_not_below_p50,
+       dead_lettered_invalid > 0 AND dead_lettered_conflict > 0 AS reasons_seen,
+       dead_lettered_invalid + dead_lettered_conflict + dead_lettered_max_receives
+         = dead_lettered AS reasons_add_up,
+       dead_lettered_conflict = conflicts AS conflicts_are_a_reason
+  FROM payment.stats;
+SELECT value >= 600 AND value < 660 AS max_is_ten_minutes
+  FROM payment.metrics() WHERE metric = 'store_latency_max_seconds';
+SELECT metric, label, value IS NOT NULL AS known FROM payment.metrics();

@@ -19,6 +19,7 @@
 #include "drain/worker.h"
 #include "drain/worker_session.h"
 #include "frontdoor/auth.h"
+#include "latency.h"
 #include "payment.h"
 #include "queue/queue.h"
 #include "schema/json_schema.h"
@@ -31,7 +32,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* each layer owns its struct in shared memory: here they are only gathered */
-#define NUM_SHMEM_PARTS 3
+#define NUM_SHMEM_PARTS 4
 
 static void
 shmem_parts(const PaymentShmem *parts[NUM_SHMEM_PARTS])
@@ -39,6 +40,7 @@ shmem_parts(const PaymentShmem *parts[NUM_SHMEM_PARTS])
 	parts[0] = &payment_core_shmem;
 	parts[1] = &pool_shmem;
 	parts[2] = queue_shmem();
+	parts[3] = &payment_latency_shmem;
 }
 
 static void

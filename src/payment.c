@@ -164,6 +164,8 @@ core_shmem_attach(void *shared, bool first)
 		pg_atomic_init_u64(&c->retried, 0);
 		pg_atomic_init_u64(&c->redriven, 0);
 		pg_atomic_init_u64(&c->scale_events, 0);
+		for (int i = 0; i < PAYMENT_DEAD_LETTER_REASONS; i++)
+			pg_atomic_init_u64(&c->dead_lettered_by_reason[i], 0);
 		for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
 		{
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);

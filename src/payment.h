@@ -31,6 +31,9 @@ extern int	payment_batch_window;
 /* true when loaded through shared_preload_libraries */
 extern bool payment_preloaded;
 
+/* DeadLetterReason's values (queue/backend.h), 0 (none) included */
+#define PAYMENT_DEAD_LETTER_REASONS 4
+
 /* Counters since server start, kept in shared memory (see payment.stats). */
 typedef struct PaymentCounters
 {
@@ -42,6 +45,8 @@ typedef struct PaymentCounters
 	pg_atomic_uint64 retried;
 	pg_atomic_uint64 redriven;
 	pg_atomic_uint64 scale_events;	/* dynamic workers started or retired */
+	/* dead_lettered by DeadLetterReason (payment.metrics()) */
+	pg_atomic_uint64 dead_lettered_by_reason[PAYMENT_DEAD_LETTER_REASONS];
 } PaymentCounters;
 
 typedef struct PaymentShared

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the build and the tests need (run as root on Debian 12):
 # the server headers pinned to the installed PostgreSQL 15 server's version,
-# libcurl, OpenSSL, IPC::Run for the TAP tests, PgQ for the benchmark, and the
-# npm test peers from package-lock.json.
+# libcurl, OpenSSL, IPC::Run for the TAP tests, PgQ for the benchmark,
+# postgres_exporter for the Prometheus test, and the npm test peers from
+# package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,10 @@ apt-get install -y -qq \
 # PgQ, the baseline of test/bench/pgq.sh: Debian builds it for the PostgreSQL 15
 # ABI and it depends on no particular server version, so it is not pinned
 apt-get install -y -qq postgresql-15-pgq3 pgqd >/dev/null
+
+# postgres_exporter, run by test/t/710_prometheus_exporter.pl against a test
+# cluster (its own service is not needed: Debian's policy may start it)
+apt-get install -y -qq prometheus-postgres-exporter >/dev/null
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	apt-get install -y -qq nodejs npm >/dev/null

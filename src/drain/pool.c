@@ -14,9 +14,17 @@
  *	  tells its depth, which the launcher asks for.  Dynamic workers
  *	  are never restarted: after a crash the pool grows again from the
  *	  backlog.
+ *
+ *	  Where the backend tells its depth, the pool grows in one step to
+ *	  the size the backlog needs: enough workers, at the drain rate of one
+ *	  worker measured while all of them claim full batches, to drain the
+ *	  depth within one payment.scale_up_after.  Without a depth (the
+ *	  embedded queue) or before a rate is measured, one worker a step.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -60,6 +68,8 @@ typedef struct PaymentPool
 	pg_atomic_uint64 last_backlog;
 	/* pgprocno of the launcher, or PG_UINT32_MAX */
 	pg_atomic_uint32 launcher_procno;
+	/* messages claimed by every worker since start: the drain rate */
+	pg_atomic_uint64 claimed;
 } PaymentPool;
 
 static PaymentPool *pool = NULL;
@@ -71,6 +81,8 @@ static PaymentPool *pool = NULL;
 #define IDLE_TICK_MS 1000
 /* the queue's depth is asked for at most this often */
 #define DEPTH_EVERY_MS 1000
+/* the drain rate is measured over at least this long */
+#define RATE_WINDOW_MS 250
 
 void
 pool_define_settings(void)
@@ -117,6 +129,7 @@ pool_shmem_attach(void *shared, bool first)
 	pg_atomic_init_u64(&pool->backlog_since, 0);
 	pg_atomic_init_u64(&pool->last_backlog, 0);
 	pg_atomic_init_u32(&pool->launcher_procno, PG_UINT32_MAX);
+	pg_atomic_init_u64(&pool->claimed, 0);
 }
 
 const PaymentShmem pool_shmem = {"payment pool", sizeof(PaymentPool), pool_shmem_attach};
@@ -217,6 +230,8 @@ wake_launcher(void)
 void
 pool_note_claim(int count, int wanted)
 {
+	if (count > 0)
+		pg_atomic_fetch_add_u64(&pool->claimed, count);
 	if (wanted > 0 && count >= wanted)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -304,19 +319,88 @@ ask_depth(const QueueBackend *backend, char **last_error)
 	return depth;
 }
 
-/* more messages wait than the running workers take in one claim each */
-static bool
-depth_is_backlog(const QueueBackend *backend, char **last_error)
+static int
+count_slots(PaymentSlotState state)
 {
-	int			running = 0;
-	int			per_claim = backend->max_claim > 0 ?
-		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
-	int64		depth;
+	int			n = 0;
 
 	for (int slot = 0; slot < PAYMENT_MAX_WORKERS; slot++)
-		running += pg_atomic_read_u32(&pool->slot_state[slot]) == SLOT_RUNNING;
-	depth = ask_depth(backend, last_error);
+		n += pg_atomic_read_u32(&pool->slot_state[slot]) == state;
+	return n;
+}
+
+/* more messages wait than the running workers take in one claim each */
+static bool
+depth_is_backlog(const QueueBackend *backend, int64 depth)
+{
+	int			running = count_slots(SLOT_RUNNING);
+	int			per_claim = backend->max_claim > 0 ?
+		Min(payment_batch_size, backend->max_claim) : payment_batch_size;
+
 	return running > 0 && depth > (int64) running * per_claim;
+}
+
+/*
+ * One worker's drain rate (messages a second), measured while every running
+ * worker claims full batches: then the rate is what the workers can do, not
+ * what arrives.  Kept from the last such window; 0 until one is measured.
+ */
+typedef struct DrainRate
+{
+	TimestampTz since;			/* start of the window, or 0 */
+	uint64		claimed_at_since;
+	int			workers;		/* running at its start */
+	double		per_worker;
+} DrainRate;
+
+static void
+measure_rate(DrainRate *rate, TimestampTz now, bool saturated)
+{
+	int			running = count_slots(SLOT_RUNNING);
+	uint64		claimed = pg_atomic_read_u64(&pool->claimed);
+
+	if (!saturated || running == 0 || (rate->since != 0 && running != rate->workers))
+	{
+		/* the window ends: a quiet queue, or the pool changed size */
+		rate->since = saturated && running > 0 ? now : 0;
+		rate->claimed_at_since = claimed;
+		rate->workers = running;
+		return;
+	}
+	if (rate->since == 0)
+	{
+		rate->since = now;
+		rate->claimed_at_since = claimed;
+		rate->workers = running;
+	}
+	else if (TimestampDifferenceExceeds(rate->since, now, RATE_WINDOW_MS))
+	{
+		double		seconds = (double) (now - rate->since) / USECS_PER_SEC;
+
+		rate->per_worker = (double) (claimed - rate->claimed_at_since) / seconds / running;
+		rate->since = now;
+		rate->claimed_at_since = claimed;
+	}
+}
+
+/*
+ * How many workers to start now: as many as drain depth within one
+ * scale_up_after at the measured rate, at least one, within free.
+ */
+static int
+workers_needed(int64 depth, const DrainRate *rate, int free)
+{
+	int			size = count_slots(SLOT_RUNNING) + count_slots(SLOT_STARTING);
+	double		per_interval;
+	double		wanted;
+
+	if (depth <= 0 || rate->per_worker <= 0)
+		return Min(1, free);
+	per_interval = rate->per_worker * payment_scale_up_after / 1000.0;
+	wanted = ceil((double) depth / Max(per_interval, 1.0));
+	if (wanted <= size)
+		return Min(1, free);
+	return (int) Min(wanted - size, (double) free);
 }
 
 static void
@@ -333,6 +417,8 @@ payment_launcher_main(Datum main_arg)
 	TimestampTz last_start = 0;
 	TimestampTz last_depth = 0;
 	TimestampTz depth_backlog_since = 0;
+	int64		depth = -1;
+	DrainRate	rate = {0};
 	char	   *depth_error = NULL;
 	bool		warned_no_slot = false;
 	MemoryContext tick_context;
@@ -351,7 +437,8 @@ payment_launcher_main(Datum main_arg)
 	{
 		TimestampTz now;
 		TimestampTz backlog_since;
-		int			free_slot = -1;
+		int			free_slots[PAYMENT_MAX_WORKERS];
+		int			nfree = 0;
 		int			step_ms;
 		const QueueBackend *backend;
 
@@ -400,9 +487,9 @@ payment_launcher_main(Datum main_arg)
 				pfree(handles[slot]);
 				handles[slot] = NULL;
 			}
-			if (free_slot < 0 && handles[slot] == NULL &&
+			if (handles[slot] == NULL &&
 				pg_atomic_read_u32(&pool->slot_state[slot]) == SLOT_FREE)
-				free_slot = slot;
+				free_slots[nfree++] = slot;
 		}
 
 		/*
@@ -412,18 +499,26 @@ payment_launcher_main(Datum main_arg)
 		step_ms = Max(payment_scale_up_after / 4, BUSY_TICK_MS);
 		backlog_since = (TimestampTz) pg_atomic_read_u64(&pool->backlog_since);
 
+		measure_rate(&rate, now, !payment_paused && backlog_since != 0);
+
 		/*
-		 * Without full claims, a backend that can tell its depth is asked
-		 * (at most once a second): more waiting than the running workers
-		 * take in a claim each, for scale_up_after, is a backlog too.
+		 * A backend that can tell its depth is asked (at most once a
+		 * second): while claims are full, for the size the backlog needs;
+		 * without them, more waiting than the running workers take in a
+		 * claim each, for scale_up_after, is a backlog too.
 		 */
-		if (payment_paused || backend->depth == NULL || backlog_since != 0)
+		if (payment_paused || backend->depth == NULL)
+		{
 			depth_backlog_since = 0;
+			depth = -1;
+		}
 		else if (TimestampDifferenceExceeds(last_depth, now,
+											backlog_since != 0 ? DEPTH_EVERY_MS :
 											Max(payment_scale_up_after, DEPTH_EVERY_MS)))
 		{
 			last_depth = now;
-			if (!depth_is_backlog(backend, &depth_error))
+			depth = ask_depth(backend, &depth_error);
+			if (backlog_since != 0 || !depth_is_backlog(backend, depth))
 				depth_backlog_since = 0;
 			else
 			{
@@ -436,20 +531,28 @@ payment_launcher_main(Datum main_arg)
 		if (backlog_since == 0)
 			backlog_since = depth_backlog_since;
 
-		if (!payment_paused && backlog_since != 0 && free_slot >= 0 &&
+		if (!payment_paused && backlog_since != 0 && nfree > 0 &&
 			TimestampDifferenceExceeds(backlog_since, now, payment_scale_up_after) &&
 			TimestampDifferenceExceeds(last_start, now, step_ms))
 		{
-			if (start_dynamic_worker(free_slot, &handles[free_slot]))
+			int			wanted = workers_needed(depth, &rate, nfree);
+			int			started = 0;
+
+			while (started < wanted &&
+				   start_dynamic_worker(free_slots[started], &handles[free_slots[started]]))
+			{
+				ereport(DEBUG1,
+						(errmsg("payment launcher started payment worker %d for a backlog",
+								free_slots[started] + 1)));
+				started++;
+			}
+			if (started > 0)
 			{
 				last_start = now;
 				warned_no_slot = false;
-				payment_count(&payment_shared->counters.scale_events, 1);
-				ereport(DEBUG1,
-						(errmsg("payment launcher started payment worker %d for a backlog",
-								free_slot + 1)));
+				payment_count(&payment_shared->counters.scale_events, started);
 			}
-			else if (!warned_no_slot)
+			if (started < wanted && !warned_no_slot)
 			{
 				ereport(WARNING,
 						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

@@ -34,10 +34,12 @@
 #include "utils/relcache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "common/backoff.h"
 #include "drain/store.h"
+#include "latency.h"
 #include "payment.h"
 #include "schema/payment_schema.h"
 
@@ -574,27 +576,37 @@ store_batch(QueueMessage *messages, int count, bool isolate)
 		store_rows(checked, rows, n);
 }
 
-/* After the store committed: count outcomes for payment.stats. */
+/*
+ * After the store committed: count outcomes for payment.stats, and note how
+ * long the stored payments waited since their submit (latency.c).
+ */
 void
 store_count_outcomes(QueueMessage *messages, int count)
 {
 	PaymentCounters *c;
+	TimestampTz *waited;
+	int			stored = 0;
 
+	StaticAssertStmt(DEAD_LETTER_MAX_RECEIVES < PAYMENT_DEAD_LETTER_REASONS,
+					 "a counter for each dead-letter reason");
 	if (payment_shared == NULL)
 		return;
 	c = &payment_shared->counters;
+	waited = palloc(sizeof(TimestampTz) * Max(count, 1));
 	for (int i = 0; i < count; i++)
 	{
 		switch (messages[i].outcome)
 		{
 			case STORE_STORED:
 				payment_count(&c->stored, 1);
+				waited[stored++] = messages[i].enqueued_at;
 				break;
 			case STORE_DUPLICATE:
 				payment_count(&c->duplicates, 1);
 				break;
 			case STORE_DEAD_LETTERED:
 				payment_count(&c->dead_lettered, 1);
+				payment_count(&c->dead_lettered_by_reason[messages[i].reason], 1);
 				if (messages[i].reason == DEAD_LETTER_CONFLICT)
 					payment_count(&c->conflicts, 1);
 				break;
@@ -605,4 +617,6 @@ store_count_outcomes(QueueMessage *messages, int count)
 				break;
 		}
 	}
+	payment_latency_note(GetCurrentTimestamp(), waited, stored);
+	pfree(waited);
 }

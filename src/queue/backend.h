@@ -10,6 +10,7 @@
 #define PAYMENT_BACKEND_H
 
 #include "common/digest.h"
+#include "datatype/timestamp.h"
 
 /*
  * A payment handed to a queue: its JSON text and its keys (uuid Datums),
@@ -70,6 +71,7 @@ typedef struct QueueMessage
 	Datum		payment_id;
 	Datum		user_id;
 	bool		key_settled;	/* its key record was looked for (intake_keys.h) */
+	TimestampTz enqueued_at;	/* when it was queued (submitted); 0: unknown */
 } QueueMessage;
 
 typedef struct QueueBackend

@@ -200,7 +200,7 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 								  "                         WHERE visible_at <= clock_timestamp()"
 								  "                         ORDER BY seq LIMIT $1"
 								  "                         FOR UPDATE SKIP LOCKED))"
-								  " RETURNING seq, message_id::text, body, receive_count, %2$s", lay),
+								  " RETURNING seq, message_id::text, body, receive_count, %2$s, enqueued_at", lay),
 					2, (Oid[]) {INT4OID, INT4OID});
 	values[0] = Int32GetDatum(max_messages);
 	values[1] = Int32GetDatum(payment_visibility_timeout);
@@ -228,6 +228,8 @@ claim_rows(QueueMessage **messages, int max_messages, MemoryContext result_conte
 			claimed[i].receive_count = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
 			d = SPI_getbinval(tuple, desc, 5, &isnull);
 			claimed[i].schema_version = isnull ? -1 : DatumGetInt32(d);
+			d = SPI_getbinval(tuple, desc, 6, &isnull);
+			claimed[i].enqueued_at = isnull ? 0 : DatumGetTimestampTz(d);
 		}
 		MemoryContextSwitchTo(spi_context);
 	}

@@ -19,6 +19,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "queue/event_internal.h"
@@ -38,6 +39,7 @@ typedef struct EventColumns
 	AttrNumber	message_id;
 	AttrNumber	body;
 	AttrNumber	schema_version;
+	AttrNumber	enqueued_at;
 } EventColumns;
 
 static int
@@ -107,6 +109,8 @@ collect(Relation heap, Relation index, TupleTableSlot *slot, const EventColumns 
 		m->body = TextDatumGetCString(slot_getattr(slot, cols->body, &isnull));
 		d = slot_getattr(slot, cols->schema_version, &isnull);
 		m->schema_version = isnull ? -1 : DatumGetInt32(d);
+		d = slot_getattr(slot, cols->enqueued_at, &isnull);
+		m->enqueued_at = isnull ? 0 : DatumGetTimestampTz(d);
 		MemoryContextSwitchTo(old);
 	}
 	index_endscan(scan);
@@ -184,7 +188,7 @@ event_read_range(const Batch *range, bool has_from, Cursor from, Cursor upto, in
 		TupleDesc	desc = RelationGetDescr(heap);
 		EventColumns cols = {SPI_fnumber(desc, "seq"), SPI_fnumber(desc, "txid"),
 		SPI_fnumber(desc, "message_id"), SPI_fnumber(desc, "body"),
-		SPI_fnumber(desc, "schema_version")};
+		SPI_fnumber(desc, "schema_version"), SPI_fnumber(desc, "enqueued_at")};
 		ScanKeyData keys[2];
 		int			part_start = found.count;
 

@@ -336,7 +336,7 @@ start_receive(const char *queue_url, int want)
 	appendStringInfo(&req.body,
 					 ",\"MaxNumberOfMessages\":%d,\"WaitTimeSeconds\":%d,"
 					 "\"VisibilityTimeout\":%d,"
-					 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\"],"
+					 "\"MessageSystemAttributeNames\":[\"ApproximateReceiveCount\",\"SentTimestamp\"],"
 					 "\"MessageAttributeNames\":[\"" SCHEMA_VERSION_ATTRIBUTE "\",\""
 					 REQUEST_ID_ATTRIBUTE "\",\"" SUBMITTED_BY_ATTRIBUTE "\"]}",
 					 want, payment_wait_time,
@@ -353,6 +353,23 @@ string_attribute(JsonbContainer *m, const char *name, MemoryContext cxt)
 										"StringValue");
 
 	return value ? MemoryContextStrdup(cxt, value) : NULL;
+}
+
+/* SQS's SentTimestamp (ms since the Unix epoch) as a TimestampTz; 0: none */
+static TimestampTz
+sent_timestamp(const char *sent)
+{
+	char	   *end;
+	int64		ms;
+
+	if (sent == NULL)
+		return 0;
+	errno = 0;
+	ms = strtoi64(sent, &end, 10);
+	if (errno != 0 || *end != '\0' || end == sent || ms <= 0)
+		return 0;
+	return (TimestampTz) (ms * 1000 -
+						  (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
 }
 
 /*
@@ -383,6 +400,9 @@ parse_received(JsonbContainer *answer, const char *queue_url, MemoryContext out_
 		char	   *count = json_get_string(json_get_container(m, "Attributes"),
 											"ApproximateReceiveCount");
 		int			receive_count = count ? atoi(count) : 1;
+		/* milliseconds since the Unix epoch: the submit, for the latency */
+		char	   *sent = json_get_string(json_get_container(m, "Attributes"),
+										   "SentTimestamp");
 		char	   *version = json_get_string(json_get_container(json_get_container(m, "MessageAttributes"),
 															 SCHEMA_VERSION_ATTRIBUTE),
 											  "StringValue");
@@ -422,6 +442,7 @@ parse_received(JsonbContainer *answer, const char *queue_url, MemoryContext out_
 		out[n].schema_version = parse_schema_version(version);
 		out[n].request_id = string_attribute(m, REQUEST_ID_ATTRIBUTE, out_cxt);
 		out[n].submitted_by = string_attribute(m, SUBMITTED_BY_ATTRIBUTE, out_cxt);
+		out[n].enqueued_at = sent_timestamp(sent);
 		n++;
 	}
 	*messages = out;

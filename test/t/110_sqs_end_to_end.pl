@@ -113,6 +113,12 @@ my $dup_pids = join(',', map { "'$_'" } @{ $sent->{duplicates} });
 is(count_sql("SELECT count(*) FROM payment.dead_letters WHERE payment_id IN ($dup_pids)"),
 	'0', 'exact duplicates are not dead letters');
 cmp_ok(count_sql('SELECT duplicates FROM payment.stats'), '>=', 30, 'duplicates counted');
+# the submit-to-stored latency from SQS's SentTimestamp: seconds here, not
+# the decades a missing or misread timestamp would make
+my ($samples, $p99) = split /\|/, $node->safe_psql('postgres',
+	'SELECT stored_last_minute, extract(epoch FROM latency_p99) FROM payment.stats');
+cmp_ok($samples, '>', 0, "SQS payments are the last minute's latency samples ($samples)");
+ok($p99 > 0 && $p99 < 120, "their latency p99 is from SentTimestamp ($p99 s)");
 ok($peers->wait_queue_empty(30),
 	'the queue is empty afterwards (GetQueueAttributes)');
 
