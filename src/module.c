@@ -16,6 +16,7 @@
 
 #include "common/http.h"
 #include "drain/pool.h"
+#include "drain/pool_hooks.h"
 #include "drain/worker.h"
 #include "drain/worker_session.h"
 #include "frontdoor/auth.h"
@@ -102,4 +103,5 @@ _PG_init(void)
 	shmem_startup_hook = payment_shmem_startup;
 
 	payment_register_workers();
+	pool_install_hooks();
 }

@@ -44,7 +44,11 @@ PaymentShared *payment_shared = NULL;
 /* set when this transaction enqueued something; workers are woken at commit */
 static bool wake_at_commit = false;
 static uint64 submitted_in_xact = 0;
+/* set when this transaction ran CREATE EXTENSION payment; the launcher is told at commit */
+static bool extension_created_in_xact = false;
 static bool xact_callback_registered = false;
+
+static void payment_xact_callback(XactEvent event, void *arg);
 
 void
 payment_define_settings(void)
@@ -58,8 +62,8 @@ payment_define_settings(void)
 		PGC_POSTMASTER : PGC_SIGHUP;
 
 	DefineCustomStringVariable("payment.database",
-							   gettext_noop("Database the payment workers serve."),
-							   NULL,
+							   gettext_noop("Database the payment workers serve; '*': every database that has the extension."),
+							   gettext_noop("With '*', payment.max_workers is shared between the databases served."),
 							   &payment_database,
 							   "postgres",
 							   restart_only,
@@ -173,6 +177,7 @@ core_shmem_attach(void *shared, bool first)
 			pg_atomic_init_u32(&payment_shared->worker_busy[i], 0);
 		}
 		pg_atomic_init_u64(&payment_shared->wake_pending_since, 0);
+		pg_atomic_init_u32(&payment_shared->extensions_created, 0);
 	}
 }
 
@@ -274,10 +279,39 @@ payment_worker_has_work(int worker_index)
 }
 
 bool
+payment_serves_every_database(void)
+{
+	return payment_database != NULL && strcmp(payment_database, "*") == 0;
+}
+
+uint32
+payment_extensions_created(void)
+{
+	return payment_shared != NULL ?
+		pg_atomic_read_u32(&payment_shared->extensions_created) : 0;
+}
+
+void
+payment_note_extension_created(void)
+{
+	if (!payment_preloaded || !payment_serves_every_database())
+		return;
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(payment_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	extension_created_in_xact = true;
+}
+
+bool
 payment_serves_this_database(void)
 {
 	static int	serves = -1;	/* a backend never changes database */
 
+	/* every database with the extension has a pool (drain/pool.c) */
+	if (payment_serves_every_database())
+		return true;
 	if (serves < 0)
 	{
 		char	   *name = get_database_name(MyDatabaseId);
@@ -303,19 +337,34 @@ payment_warn_if_unserved(void)
 					 payment_database)));
 }
 
+/* with payment.database '*', only the workers of this database count */
 int
 payment_workers_busy(void)
 {
 	int			busy = 0;
+	bool		every = payment_serves_every_database();
 
 	if (payment_shared == NULL)
 		return 0;
 	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
-		busy += pg_atomic_read_u32(&payment_shared->worker_busy[i]) != 0;
+	{
+		uint32		procno;
+
+		if (pg_atomic_read_u32(&payment_shared->worker_busy[i]) == 0)
+			continue;
+		procno = pg_atomic_read_u32(&payment_shared->worker_procno[i]);
+		if (every && (procno >= ProcGlobal->allProcCount ||
+					  ProcGlobal->allProcs[procno].databaseId != MyDatabaseId))
+			continue;
+		busy++;
+	}
 	return busy;
 }
 
-/* Only a committed enqueue wakes workers or counts; a rollback does nothing. */
+/*
+ * Only a committed enqueue wakes workers or counts; a rollback does nothing.
+ * A committed CREATE EXTENSION is visible to a worker that looks after this.
+ */
 static void
 payment_xact_callback(XactEvent event, void *arg)
 {
@@ -323,6 +372,9 @@ payment_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (extension_created_in_xact && payment_shared != NULL)
+				pg_atomic_fetch_add_u32(&payment_shared->extensions_created, 1);
+			extension_created_in_xact = false;
 			if (wake_at_commit)
 			{
 				if (payment_shared != NULL)
@@ -335,6 +387,7 @@ payment_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			extension_created_in_xact = false;
 			wake_at_commit = false;
 			submitted_in_xact = 0;
 			break;

@@ -60,6 +60,8 @@ typedef struct PaymentShared
 	pg_atomic_uint32 worker_busy[PAYMENT_MAX_WORKERS];
 	/* TimestampTz of a wake not yet followed by a claim, or 0 */
 	pg_atomic_uint64 wake_pending_since;
+	/* bumped at the commit of each CREATE EXTENSION payment (payment.database '*') */
+	pg_atomic_uint32 extensions_created;
 } PaymentShared;
 
 extern PaymentShared *payment_shared;
@@ -106,6 +108,16 @@ extern void payment_note_enqueued(uint64 n);
  */
 extern bool payment_serves_this_database(void);
 extern void payment_warn_if_unserved(void);
+
+/*
+ * payment.database '*': the launcher serves every database that has the
+ * extension.  CREATE EXTENSION tells it at commit (a generation number the
+ * launcher and the workers read: a look at a database is stale once the
+ * number moved).
+ */
+extern bool payment_serves_every_database(void);
+extern void payment_note_extension_created(void);
+extern uint32 payment_extensions_created(void);
 
 /* workers storing a batch right now (payment.stats.workers_busy) */
 extern int	payment_workers_busy(void);

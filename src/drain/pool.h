@@ -13,6 +13,9 @@
 
 #include "payment.h"
 
+/* with payment.database '*': most databases the launcher keeps a pool for */
+#define PAYMENT_MAX_DATABASES 64
+
 extern int	payment_max_workers;
 extern int	payment_scale_up_after;
 extern int	payment_scale_down_after;
@@ -35,9 +38,29 @@ extern PGDLLEXPORT void payment_launcher_main(Datum main_arg);
 /* slots below payment.workers are static: restarted, never retired */
 extern bool pool_slot_is_dynamic(int slot);
 
+/* the database a worker connects to: payment.database, or with '*' the launcher's pick */
+extern const char *pool_worker_database(void);
+
 /* a worker's life in its slot */
 extern void pool_worker_started(int slot);
 extern void pool_worker_exiting(int slot);
+
+/*
+ * With '*', after the worker is attached: false when its database is being
+ * dropped (the worker exits); and a worker that found no extension exits
+ * through pool_worker_no_extension(payment_extensions_created() read before
+ * it looked), the database remembered until the next CREATE EXTENSION.
+ */
+extern bool pool_worker_may_serve(void);
+extern void pool_worker_no_extension(uint32 looked_at) pg_attribute_noreturn();
+
+/*
+ * DROP DATABASE (pool_hooks.c): stop the workers of dboid and wait up to
+ * timeout_ms for them to exit; returns its pool, or -1 when none serves it.
+ * Then pool_database_changed(pool, whether the database is still there).
+ */
+extern int	pool_stop_database(Oid dboid, int timeout_ms);
+extern void pool_database_changed(int p, bool still_there);
 
 /* after each claim: full batches are the backlog signal */
 extern void pool_note_claim(int count, int wanted);

@@ -54,7 +54,8 @@ payment_register_workers(void)
 {
 	BackgroundWorker worker;
 
-	for (int i = 0; i < payment_workers; i++)
+	/* with payment.database '*' the launcher starts every worker, per database */
+	for (int i = 0; i < payment_workers && !payment_serves_every_database(); i++)
 	{
 		pool_describe_worker(&worker, i, 5);
 		RegisterBackgroundWorker(&worker);
@@ -277,7 +278,13 @@ work(long *wait_ms)
 	/* checked again only after a failure (DROP EXTENSION makes one) */
 	if (!extension_ready)
 	{
+		/* read before the look: a CREATE EXTENSION committed after it moves it */
+		uint32		created = payment_extensions_created();
+
 		extension_ready = worker_session_ready();
+		/* with '*' a database without the extension keeps no worker */
+		if (!extension_ready && payment_serves_every_database())
+			pool_worker_no_extension(created);
 		/* only once the role is known to read the queue's tables */
 		if (extension_ready)
 			queue_start();
@@ -306,11 +313,13 @@ payment_worker_main(Datum main_arg)
 	/* tells the workers apart in pg_stat_activity */
 	pgstat_report_appname(MyBgworkerEntry->bgw_name);
 	before_shmem_exit(forget_worker_latch, (Datum) 0);
+	if (!pool_worker_may_serve())
+		proc_exit(0);
 
 	batch_context = AllocSetContextCreate(TopMemoryContext, "payment worker batch",
 										  ALLOCSET_DEFAULT_SIZES);
 	ereport(LOG, (errmsg("payment worker %d started for database \"%s\"%s",
-						 worker_index + 1, payment_database,
+						 worker_index + 1, pool_worker_database(),
 						 pool_slot_is_dynamic(worker_index) ? " (for a backlog)" : "")));
 
 	for (;;)

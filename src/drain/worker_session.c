@@ -26,6 +26,7 @@
 #include "postmaster/bgworker.h"
 #include "utils/guc.h"
 
+#include "drain/pool.h"
 #include "drain/worker_privileges.h"
 #include "drain/worker_session.h"
 #include "payment.h"
@@ -57,7 +58,7 @@ worker_session_connect(void)
 	const char *role = payment_worker_role && payment_worker_role[0] != '\0' ?
 		payment_worker_role : NULL;
 
-	BackgroundWorkerInitializeConnection(payment_database, role, 0);
+	BackgroundWorkerInitializeConnection(pool_worker_database(), role, 0);
 
 	SetConfigOption("search_path", WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed",

@@ -535,11 +535,14 @@ payment_counters(PG_FUNCTION_ARGS)
 
 /*
  * payment.check_database(): called by the extension script, so that
- * CREATE EXTENSION in a database no worker serves warns.
+ * CREATE EXTENSION in a database no worker serves warns, and, with
+ * payment.database '*', the launcher serves it.
  */
 Datum
 payment_check_database(PG_FUNCTION_ARGS)
 {
+	/* payment.database '*': the launcher starts a pool here once this commits */
+	payment_note_extension_created();
 	payment_warn_if_unserved();
 	PG_RETURN_BOOL(payment_preloaded && payment_serves_this_database());
 }

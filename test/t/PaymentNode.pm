@@ -107,13 +107,13 @@ sub payment_sql
 }
 
 # Payments 1 .. $n of payment_sql($tag, $description) written straight into
-# payment.queue of database postgres, as another producer would: one
-# statement, so the whole backlog appears at once.
+# payment.queue of database $db (default postgres), as another producer
+# would: one statement, so the whole backlog appears at once.
 sub enqueue_directly
 {
-	my ($node, $n, $tag, $description) = @_;
+	my ($node, $n, $tag, $description, $db) = @_;
 	my $doc = payment_sql($tag, $description);
-	$node->safe_psql('postgres', qq{
+	$node->safe_psql($db // 'postgres', qq{
 INSERT INTO payment.queue (payment_id, user_id, body)
 SELECT (d ->> 'paymentId')::uuid, (d ->> 'userId')::uuid, d::text
   FROM generate_series(1, $n) AS i, LATERAL (SELECT $doc AS d) k});
