@@ -38,6 +38,7 @@
 
 #include "common/backoff.h"
 #include "drain/store.h"
+#include "drain/worker_faults.h"
 #include "payment.h"
 #include "schema/payment_schema.h"
 
@@ -462,6 +463,9 @@ store_isolated(QueueMessage *m)
 		MemoryContextSwitchTo(context);
 		CurrentResourceOwner = owner;
 
+		/* the database's failure, not this message's: the whole batch waits */
+		if (worker_fault_is_database(edata->sqlerrcode))
+			ReThrowError(edata);
 		m->outcome = STORE_PENDING;
 		store_failed(m, edata);
 		FreeErrorData(edata);

@@ -7,22 +7,29 @@
  *	  Order of work at the front door: authenticate, throttle (each payment
  *	  of a batch is a call), bound the payload's size before it is rendered,
  *	  validate, authorize the payload's user, then hand the payment to the
- *	  queue backend.
+ *	  queue backend.  Before all of it, a standby refuses (a read-only
+ *	  replica takes no payments); after it, the transaction that enqueued
+ *	  into a transactional queue is made to commit durably, as its OK says
+ *	  the payment is kept.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "replication/syncrep.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/datetime.h"
@@ -47,6 +54,43 @@ static char *
 optional_text(FunctionCallInfo fcinfo, int argno)
 {
 	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * The entry points that write refuse on a standby at once, before any
+ * other work: in recovery nothing can be queued, and the caller is to be
+ * told where to go rather than which internal statement failed.
+ */
+static void
+refuse_on_standby(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot submit payments on a standby server"),
+				 errdetail("The server is in recovery: it is a read-only replica."),
+				 errhint("Submit payments to the primary server.")));
+}
+
+/*
+ * "OK" means the payment is kept.  A transactional queue's message commits
+ * with the caller's transaction, so with synchronous_commit = off a crash
+ * right after the OK could lose it: for the rest of this transaction the
+ * commit is made durable, locally when no synchronous standby is named,
+ * and on the synchronous standbys too when some are (as "on" waits).  A
+ * level the caller chose at local or above is kept.  (SQS has the message
+ * once SendMessage returns: nothing to raise.)
+ */
+static void
+commit_durably(const QueueBackend *backend)
+{
+	if (!backend->transactional || synchronous_commit != SYNCHRONOUS_COMMIT_OFF)
+		return;
+	(void) set_config_option("synchronous_commit",
+							 SyncRepStandbyNames != NULL && SyncRepStandbyNames[0] != '\0' ?
+							 "on" : "local",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, 0, false);
 }
 
 /*
@@ -112,6 +156,7 @@ submit_payment(PG_FUNCTION_ARGS)
 	char	   *message_id;
 	StringInfoData result;
 
+	refuse_on_standby();
 	if (payload != NULL)
 		payment_audit_note_payment(payment_try_get_string(payload, "paymentId"));
 	payment_authenticate(optional_text(fcinfo, 1), "submit_payment", &caller);
@@ -122,6 +167,7 @@ submit_payment(PG_FUNCTION_ARGS)
 
 	queued = accept_payload(payload, &caller);
 	message_id = backend->enqueue(&queued);
+	commit_durably(backend);
 	count_submitted(backend, 1);
 
 	initStringInfo(&result);
@@ -176,6 +222,7 @@ submit_payments(PG_FUNCTION_ARGS)
 	MemoryContext payload_context;
 	QueuedPayment accepted;
 
+	refuse_on_standby();
 	payment_identify(optional_text(fcinfo, 1), "submit_payments", &caller);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -223,7 +270,10 @@ submit_payments(PG_FUNCTION_ARGS)
 	MemoryContextDelete(payload_context);
 
 	if (count > 0)
+	{
 		backend->enqueue_batch(queued, count, message_ids);
+		commit_durably(backend);
+	}
 	count_submitted(backend, count);
 
 	initStringInfo(&result);
