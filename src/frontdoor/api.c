@@ -165,16 +165,23 @@ enqueue_accepted(const QueueBackend *backend, QueuedPayment *payments, int count
 	int			replayed = 0;
 	bool		keys = intake_keys_in_use();
 
+	pg_uuid_t  *ids = NULL;
+
+	/* the key record names the message before the queue has it, where the backend lets it */
+	if (keys && !backend->names_messages && count > 0)
+	{
+		ids = palloc(sizeof(pg_uuid_t) * count);
+		payment_random_uuids(ids, count);
+	}
 	for (int i = 0; i < count; i++)
 	{
 		memset(&answers[i], 0, sizeof(KeyAnswer));
 		answers[i].replay_of = -1;
 		answers[i].request_id = (char *) payments[i].request_id;
 		answers[i].submitted_by = (char *) payments[i].submitted_by;
-		/* the key record names the message before the queue has it, where the backend lets it */
-		if (keys && !backend->names_messages)
-			payments[i].message_id =
-				payment_random_uuid_text();
+		if (ids)
+			payments[i].message_id = DatumGetCString(DirectFunctionCall1(uuid_out,
+																		 UUIDPGetDatum(&ids[i])));
 	}
 	if (keys && count > 0)
 		intake_keys_claim(payments, count, answers, current);

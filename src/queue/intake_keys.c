@@ -270,6 +270,77 @@ stored_now(const QueuedPayment *p)
 	return true;
 }
 
+/*
+ * The same look at payment.payments for many keys of one call: the table,
+ * its key's index and a scan opened once, with one latest snapshot.
+ * usable is false when the table is locked against readers (see stored_in).
+ */
+typedef struct StoredProbe
+{
+	bool		usable;
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+} StoredProbe;
+
+static void
+probe_begin(StoredProbe *pr)
+{
+	Oid			relid = get_relname_relid("payments", get_namespace_oid("payment", false));
+	Oid			index_oid;
+
+	memset(pr, 0, sizeof(*pr));
+	if (!ConditionalLockRelationOid(relid, AccessShareLock))
+		return;
+	pr->heap = table_open(relid, NoLock);
+	index_oid = RelationGetPrimaryKeyIndex(pr->heap);
+	if (!ConditionalLockRelationOid(index_oid, AccessShareLock))
+	{
+		table_close(pr->heap, AccessShareLock);
+		return;
+	}
+	pr->index = index_open(index_oid, NoLock);
+	pr->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	pr->scan = index_beginscan(pr->heap, pr->index, pr->snapshot, 2, 0);
+	pr->slot = table_slot_create(pr->heap, NULL);
+	pr->usable = true;
+}
+
+/* stored_now through the probe */
+static bool
+probe_stored_now(StoredProbe *pr, const QueuedPayment *p)
+{
+	ScanKeyData keys[2];
+
+	if (!pr->usable)
+		return false;
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, p->payment_id);
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, p->user_id);
+	index_rescan(pr->scan, keys, 2, NULL, 0);
+	if (!index_getnext_slot(pr->scan, ForwardScanDirection, pr->slot))
+		return false;
+	if (IsolationUsesXactSnapshot() && !stored_in(p, GetTransactionSnapshot()))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent store of the payment"),
+				 errhint("Retry the transaction.")));
+	return true;
+}
+
+static void
+probe_end(StoredProbe *pr)
+{
+	if (!pr->usable)
+		return;
+	index_endscan(pr->scan);
+	ExecDropSingleTupleTableSlot(pr->slot);
+	UnregisterSnapshot(pr->snapshot);
+	index_close(pr->index, AccessShareLock);
+	table_close(pr->heap, AccessShareLock);
+}
+
 static char *
 value_or_null(int col)
 {
@@ -384,19 +455,22 @@ answer_found(const QueuedPayment *payments, int i, const FoundKey *found, KeyAns
 			}
 }
 
-/* the record was taken by this call: a payment stored meanwhile is a replay instead */
+/*
+ * The record was taken by this call: a payment stored meanwhile (stored:
+ * looked at after the record was taken) is a replay instead.
+ */
 static void
-settle_taken(const QueuedPayment *payments, int i, KeyAnswer *answer)
+settle_taken(const QueuedPayment *payments, int i, KeyAnswer *answer, bool stored)
 {
-	FoundKey	stored;
+	FoundKey	found;
 
-	if (!stored_now(&payments[i]))
+	if (!stored)
 		return;
 	drop_record(&payments[i]);
-	stored = find_stored(&payments[i]);
-	if (!stored.found)
+	found = find_stored(&payments[i]);
+	if (!found.found)
 		elog(ERROR, "stored payment vanished while answering a replay");
-	answer_found(payments, i, &stored, answer);
+	answer_found(payments, i, &found, answer);
 }
 
 /* a key recorded by someone else (or earlier in the call): find what it is now */
@@ -418,7 +492,7 @@ settle_conflict(const QueuedPayment *payments, int i, KeyAnswer *answer)
 		/* dead-lettered, or stored and not yet visible: record it anew */
 		if (record_one(&payments[i]))
 		{
-			settle_taken(payments, i, answer);
+			settle_taken(payments, i, answer, stored_now(&payments[i]));
 			return;
 		}
 	}
@@ -439,6 +513,7 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 	int		   *position = palloc(sizeof(int) * count);
 	int			n = 0;
 	MemoryContext caller = CurrentMemoryContext;
+	StoredProbe probe;
 
 	SPI_connect();
 
@@ -448,20 +523,24 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 	 * for among the stored payments again after it (settle_taken): a worker
 	 * may have stored one in between.
 	 */
+	probe_begin(&probe);
 	for (int i = 0; i < count; i++)
 	{
 		*current = i;
-		stored[i] = stored_now(&payments[i]);
+		stored[i] = probe_stored_now(&probe, &payments[i]);
 		if (stored[i])
 			continue;
 		position[n] = i;
 		unstored[n++] = payments[i];
 	}
+	probe_end(&probe);
 	*current = -1;
 	if (n > 0)
 		record_fast(unstored, n, unstored_taken);
 	for (int k = 0; k < n; k++)
 		taken[position[k]] = unstored_taken[k];
+	/* a snapshot taken after the records were */
+	probe_begin(&probe);
 
 	for (int i = 0; i < count; i++)
 	{
@@ -481,7 +560,7 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 				settle_conflict(payments, i, &answers[i]);
 		}
 		else if (taken[i])
-			settle_taken(payments, i, &answers[i]);
+			settle_taken(payments, i, &answers[i], probe_stored_now(&probe, &payments[i]));
 		else
 			settle_conflict(payments, i, &answers[i]);
 		if (answers[i].replayed)
@@ -495,6 +574,7 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 			MemoryContextSwitchTo(spi);
 		}
 	}
+	probe_end(&probe);
 	SPI_finish();
 	pfree(stored);
 	pfree(taken);
