@@ -347,21 +347,20 @@ value_or_null(int col)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
 }
 
-/* The key's record, as the statement's snapshot sees it. */
+/*
+ * The key's row of a table (sql: its message id, request id, caller, time
+ * and body or digest, by $1 and $2), as the statement's snapshot sees it;
+ * *last is the fifth column.
+ */
 static FoundKey
-find_record(const QueuedPayment *p)
+find_key(SPIPlanPtr *plan, const char *sql, const QueuedPayment *p, Datum *last)
 {
-	static SPIPlanPtr plan = NULL;
 	FoundKey	found = {0};
 	bool		isnull;
-	Datum		digest;
 
-	payment_prepare(&plan,
-					"SELECT message_id, request_id, submitted_by, accepted_at::text, body_digest"
-					"  FROM payment.idempotency_keys WHERE payment_id = $1 AND user_id = $2",
-					2, (Oid[]) {UUIDOID, UUIDOID});
-	if (SPI_execute_plan(plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "reading a payment's key record failed");
+	payment_prepare(plan, sql, 2, (Oid[]) {UUIDOID, UUIDOID});
+	if (SPI_execute_plan(*plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading a payment's key failed");
 	if (SPI_processed == 0)
 		return found;
 	found.found = true;
@@ -369,39 +368,46 @@ find_record(const QueuedPayment *p)
 	found.request_id = value_or_null(2);
 	found.submitted_by = value_or_null(3);
 	found.accepted_at = value_or_null(4);
-	digest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
-	found.same_body = !isnull &&
+	*last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	if (isnull)
+		*last = (Datum) 0;
+	return found;
+}
+
+/* The key's record. */
+static FoundKey
+find_record(const QueuedPayment *p)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		digest;
+	FoundKey	found = find_key(&plan,
+								 "SELECT message_id, request_id, submitted_by, accepted_at::text, body_digest"
+								 "  FROM payment.idempotency_keys WHERE payment_id = $1 AND user_id = $2",
+								 p, &digest);
+
+	found.same_body = found.found && digest != (Datum) 0 &&
 		VARSIZE_ANY_EXHDR(DatumGetPointer(digest)) == SHA256_BYTES &&
 		memcmp(VARDATA_ANY(DatumGetPointer(digest)), p->body_digest, SHA256_BYTES) == 0;
 	return found;
 }
 
-/* The key's stored payment, as the statement's snapshot sees it. */
+/* The key's stored payment. */
 static FoundKey
 find_stored(const QueuedPayment *p)
 {
 	static SPIPlanPtr plan = NULL;
-	FoundKey	found = {0};
-	bool		isnull;
 	Datum		body;
 	unsigned char digest[SHA256_BYTES];
+	FoundKey	found = find_key(&plan,
+								 "SELECT message_id, request_id, submitted_by, stored_at::text, body"
+								 "  FROM payment.payments WHERE payment_id = $1 AND user_id = $2",
+								 p, &body);
 
-	payment_prepare(&plan,
-					"SELECT message_id, request_id, submitted_by, stored_at::text, body"
-					"  FROM payment.payments WHERE payment_id = $1 AND user_id = $2",
-					2, (Oid[]) {UUIDOID, UUIDOID});
-	if (SPI_execute_plan(plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "reading a stored payment failed");
-	if (SPI_processed == 0)
-		return found;
-	found.found = true;
-	found.message_id = value_or_null(1);
-	found.request_id = value_or_null(2);
-	found.submitted_by = value_or_null(3);
-	found.accepted_at = value_or_null(4);
-	body = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
-	json_digest(DatumGetJsonbP(body), digest);
-	found.same_body = memcmp(digest, p->body_digest, SHA256_BYTES) == 0;
+	if (found.found)
+	{
+		json_digest(DatumGetJsonbP(body), digest);
+		found.same_body = memcmp(digest, p->body_digest, SHA256_BYTES) == 0;
+	}
 	return found;
 }
 
