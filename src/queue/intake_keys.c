@@ -205,77 +205,15 @@ record_fast(const QueuedPayment *payments, int count, bool *taken)
 }
 
 /*
- * Whether payment.payments has the key, as a snapshot sees it.  Intake must
- * not wait for the store's table: while someone holds a lock on it that
- * conflicts (an ALTER TABLE, a LOCK), the key counts as not stored, and the
- * store tells a copy (a duplicate) or another body (a conflict) later, as
- * it always did.
+ * Lookups of keys in the key index of payment.payments or of the key
+ * records: the table, its index and a scan opened once for many keys of a
+ * call, with one snapshot.  Intake must not wait for the store's table:
+ * while someone holds a lock on it that conflicts with reading (an ALTER
+ * TABLE, a LOCK), usable is false and every key counts as not found; the
+ * store then tells a copy (a duplicate) or another body (a conflict)
+ * later, as it always did.
  */
-static bool
-stored_in(const QueuedPayment *p, Snapshot snapshot)
-{
-	Oid			relid = get_relname_relid("payments", get_namespace_oid("payment", false));
-	Relation	heap;
-	Relation	index;
-	Oid			index_oid;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	ScanKeyData keys[2];
-	bool		found;
-
-	if (!ConditionalLockRelationOid(relid, AccessShareLock))
-		return false;
-	heap = table_open(relid, NoLock);
-	index_oid = RelationGetPrimaryKeyIndex(heap);
-	if (!ConditionalLockRelationOid(index_oid, AccessShareLock))
-	{
-		table_close(heap, AccessShareLock);
-		return false;
-	}
-	index = index_open(index_oid, NoLock);
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	slot = table_slot_create(heap, NULL);
-
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, p->payment_id);
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, p->user_id);
-	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
-	return found;
-}
-
-/*
- * Whether the key's payment is stored.  Looked at with the latest snapshot:
- * the record's insert may have waited for the worker that stored it.  A
- * REPEATABLE READ caller whose snapshot does not see that payment cannot be
- * answered from it: 40001, as PostgreSQL's own ON CONFLICT does.
- */
-static bool
-stored_now(const QueuedPayment *p)
-{
-	Snapshot	latest = RegisterSnapshot(GetLatestSnapshot());
-	bool		stored = stored_in(p, latest);
-
-	UnregisterSnapshot(latest);
-	if (!stored)
-		return false;
-	if (IsolationUsesXactSnapshot() && !stored_in(p, GetTransactionSnapshot()))
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to a concurrent store of the payment"),
-				 errhint("Retry the transaction.")));
-	return true;
-}
-
-/*
- * The same look at payment.payments for many keys of one call: the table,
- * its key's index and a scan opened once, with one latest snapshot.
- * usable is false when the table is locked against readers (see stored_in).
- */
-typedef struct StoredProbe
+typedef struct KeyProbe
 {
 	bool		usable;
 	Relation	heap;
@@ -283,12 +221,13 @@ typedef struct StoredProbe
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	Snapshot	snapshot;
-} StoredProbe;
+} KeyProbe;
 
+/* relname in schema payment; snapshot NULL: the latest */
 static void
-probe_begin(StoredProbe *pr)
+probe_begin(KeyProbe *pr, const char *relname, Snapshot snapshot)
 {
-	Oid			relid = get_relname_relid("payments", get_namespace_oid("payment", false));
+	Oid			relid = get_relname_relid(relname, get_namespace_oid("payment", false));
 	Oid			index_oid;
 
 	memset(pr, 0, sizeof(*pr));
@@ -302,15 +241,14 @@ probe_begin(StoredProbe *pr)
 		return;
 	}
 	pr->index = index_open(index_oid, NoLock);
-	pr->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	pr->snapshot = RegisterSnapshot(snapshot ? snapshot : GetLatestSnapshot());
 	pr->scan = index_beginscan(pr->heap, pr->index, pr->snapshot, 2, 0);
 	pr->slot = table_slot_create(pr->heap, NULL);
 	pr->usable = true;
 }
 
-/* stored_now through the probe */
 static bool
-probe_stored_now(StoredProbe *pr, const QueuedPayment *p)
+probe_find(KeyProbe *pr, const QueuedPayment *p)
 {
 	ScanKeyData keys[2];
 
@@ -319,18 +257,11 @@ probe_stored_now(StoredProbe *pr, const QueuedPayment *p)
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, p->payment_id);
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, p->user_id);
 	index_rescan(pr->scan, keys, 2, NULL, 0);
-	if (!index_getnext_slot(pr->scan, ForwardScanDirection, pr->slot))
-		return false;
-	if (IsolationUsesXactSnapshot() && !stored_in(p, GetTransactionSnapshot()))
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to a concurrent store of the payment"),
-				 errhint("Retry the transaction.")));
-	return true;
+	return index_getnext_slot(pr->scan, ForwardScanDirection, pr->slot);
 }
 
 static void
-probe_end(StoredProbe *pr)
+probe_end(KeyProbe *pr)
 {
 	if (!pr->usable)
 		return;
@@ -339,6 +270,48 @@ probe_end(StoredProbe *pr)
 	UnregisterSnapshot(pr->snapshot);
 	index_close(pr->index, AccessShareLock);
 	table_close(pr->heap, AccessShareLock);
+}
+
+/* whether payment.payments has the key, as snapshot (NULL: the latest) sees it */
+static bool
+stored_in(const QueuedPayment *p, Snapshot snapshot)
+{
+	KeyProbe	probe;
+	bool		found;
+
+	probe_begin(&probe, "payments", snapshot);
+	found = probe_find(&probe, p);
+	probe_end(&probe);
+	return found;
+}
+
+/*
+ * A payment found stored with the latest snapshot: a REPEATABLE READ
+ * caller whose snapshot does not see it cannot be answered from it: 40001,
+ * as PostgreSQL's own ON CONFLICT does.
+ */
+static void
+refuse_unseen_store(const QueuedPayment *p)
+{
+	if (IsolationUsesXactSnapshot() && !stored_in(p, GetTransactionSnapshot()))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent store of the payment"),
+				 errhint("Retry the transaction.")));
+}
+
+/*
+ * Whether the key's payment is stored, looked at with the latest snapshot
+ * (pr: the payments probe of the call; NULL: one of its own): the record's
+ * insert may have waited for the worker that stored it.
+ */
+static bool
+stored_now(KeyProbe *pr, const QueuedPayment *p)
+{
+	if (!(pr ? probe_find(pr, p) : stored_in(p, NULL)))
+		return false;
+	refuse_unseen_store(p);
+	return true;
 }
 
 static char *
@@ -498,7 +471,7 @@ settle_conflict(const QueuedPayment *payments, int i, KeyAnswer *answer)
 		/* dead-lettered, or stored and not yet visible: record it anew */
 		if (record_one(&payments[i]))
 		{
-			settle_taken(payments, i, answer, stored_now(&payments[i]));
+			settle_taken(payments, i, answer, stored_now(NULL, &payments[i]));
 			return;
 		}
 	}
@@ -519,7 +492,8 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 	int		   *position = palloc(sizeof(int) * count);
 	int			n = 0;
 	MemoryContext caller = CurrentMemoryContext;
-	StoredProbe probe;
+	KeyProbe	probe;
+	KeyProbe	records;
 
 	SPI_connect();
 
@@ -529,16 +503,19 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 	 * for among the stored payments again after it (settle_taken): a worker
 	 * may have stored one in between.
 	 */
-	probe_begin(&probe);
+	probe_begin(&probe, "payments", NULL);
+	probe_begin(&records, "idempotency_keys", NULL);
 	for (int i = 0; i < count; i++)
 	{
 		*current = i;
-		stored[i] = probe_stored_now(&probe, &payments[i]);
-		if (stored[i])
+		stored[i] = stored_now(&probe, &payments[i]);
+		/* a key recorded already goes to the careful path without a write */
+		if (stored[i] || probe_find(&records, &payments[i]))
 			continue;
 		position[n] = i;
 		unstored[n++] = payments[i];
 	}
+	probe_end(&records);
 	probe_end(&probe);
 	*current = -1;
 	if (n > 0)
@@ -546,7 +523,7 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 	for (int k = 0; k < n; k++)
 		taken[position[k]] = unstored_taken[k];
 	/* a snapshot taken after the records were */
-	probe_begin(&probe);
+	probe_begin(&probe, "payments", NULL);
 
 	for (int i = 0; i < count; i++)
 	{
@@ -566,7 +543,7 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 				settle_conflict(payments, i, &answers[i]);
 		}
 		else if (taken[i])
-			settle_taken(payments, i, &answers[i], probe_stored_now(&probe, &payments[i]));
+			settle_taken(payments, i, &answers[i], stored_now(&probe, &payments[i]));
 		else
 			settle_conflict(payments, i, &answers[i]);
 		if (answers[i].replayed)
@@ -713,9 +690,6 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 		QueuedPayment p = payments[i];
 		Jsonb	   *doc;
 
-		Snapshot	latest;
-		bool		stored;
-
 		/* a row written to payment.queue names its keys in the body only */
 		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0)
 			payment_find_keys(p.body, &p.payment_id, &p.user_id);
@@ -727,10 +701,7 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 		 * a conflict the store settles, and a record of its body would refuse
 		 * a replay of the stored one until then.
 		 */
-		latest = RegisterSnapshot(GetLatestSnapshot());
-		stored = stored_in(&p, latest);
-		UnregisterSnapshot(latest);
-		if (stored)
+		if (stored_in(&p, NULL))
 			continue;
 		doc = json_parse_object(p.body, strlen(p.body));
 		if (doc == NULL)
