@@ -39,6 +39,7 @@
 
 #include "common/backoff.h"
 #include "drain/store.h"
+#include "drain/worker_faults.h"
 #include "latency.h"
 #include "payment.h"
 #include "schema/payment_schema.h"
@@ -545,6 +546,9 @@ store_isolated(QueueMessage *m)
 		MemoryContextSwitchTo(context);
 		CurrentResourceOwner = owner;
 
+		/* the database's failure, not this message's: the whole batch waits */
+		if (worker_fault_is_database(edata->sqlerrcode))
+			ReThrowError(edata);
 		/* the rollback gave the key record back */
 		m->outcome = STORE_PENDING;
 		m->key_settled = false;

@@ -92,58 +92,54 @@ store_in_transaction(const QueueBackend *backend, QueueMessage *messages,
 }
 
 /*
- * Errors of the database rather than of a message: a lock timeout, a
- * cancel, read-only.  Storing the batch message by message would only fail
- * each message in turn, count the failure against it and log it, so that a
- * long lock would dead-letter the whole backlog as max_receives.  Other
- * transient errors (serialization failure, deadlock, ...) may follow one
- * message, and stay counted against it.
- */
-static bool
-is_environmental(int sqlerrcode)
-{
-	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
-		sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		sqlerrcode == ERRCODE_READ_ONLY_SQL_TRANSACTION;
-}
-
-/*
  * Store a batch: all at once, or, if that raises, message by message so that
  * one bad message cannot hold back the others.  If the database itself
- * failed, the batch is given back (embedded: uncounted; SQS: after the
- * visibility timeout) and the error goes to the worker loop, which logs it
- * once and backs off.
+ * failed (worker_fault_is_database), in either attempt, the batch is given
+ * back (embedded: uncounted; SQS: after the visibility timeout) and the
+ * error goes to the worker loop, which logs it once and backs off; the
+ * worker then looks whether the database can store again
+ * (worker_session_ready) before it claims anything more.
  */
 static void
 store_claimed(const QueueBackend *backend, QueueMessage *messages, int count)
 {
 	MemoryContext context = CurrentMemoryContext;
+	bool		isolate = false;
 
-	PG_TRY();
-	{
-		store_in_transaction(backend, messages, count, false);
-	}
-	PG_CATCH();
+	for (;;)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(context);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		if (is_environmental(edata->sqlerrcode))
+		PG_TRY();
+		{
+			store_in_transaction(backend, messages, count, isolate);
+			edata = NULL;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(context);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+		}
+		PG_END_TRY();
+		if (edata == NULL)
+			break;
+		/* the database failed (also while isolating: store.c passes those on) */
+		if (worker_fault_is_database(edata->sqlerrcode))
 		{
 			if (backend->release)
 				backend->release(messages, count);
 			ReThrowError(edata);
 		}
+		if (isolate)
+			ReThrowError(edata);
 		ereport(DEBUG1,
 				(errmsg("payment worker isolates the messages of a failed batch"),
 				 errdetail_internal("%s", edata->message)));
 		FreeErrorData(edata);
-		store_in_transaction(backend, messages, count, true);
+		isolate = true;
 	}
-	PG_END_TRY();
 	store_count_outcomes(messages, count);
 }
 

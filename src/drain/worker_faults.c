@@ -2,7 +2,8 @@
  * worker_faults.c
  *	  What a payment worker makes of its failures: one line per fault, not
  *	  one per attempt (a WARNING when it starts, a LOG when the worker
- *	  stores again), and attempts that back off exponentially meanwhile.
+ *	  stores again), and attempts that back off exponentially meanwhile;
+ *	  and which failures are the database's rather than a message's.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -20,6 +21,33 @@
 static int	failures = 0;
 static char *last_error = NULL;
 static int	last_error_code = 0;
+
+/*
+ * Errors of the database rather than of a message: read-only (a
+ * default_transaction_read_only, a server in recovery), a lock timeout, a
+ * cancel, the server shutting down or crashing (a failover), a connection
+ * refused or lost, resources or the system failing.  Storing message by
+ * message would only fail each message in turn and count the failure
+ * against it, so that a long fault would dead-letter the whole backlog as
+ * max_receives: the batch is given back uncounted instead.  Other transient
+ * errors (serialization failure, deadlock, ...) may follow one message,
+ * and stay counted against it.
+ */
+bool
+worker_fault_is_database(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_CONNECTION_EXCEPTION:	/* 08: refused, lost */
+		case ERRCODE_INSUFFICIENT_RESOURCES:	/* 53: disk full, out of memory */
+		case ERRCODE_OPERATOR_INTERVENTION: /* 57: cancel, shutdown, crash */
+		case ERRCODE_SYSTEM_ERROR:	/* 58: I/O */
+			return true;
+		default:
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+				sqlerrcode == ERRCODE_READ_ONLY_SQL_TRANSACTION;
+	}
+}
 
 long
 worker_fault(ErrorData *edata)

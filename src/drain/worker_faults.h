@@ -15,6 +15,13 @@
  */
 extern long worker_fault(ErrorData *edata);
 
+/*
+ * Whether an error is the database's (read-only, in recovery, shutting
+ * down, a lock timeout, a connection refused...) rather than a message's:
+ * it never counts against the messages of the batch.
+ */
+extern bool worker_fault_is_database(int sqlerrcode);
+
 /* a turn stored messages: whatever fault there was is over */
 extern void worker_fault_cleared(void);
 

@@ -4,7 +4,8 @@
  *	  (payment.worker_role) and the settings it pins, so that nothing a
  *	  database owner or a role can set reaches the statements it runs; and
  *	  whether the database is ready for it (the extension installed, the
- *	  role's privileges granted).
+ *	  role's privileges granted, and the database able to store: not
+ *	  read-only, payment.payments not locked past lock_timeout).
  *
  *	  A background worker takes the database's and the role's settings
  *	  (ALTER DATABASE / ALTER ROLE ... SET) as a client session does.  The
@@ -21,10 +22,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 
 #include "drain/pool.h"
 #include "drain/worker_privileges.h"
@@ -66,8 +71,27 @@ worker_session_connect(void)
 }
 
 /*
+ * Whether the database can store now, without claiming anything: a claim
+ * that would fail on the database (read-only, a lock on payment.payments)
+ * counts a receive against its messages in SQS, which no give-back undoes.
+ * Raises what the store would (25006, 55P03 under lock_timeout), so that
+ * the worker's fault log sees the same fault and stays quiet.
+ */
+static void
+check_can_store(void)
+{
+	Oid			payments = get_relname_relid("payments", get_namespace_oid("payment", false));
+
+	PreventCommandIfReadOnly("INSERT");
+	if (OidIsValid(payments))
+		LockRelationOid(payments, RowExclusiveLock);
+}
+
+/*
  * The worker serves its database once CREATE EXTENSION payment ran there,
- * and its role has the privileges it needs (else 42501, raised).
+ * and its role has the privileges it needs (else 42501, raised).  Looked
+ * at again after every failure: then it also checks that the database can
+ * store (check_can_store) before the worker claims again.
  */
 bool
 worker_session_ready(void)
@@ -79,7 +103,10 @@ worker_session_ready(void)
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("payment", true));
 	if (installed)
+	{
 		worker_check_privileges();
+		check_can_store();
+	}
 	CommitTransactionCommand();
 	/* commit leaves TopMemoryContext current: the batch must not go there */
 	MemoryContextSwitchTo(context);

@@ -8,22 +8,29 @@
  *	  of a batch is a call), bound the payload's size before it is rendered,
  *	  validate, authorize the payload's user, record its key (a retry is
  *	  answered as the first call was, a reused key refused), then hand the
- *	  payment to the queue backend.
+ *	  payment to the queue backend.  Before all of it, a standby refuses (a
+ *	  read-only replica takes no payments); after it, the transaction that
+ *	  enqueued into a transactional queue is made to commit durably, as its
+ *	  OK says the payment is kept.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "replication/syncrep.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/datetime.h"
@@ -50,6 +57,43 @@ static char *
 optional_text(FunctionCallInfo fcinfo, int argno)
 {
 	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * The entry points that write refuse on a standby at once, before any
+ * other work: in recovery nothing can be queued, and the caller is to be
+ * told where to go rather than which internal statement failed.
+ */
+static void
+refuse_on_standby(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot submit payments on a standby server"),
+				 errdetail("The server is in recovery: it is a read-only replica."),
+				 errhint("Submit payments to the primary server.")));
+}
+
+/*
+ * "OK" means the payment is kept.  A transactional queue's message commits
+ * with the caller's transaction, so with synchronous_commit = off a crash
+ * right after the OK could lose it: for the rest of this transaction the
+ * commit is made durable, locally when no synchronous standby is named,
+ * and on the synchronous standbys too when some are (as "on" waits).  A
+ * level the caller chose at local or above is kept.  (SQS has the message
+ * once SendMessage returns: nothing to raise.)
+ */
+static void
+commit_durably(const QueueBackend *backend)
+{
+	if (!backend->transactional || synchronous_commit != SYNCHRONOUS_COMMIT_OFF)
+		return;
+	(void) set_config_option("synchronous_commit",
+							 SyncRepStandbyNames != NULL && SyncRepStandbyNames[0] != '\0' ?
+							 "on" : "local",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
+							 true, 0, false);
 }
 
 /*
@@ -121,16 +165,23 @@ enqueue_accepted(const QueueBackend *backend, QueuedPayment *payments, int count
 	int			replayed = 0;
 	bool		keys = intake_keys_in_use();
 
+	pg_uuid_t  *ids = NULL;
+
+	/* the key record names the message before the queue has it, where the backend lets it */
+	if (keys && !backend->names_messages && count > 0)
+	{
+		ids = palloc(sizeof(pg_uuid_t) * count);
+		payment_random_uuids(ids, count);
+	}
 	for (int i = 0; i < count; i++)
 	{
 		memset(&answers[i], 0, sizeof(KeyAnswer));
 		answers[i].replay_of = -1;
 		answers[i].request_id = (char *) payments[i].request_id;
 		answers[i].submitted_by = (char *) payments[i].submitted_by;
-		/* the key record names the message before the queue has it, where the backend lets it */
-		if (keys && !backend->names_messages)
-			payments[i].message_id =
-				payment_random_uuid_text();
+		if (ids)
+			payments[i].message_id = DatumGetCString(DirectFunctionCall1(uuid_out,
+																		 UUIDPGetDatum(&ids[i])));
 	}
 	if (keys && count > 0)
 		intake_keys_claim(payments, count, answers, current);
@@ -149,6 +200,8 @@ enqueue_accepted(const QueueBackend *backend, QueuedPayment *payments, int count
 		fresh_ids[0] = backend->enqueue(&fresh[0]);
 	else if (nfresh > 1)
 		backend->enqueue_batch(fresh, nfresh, fresh_ids);
+	if (nfresh > 0)
+		commit_durably(backend);
 	for (int k = 0; k < nfresh; k++)
 		message_ids[position[k]] = fresh_ids[k];
 	if (keys && backend->names_messages && nfresh > 0)
@@ -195,6 +248,7 @@ submit_payment(PG_FUNCTION_ARGS)
 	int			current;
 	StringInfoData result;
 
+	refuse_on_standby();
 	if (payload != NULL)
 		payment_audit_note_payment(payment_try_get_string(payload, "paymentId"));
 	payment_authenticate(optional_text(fcinfo, 1), "submit_payment", &caller);
@@ -266,6 +320,7 @@ submit_payments(PG_FUNCTION_ARGS)
 	char	   *submitted_by;
 	int			replayed;
 
+	refuse_on_standby();
 	payment_identify(optional_text(fcinfo, 1), "submit_payments", &caller);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,

@@ -413,9 +413,9 @@ embedded_settle(QueueMessage *messages, int count)
 
 /*
  * Give a batch back after a failure of the database, not of its messages
- * (see is_environmental in worker.c): visible again at once, and this
- * receive not counted, so that an outage does not use up the messages'
- * receives.  Its own transaction: the store's was aborted.
+ * (worker_fault_is_database in drain/worker_faults.c): visible again at
+ * once, and this receive not counted, so that an outage does not use up
+ * the messages' receives.  Its own transaction: the store's was aborted.
  */
 static void
 embedded_release(QueueMessage *messages, int count)

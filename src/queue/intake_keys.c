@@ -28,8 +28,10 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "nodes/execnodes.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "storage/lmgr.h"
@@ -123,129 +125,192 @@ record_one(const QueuedPayment *p)
 }
 
 /*
- * Take the records of many keys in one statement; taken[i] says which this
- * call took (of two payments of the call with one key, the first).
+ * Take the records of keys not recorded yet, written without the executor
+ * (as the embedded queue appends an event): a submit's own time went mostly
+ * to the executor around one insert, and ON CONFLICT's speculative
+ * insertion writes a second WAL record per row.  Each row goes into the
+ * table, then into its unique index with a check that reports a possible
+ * duplicate instead of waiting or raising; taken[i] says which rows this
+ * call took.  A row that finds its key possibly taken (recorded, being
+ * recorded by another transaction, or earlier in this call) is deleted
+ * again, and the careful path (settle_conflict) decides.  The caller is the
+ * extension's own code, running as its owner: no privilege to check.
  */
 static void
-record_many(const QueuedPayment *payments, int count, bool *taken)
+record_fast(const QueuedPayment *payments, int count, bool *taken)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum	   *columns[6];
-	bool	   *column_nulls[6];
-	Datum		arrays[6];
+	Relation	rel = table_open(get_relname_relid("idempotency_keys",
+												  get_namespace_oid("payment", false)),
+								 RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *info = makeNode(ResultRelInfo);
+	TimestampTz now = GetCurrentTimestamp();
 
-	for (int c = 0; c < 6; c++)
-	{
-		columns[c] = palloc(sizeof(Datum) * count);
-		column_nulls[c] = palloc(sizeof(bool) * count);
-	}
+	InitResultRelInfo(info, rel, 1, NULL, 0);
+	ExecOpenIndices(info, false);
 	for (int i = 0; i < count; i++)
 	{
 		Datum		values[6];
 		bool		nulls[6];
+		bool		conflict = false;
+		List	   *possible;
 
 		record_values(&payments[i], values, nulls);
-		for (int c = 0; c < 6; c++)
+		ExecClearTuple(slot);
+		for (int a = 0; a < desc->natts; a++)
 		{
-			columns[c][i] = values[c];
-			column_nulls[c][i] = nulls[c];
-		}
-	}
-	for (int c = 0; c < 6; c++)
-		arrays[c] = payment_array(columns[c], column_nulls[c], count, record_types[c]);
-	payment_prepare(&plan,
-					"INSERT INTO payment.idempotency_keys AS k"
-					" (payment_id, user_id, message_id, body_digest, request_id, submitted_by)"
-					" SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[],"
-					"                      $5::text[], $6::text[])"
-					" ON CONFLICT DO NOTHING RETURNING k.payment_id, k.user_id",
-					6, (Oid[]) {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID, BYTEAARRAYOID,
-						TEXTARRAYOID, TEXTARRAYOID});
-	if (SPI_execute_plan(plan, arrays, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "recording the payments' keys failed");
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+			const char *name = NameStr(att->attname);
+			static const char *const columns[6] = {"payment_id", "user_id", "message_id",
+			"body_digest", "request_id", "submitted_by"};
+			int			c;
 
-	/* unnest inserts in order: the first payment of each returned key took it */
-	memset(taken, 0, sizeof(bool) * count);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		Datum		pid = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-		Datum		uid = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
-
-		for (int i = 0; i < count; i++)
-			if (!taken[i] &&
-				memcmp(DatumGetUUIDP(payments[i].payment_id), DatumGetUUIDP(pid), UUID_LEN) == 0 &&
-				memcmp(DatumGetUUIDP(payments[i].user_id), DatumGetUUIDP(uid), UUID_LEN) == 0)
+			slot->tts_isnull[a] = true;
+			if (att->attisdropped)
+				continue;
+			if (strcmp(name, "accepted_at") == 0)
 			{
-				taken[i] = true;
-				break;
+				slot->tts_values[a] = TimestampTzGetDatum(now);
+				slot->tts_isnull[a] = false;
+				continue;
 			}
+			for (c = 0; c < 6 && strcmp(name, columns[c]) != 0; c++)
+				;
+			if (c == 6)
+				elog(ERROR, "payment.idempotency_keys has a column the key record does not fill: %s",
+					 name);
+			slot->tts_values[a] = values[c];
+			slot->tts_isnull[a] = nulls[c];
+		}
+		ExecStoreVirtualTuple(slot);
+		table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+		possible = ExecInsertIndexTuples(info, slot, estate, false, true, &conflict, NIL);
+		taken[i] = possible == NIL;
+		if (!taken[i])
+		{
+			/* visible to the delete once the command counter moved on */
+			CommandCounterIncrement();
+			simple_table_tuple_delete(rel, &slot->tts_tid, GetActiveSnapshot());
+		}
+		list_free(possible);
 	}
+	ExecCloseIndices(info);
+	FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	/* later commands of the transaction (payment_status, the careful path) see the rows */
+	CommandCounterIncrement();
 }
 
 /*
- * Whether payment.payments has the key, as a snapshot sees it.  Intake must
- * not wait for the store's table: while someone holds a lock on it that
- * conflicts (an ALTER TABLE, a LOCK), the key counts as not stored, and the
- * store tells a copy (a duplicate) or another body (a conflict) later, as
- * it always did.
+ * Lookups of keys in the key index of payment.payments or of the key
+ * records: the table, its index and a scan opened once for many keys of a
+ * call, with one snapshot.  Intake must not wait for the store's table:
+ * while someone holds a lock on it that conflicts with reading (an ALTER
+ * TABLE, a LOCK), usable is false and every key counts as not found; the
+ * store then tells a copy (a duplicate) or another body (a conflict)
+ * later, as it always did.
  */
+typedef struct KeyProbe
+{
+	bool		usable;
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+} KeyProbe;
+
+/* relname in schema payment; snapshot NULL: the latest */
+static void
+probe_begin(KeyProbe *pr, const char *relname, Snapshot snapshot)
+{
+	Oid			relid = get_relname_relid(relname, get_namespace_oid("payment", false));
+	Oid			index_oid;
+
+	memset(pr, 0, sizeof(*pr));
+	if (!ConditionalLockRelationOid(relid, AccessShareLock))
+		return;
+	pr->heap = table_open(relid, NoLock);
+	index_oid = RelationGetPrimaryKeyIndex(pr->heap);
+	if (!ConditionalLockRelationOid(index_oid, AccessShareLock))
+	{
+		table_close(pr->heap, AccessShareLock);
+		return;
+	}
+	pr->index = index_open(index_oid, NoLock);
+	pr->snapshot = RegisterSnapshot(snapshot ? snapshot : GetLatestSnapshot());
+	pr->scan = index_beginscan(pr->heap, pr->index, pr->snapshot, 2, 0);
+	pr->slot = table_slot_create(pr->heap, NULL);
+	pr->usable = true;
+}
+
+static bool
+probe_find(KeyProbe *pr, const QueuedPayment *p)
+{
+	ScanKeyData keys[2];
+
+	if (!pr->usable)
+		return false;
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, p->payment_id);
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, p->user_id);
+	index_rescan(pr->scan, keys, 2, NULL, 0);
+	return index_getnext_slot(pr->scan, ForwardScanDirection, pr->slot);
+}
+
+static void
+probe_end(KeyProbe *pr)
+{
+	if (!pr->usable)
+		return;
+	index_endscan(pr->scan);
+	ExecDropSingleTupleTableSlot(pr->slot);
+	UnregisterSnapshot(pr->snapshot);
+	index_close(pr->index, AccessShareLock);
+	table_close(pr->heap, AccessShareLock);
+}
+
+/* whether payment.payments has the key, as snapshot (NULL: the latest) sees it */
 static bool
 stored_in(const QueuedPayment *p, Snapshot snapshot)
 {
-	Oid			relid = get_relname_relid("payments", get_namespace_oid("payment", false));
-	Relation	heap;
-	Relation	index;
-	Oid			index_oid;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	ScanKeyData keys[2];
+	KeyProbe	probe;
 	bool		found;
 
-	if (!ConditionalLockRelationOid(relid, AccessShareLock))
-		return false;
-	heap = table_open(relid, NoLock);
-	index_oid = RelationGetPrimaryKeyIndex(heap);
-	if (!ConditionalLockRelationOid(index_oid, AccessShareLock))
-	{
-		table_close(heap, AccessShareLock);
-		return false;
-	}
-	index = index_open(index_oid, NoLock);
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	slot = table_slot_create(heap, NULL);
-
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_UUID_EQ, p->payment_id);
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_UUID_EQ, p->user_id);
-	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	probe_begin(&probe, "payments", snapshot);
+	found = probe_find(&probe, p);
+	probe_end(&probe);
 	return found;
 }
 
 /*
- * Whether the key's payment is stored.  Looked at with the latest snapshot:
- * the record's insert may have waited for the worker that stored it.  A
- * REPEATABLE READ caller whose snapshot does not see that payment cannot be
- * answered from it: 40001, as PostgreSQL's own ON CONFLICT does.
+ * A payment found stored with the latest snapshot: a REPEATABLE READ
+ * caller whose snapshot does not see it cannot be answered from it: 40001,
+ * as PostgreSQL's own ON CONFLICT does.
  */
-static bool
-stored_now(const QueuedPayment *p)
+static void
+refuse_unseen_store(const QueuedPayment *p)
 {
-	Snapshot	latest = RegisterSnapshot(GetLatestSnapshot());
-	bool		stored = stored_in(p, latest);
-
-	UnregisterSnapshot(latest);
-	if (!stored)
-		return false;
 	if (IsolationUsesXactSnapshot() && !stored_in(p, GetTransactionSnapshot()))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to a concurrent store of the payment"),
 				 errhint("Retry the transaction.")));
+}
+
+/*
+ * Whether the key's payment is stored, looked at with the latest snapshot
+ * (pr: the payments probe of the call; NULL: one of its own): the record's
+ * insert may have waited for the worker that stored it.
+ */
+static bool
+stored_now(KeyProbe *pr, const QueuedPayment *p)
+{
+	if (!(pr ? probe_find(pr, p) : stored_in(p, NULL)))
+		return false;
+	refuse_unseen_store(p);
 	return true;
 }
 
@@ -255,21 +320,20 @@ value_or_null(int col)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col);
 }
 
-/* The key's record, as the statement's snapshot sees it. */
+/*
+ * The key's row of a table (sql: its message id, request id, caller, time
+ * and body or digest, by $1 and $2), as the statement's snapshot sees it;
+ * *last is the fifth column.
+ */
 static FoundKey
-find_record(const QueuedPayment *p)
+find_key(SPIPlanPtr *plan, const char *sql, const QueuedPayment *p, Datum *last)
 {
-	static SPIPlanPtr plan = NULL;
 	FoundKey	found = {0};
 	bool		isnull;
-	Datum		digest;
 
-	payment_prepare(&plan,
-					"SELECT message_id, request_id, submitted_by, accepted_at::text, body_digest"
-					"  FROM payment.idempotency_keys WHERE payment_id = $1 AND user_id = $2",
-					2, (Oid[]) {UUIDOID, UUIDOID});
-	if (SPI_execute_plan(plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "reading a payment's key record failed");
+	payment_prepare(plan, sql, 2, (Oid[]) {UUIDOID, UUIDOID});
+	if (SPI_execute_plan(*plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading a payment's key failed");
 	if (SPI_processed == 0)
 		return found;
 	found.found = true;
@@ -277,39 +341,46 @@ find_record(const QueuedPayment *p)
 	found.request_id = value_or_null(2);
 	found.submitted_by = value_or_null(3);
 	found.accepted_at = value_or_null(4);
-	digest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
-	found.same_body = !isnull &&
+	*last = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	if (isnull)
+		*last = (Datum) 0;
+	return found;
+}
+
+/* The key's record. */
+static FoundKey
+find_record(const QueuedPayment *p)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		digest;
+	FoundKey	found = find_key(&plan,
+								 "SELECT message_id, request_id, submitted_by, accepted_at::text, body_digest"
+								 "  FROM payment.idempotency_keys WHERE payment_id = $1 AND user_id = $2",
+								 p, &digest);
+
+	found.same_body = found.found && digest != (Datum) 0 &&
 		VARSIZE_ANY_EXHDR(DatumGetPointer(digest)) == SHA256_BYTES &&
 		memcmp(VARDATA_ANY(DatumGetPointer(digest)), p->body_digest, SHA256_BYTES) == 0;
 	return found;
 }
 
-/* The key's stored payment, as the statement's snapshot sees it. */
+/* The key's stored payment. */
 static FoundKey
 find_stored(const QueuedPayment *p)
 {
 	static SPIPlanPtr plan = NULL;
-	FoundKey	found = {0};
-	bool		isnull;
 	Datum		body;
 	unsigned char digest[SHA256_BYTES];
+	FoundKey	found = find_key(&plan,
+								 "SELECT message_id, request_id, submitted_by, stored_at::text, body"
+								 "  FROM payment.payments WHERE payment_id = $1 AND user_id = $2",
+								 p, &body);
 
-	payment_prepare(&plan,
-					"SELECT message_id, request_id, submitted_by, stored_at::text, body"
-					"  FROM payment.payments WHERE payment_id = $1 AND user_id = $2",
-					2, (Oid[]) {UUIDOID, UUIDOID});
-	if (SPI_execute_plan(plan, (Datum[]) {p->payment_id, p->user_id}, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "reading a stored payment failed");
-	if (SPI_processed == 0)
-		return found;
-	found.found = true;
-	found.message_id = value_or_null(1);
-	found.request_id = value_or_null(2);
-	found.submitted_by = value_or_null(3);
-	found.accepted_at = value_or_null(4);
-	body = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
-	json_digest(DatumGetJsonbP(body), digest);
-	found.same_body = memcmp(digest, p->body_digest, SHA256_BYTES) == 0;
+	if (found.found)
+	{
+		json_digest(DatumGetJsonbP(body), digest);
+		found.same_body = memcmp(digest, p->body_digest, SHA256_BYTES) == 0;
+	}
 	return found;
 }
 
@@ -363,19 +434,22 @@ answer_found(const QueuedPayment *payments, int i, const FoundKey *found, KeyAns
 			}
 }
 
-/* the record was taken by this call: a payment stored meanwhile is a replay instead */
+/*
+ * The record was taken by this call: a payment stored meanwhile (stored:
+ * looked at after the record was taken) is a replay instead.
+ */
 static void
-settle_taken(const QueuedPayment *payments, int i, KeyAnswer *answer)
+settle_taken(const QueuedPayment *payments, int i, KeyAnswer *answer, bool stored)
 {
-	FoundKey	stored;
+	FoundKey	found;
 
-	if (!stored_now(&payments[i]))
+	if (!stored)
 		return;
 	drop_record(&payments[i]);
-	stored = find_stored(&payments[i]);
-	if (!stored.found)
+	found = find_stored(&payments[i]);
+	if (!found.found)
 		elog(ERROR, "stored payment vanished while answering a replay");
-	answer_found(payments, i, &stored, answer);
+	answer_found(payments, i, &found, answer);
 }
 
 /* a key recorded by someone else (or earlier in the call): find what it is now */
@@ -397,7 +471,7 @@ settle_conflict(const QueuedPayment *payments, int i, KeyAnswer *answer)
 		/* dead-lettered, or stored and not yet visible: record it anew */
 		if (record_one(&payments[i]))
 		{
-			settle_taken(payments, i, answer);
+			settle_taken(payments, i, answer, stored_now(NULL, &payments[i]));
 			return;
 		}
 	}
@@ -418,6 +492,8 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 	int		   *position = palloc(sizeof(int) * count);
 	int			n = 0;
 	MemoryContext caller = CurrentMemoryContext;
+	KeyProbe	probe;
+	KeyProbe	records;
 
 	SPI_connect();
 
@@ -427,22 +503,27 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 	 * for among the stored payments again after it (settle_taken): a worker
 	 * may have stored one in between.
 	 */
+	probe_begin(&probe, "payments", NULL);
+	probe_begin(&records, "idempotency_keys", NULL);
 	for (int i = 0; i < count; i++)
 	{
 		*current = i;
-		stored[i] = stored_now(&payments[i]);
-		if (stored[i])
+		stored[i] = stored_now(&probe, &payments[i]);
+		/* a key recorded already goes to the careful path without a write */
+		if (stored[i] || probe_find(&records, &payments[i]))
 			continue;
 		position[n] = i;
 		unstored[n++] = payments[i];
 	}
+	probe_end(&records);
+	probe_end(&probe);
 	*current = -1;
-	if (n == 1)
-		unstored_taken[0] = record_one(&unstored[0]);
-	else if (n > 1)
-		record_many(unstored, n, unstored_taken);
+	if (n > 0)
+		record_fast(unstored, n, unstored_taken);
 	for (int k = 0; k < n; k++)
 		taken[position[k]] = unstored_taken[k];
+	/* a snapshot taken after the records were */
+	probe_begin(&probe, "payments", NULL);
 
 	for (int i = 0; i < count; i++)
 	{
@@ -462,7 +543,7 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 				settle_conflict(payments, i, &answers[i]);
 		}
 		else if (taken[i])
-			settle_taken(payments, i, &answers[i]);
+			settle_taken(payments, i, &answers[i], stored_now(&probe, &payments[i]));
 		else
 			settle_conflict(payments, i, &answers[i]);
 		if (answers[i].replayed)
@@ -476,6 +557,7 @@ intake_keys_claim(const QueuedPayment *payments, int count, KeyAnswer *answers, 
 			MemoryContextSwitchTo(spi);
 		}
 	}
+	probe_end(&probe);
 	SPI_finish();
 	pfree(stored);
 	pfree(taken);
@@ -608,9 +690,6 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 		QueuedPayment p = payments[i];
 		Jsonb	   *doc;
 
-		Snapshot	latest;
-		bool		stored;
-
 		/* a row written to payment.queue names its keys in the body only */
 		if (p.payment_id == (Datum) 0 || p.user_id == (Datum) 0)
 			payment_find_keys(p.body, &p.payment_id, &p.user_id);
@@ -622,10 +701,7 @@ intake_keys_note(const QueuedPayment *payments, char **message_ids, int count)
 		 * a conflict the store settles, and a record of its body would refuse
 		 * a replay of the stored one until then.
 		 */
-		latest = RegisterSnapshot(GetLatestSnapshot());
-		stored = stored_in(&p, latest);
-		UnregisterSnapshot(latest);
-		if (stored)
+		if (stored_in(&p, NULL))
 			continue;
 		doc = json_parse_object(p.body, strlen(p.body));
 		if (doc == NULL)

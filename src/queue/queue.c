@@ -25,6 +25,7 @@
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
 #include "queue/sqs_retired.h"
+#include "queue/standby_flush.h"
 
 /* every backend, in the order a round looks at their leftovers */
 static const QueueBackend *const backends[] = {&embedded_queue, &sqs_queue, &sqs_retired_queue};
@@ -47,6 +48,7 @@ queue_define_settings(void)
 	sqs_client_define_settings();
 	aws_define_settings();
 	sqs_define_settings();
+	standby_flush_define_settings();
 	event_log_define_settings();
 }
 

@@ -29,6 +29,7 @@
 #include "queue/intake_keys.h"
 #include "queue/sqs.h"
 #include "queue/sqs_client.h"
+#include "queue/standby_flush.h"
 
 /* the message attribute naming the schema version a payment was accepted under */
 #define SCHEMA_VERSION_ATTRIBUTE "PaymentSchemaVersion"
@@ -786,7 +787,10 @@ settle_all(QueueMessage *messages, int count, bool delete, MemoryContext cxt)
 /*
  * After the store committed: DeleteMessageBatch for stored, duplicate and
  * dead-lettered messages, sent now and answered later (see
- * pending_deletes); ChangeMessageVisibilityBatch for retries.
+ * pending_deletes), once the streaming standbys have flushed the commit
+ * (standby_flush.c), so that a failover to any of them loses no payment;
+ * if they do not within payment.standby_flush_timeout, the messages stay
+ * and come back.  ChangeMessageVisibilityBatch for retries.
  */
 void
 sqs_settle(QueueMessage *messages, int count)
@@ -798,7 +802,9 @@ sqs_settle(QueueMessage *messages, int count)
 	/* messages left STORE_PENDING simply reappear after the timeout */
 	MemoryContextSwitchTo(cxt);
 	reap_deletes(false);
-	settle_all(messages, count, true, cxt);
+	if (standby_flush_wait(standby_flush_target(),
+						   "The stored messages are not deleted from SQS: they are delivered again after their visibility timeout and stored as duplicates."))
+		settle_all(messages, count, true, cxt);
 	settle_all(messages, count, false, cxt);
 	MemoryContextSwitchTo(caller);
 	MemoryContextDelete(cxt);

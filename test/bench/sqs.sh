@@ -4,7 +4,10 @@
 #  (a) drain rate of a backlog by the payment workers (receive, store in
 #      payment.payments, delete) vs the AWS SDK's own serial receive+delete
 #      loop, which stores nothing;
-#  (b) submit_payment throughput via SQS (pgbench), workers paused.
+#  (b) submit_payment throughput via SQS (pgbench), workers paused;
+#  (c) the drain of (a) again with a streaming asynchronous standby: each
+#      delete then waits until the standby flushed the store's commit
+#      (payment.standby_flush_timeout).
 # Medians of several runs.  Usage (as the postgres OS user, after npm ci):
 #   sqs.sh [--short]
 source "$(dirname "$0")/lib.sh"
@@ -23,9 +26,12 @@ QUEUE=$(producer create --queue bench | json o.queueUrl)
 bench_start_sqs_cluster $PG_PORT "$QUEUE" "payment.workers = $WORKERS" "payment.max_workers = $WORKERS"
 WORK=$BENCH_DIR
 
-# (a) workers: pause, fill, unpause, time until every payment is stored
-worker_rates=(); sdk_rates=()
-for i in $(seq $RUNS); do
+# drain_rate: pause, fill, unpause, time until every payment is stored; the
+# workers' messages per second in $drained (not a subshell: bench_ask_into
+# keeps its session)
+drain_rate()
+{
+	local start end all_stored
 	q "TRUNCATE payment.payments"
 	producer send --queue-url "$QUEUE" --valid $BACKLOG >/dev/null
 	# paused workers must not have started: the rate would be inflated
@@ -40,12 +46,18 @@ for i in $(seq $RUNS); do
 	done
 	end=$(now)
 	bench_pause on
-	worker_rates+=("$(bench_rate $BACKLOG "$start" "$end")")
-	# the deletes follow the commits; let them finish before the SDK's turn
+	drained=$(bench_rate $BACKLOG "$start" "$end")
+	# the deletes follow the commits; let them finish before the next turn
 	for _ in $(seq 100); do
 		bench_sqs_empty "$QUEUE" && break
 		sleep 0.1
 	done
+}
+
+# (a) workers
+worker_rates=(); sdk_rates=()
+for i in $(seq $RUNS); do
+	drain_rate; worker_rates+=("$drained")
 
 	producer send --queue-url "$QUEUE" --valid $BACKLOG >/dev/null
 	# serial ReceiveMessage (10, no wait) + DeleteMessageBatch until empty
@@ -64,6 +76,24 @@ for i in $(seq $RUNS); do
 done
 t=$(median "${submit_tps[@]}")
 in_queue=$(producer count --queue-url "$QUEUE" | json o.visible)
+producer drain --queue-url "$QUEUE" --loops 4 >/dev/null
+
+# (c) the same drain with a streaming asynchronous standby
+STANDBY=$BENCH_DIR/standby
+pg_basebackup -D "$STANDBY" -R -X stream -c fast
+echo "port = $((PG_PORT + 2))" >> "$STANDBY/postgresql.conf"
+pg_ctl -D "$STANDBY" -l "$BENCH_DIR/standby.log" -w start >/dev/null
+bench_on_exit "pg_ctl -D '$STANDBY' -m immediate -w stop"
+[ "$(q "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = 'async'")" = 1 ] ||
+	{ echo "the standby does not stream" >&2; exit 1; }
+standby_rates=()
+for i in $(seq $RUNS); do
+	drain_rate; standby_rates+=("$drained")
+done
+stored=$(q "SELECT count(*) FROM payment.payments")
+[ "$stored" = "$BACKLOG" ] || { echo "expected $BACKLOG stored with the standby, found $stored" >&2; exit 1; }
+grep -q 'did not flush a payment commit' "$BENCH_DIR/log" && { echo "a delete timed out waiting for the standby" >&2; exit 1; }
+ws=$(median "${standby_rates[@]}")
 
 echo
 echo "SQS backend against fauxqs 1.9.2 on 127.0.0.1 ($(machine))"
@@ -73,4 +103,6 @@ printf '%-58s %12s\n' "workers drain (receive + store + delete)" "$w"
 printf '%-58s %12s\n' "SDK serial receive+delete loop (stores nothing)" "$s"
 printf '%-58s %12s\n' "ratio workers / SDK (target >= 1.5)" "$(ratio "$w" "$s")"
 printf '%-58s %12s\n' "submit_payment via SQS, pgbench $CLIENTS clients (tps)" "$t"
-echo "runs: workers ${worker_rates[*]}; SDK ${sdk_rates[*]}; submit ${submit_tps[*]}; $in_queue submitted messages in the queue"
+printf '%-58s %12s\n' "workers drain, streaming async standby (deletes wait)" "$ws"
+printf '%-58s %12s\n' "ratio with standby / without" "$(ratio "$ws" "$w")"
+echo "runs: workers ${worker_rates[*]}; SDK ${sdk_rates[*]}; submit ${submit_tps[*]}; with standby ${standby_rates[*]}; $in_queue submitted messages in the queue"

@@ -9,6 +9,7 @@ use lib $FindBin::Bin;
 use AuthHelper;
 use PostgreSQL::Test::Utils;
 use HTTP::Tiny;
+use JSON::PP ();
 use Test::More;
 
 my $jwks = start_jwks();
@@ -196,6 +197,51 @@ for my $case (sort keys %tok)
 	my $secret = $parts[2] // $parts[1];
 	unlike($log, qr/\Q$secret\E/, "no token text of $case in the log") if length($secret // '') > 10;
 }
+
+# submittedBy is the token's user claim (issue 19), in the answer and, after
+# the store, in payment.payments.submitted_by; a replay answers the first
+# one.  The claim is taken as the token says it: Cognito's sub matches the
+# userId case-insensitively, so a token with the sub in capitals is another
+# valid token of alice whose own submissions say ALICE.  (After the
+# rotation above: tokens signed by the new key, and by the second key.)
+sub answer
+{
+	my ($sql, $what) = @_;
+	my ($state, $out, $err) = sqlstate($node, $sql);
+	is($state, 'ok', "jwt: $what is accepted") or diag($err);
+	return $state eq 'ok' ? JSON::PP::decode_json($out) : {};
+}
+my $upper = mint($jwks, 'rotated', uc($alice));
+my $traced = 'a1b2c3d4-1111-4222-8333-444455556666';
+my $mine = payload($alice, $traced);
+my $first = answer("SELECT submit_payment('$mine', '$tok{rotated}')", 'a first submission');
+ok(!$first->{replayed}, 'jwt: a first acceptance');
+is($first->{submittedBy}, $alice, "jwt: submittedBy is the token's sub claim");
+my $upper_own = 'a1b2c3d4-2222-4222-8333-444455556666';
+my $other = answer("SELECT submit_payment('" . payload($alice, $upper_own) . "', '$upper')", 'a submission under the capitalised-sub token');
+is($other->{submittedBy}, uc($alice), 'jwt: submittedBy is the claim as the token spells it');
+for my $replay_token ([ 'the capitalised-sub token', $upper ], [ 'a token signed by the other key', $tok{second_key} ])
+{
+	my $r = answer("SELECT submit_payment('$mine', '$replay_token->[1]')", "a retry under $replay_token->[0]");
+	ok($r->{replayed} && $r->{messageId} eq $first->{messageId},
+		"jwt: a retry under $replay_token->[0] is a replay of the first");
+	is($r->{submittedBy}, $alice, "jwt: and answers the first submittedBy");
+}
+# the store: a worker (restart_only setting)
+$node->append_conf('postgresql.conf', "payment.workers = 1\n");
+$node->restart;
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM payment.payments WHERE payment_id IN ('$traced', '$upper_own')"),
+	'jwt: both payments stored');
+is($node->safe_psql('postgres',
+		"SELECT string_agg(submitted_by || ' ' || request_id, ',' ORDER BY payment_id)"
+		  . " FROM payment.payments WHERE payment_id IN ('$traced', '$upper_own')"),
+	"$alice $first->{requestId}," . uc($alice) . " $other->{requestId}",
+	"jwt: payment.payments.submitted_by is each answer's submittedBy, with its request id");
+my $after = answer("SELECT submit_payment('$mine', '$upper')", 'a retry after the store');
+ok($after->{replayed} && $after->{submittedBy} eq $alice && $after->{requestId} eq $first->{requestId},
+	'jwt: a replay of the stored payment under another token answers the first submittedBy and request id')
+  or diag(JSON::PP::encode_json($after));
 
 $node->stop;
 $jwks->{handle}->kill_kill;

@@ -142,6 +142,19 @@ sub _reap_client
 	$c->{not_before} = time() + ($acks ? 0 : 0.2);
 }
 
+# wait for the running clients to end (a crash cuts their connections) and
+# collect their answers, starting none
+sub reap_all
+{
+	my ($self) = @_;
+	for my $c (grep { defined $_->{pid} } @{ $self->{clients} })
+	{
+		waitpid($c->{pid}, 0);
+		$self->_reap_client($c);
+	}
+	return;
+}
+
 # true while some client has work left; starts and reaps clients
 sub step_clients
 {

@@ -36,7 +36,9 @@ sub conf_lines
 #   conf      => more postgresql.conf text, written after the settings;
 #   extension => the database to CREATE EXTENSION payment in ('postgres'
 #                unless given; undef: none);
-#   port      => the port (PostgreSQL::Test::Cluster's choice otherwise).
+#   port      => the port (PostgreSQL::Test::Cluster's choice otherwise);
+#   init      => { parameters of PostgreSQL::Test::Cluster's init }, e.g.
+#                allows_streaming => 1 for a primary with standbys.
 sub new_payment_node
 {
 	my ($name, %opt) = @_;
@@ -44,7 +46,7 @@ sub new_payment_node
 	my $db = exists $opt{extension} ? $opt{extension} : 'postgres';
 	my $node = PostgreSQL::Test::Cluster->new($name,
 		defined $opt{port} ? (port => $opt{port}) : ());
-	$node->init;
+	$node->init(%{ $opt{init} // {} });
 	$node->append_conf('postgresql.conf', conf_lines(%settings) . ($opt{conf} // ''));
 	$node->start;
 	$node->safe_psql($db, 'CREATE EXTENSION payment') if defined $db;
