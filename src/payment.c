@@ -46,6 +46,8 @@ static bool wake_at_commit = false;
 static uint64 submitted_in_xact = 0;
 /* set when this transaction ran CREATE EXTENSION payment; the launcher is told at commit */
 static bool extension_created_in_xact = false;
+/* set when this transaction ran DROP EXTENSION payment; this database's workers are woken at commit */
+static bool extension_dropped_in_xact = false;
 static bool xact_callback_registered = false;
 
 static void payment_xact_callback(XactEvent event, void *arg);
@@ -175,6 +177,7 @@ core_shmem_attach(void *shared, bool first)
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);
 			pg_atomic_init_u32(&payment_shared->worker_wakeable[i], 0);
 			pg_atomic_init_u32(&payment_shared->worker_busy[i], 0);
+			pg_atomic_init_u64(&payment_shared->worker_wake_pending[i], 0);
 		}
 		pg_atomic_init_u64(&payment_shared->wake_pending_since, 0);
 		pg_atomic_init_u32(&payment_shared->extensions_created, 0);
@@ -223,6 +226,51 @@ payment_worker_set_busy(int worker_index, bool busy)
  * another worker (see run_batch), so a backlog engages them all.  No worker
  * wakeable means each is busy, and claims again before it sleeps.
  */
+/* worker slot i runs, connected to this backend's database */
+static bool
+is_worker_of_this_database(int i)
+{
+	uint32		procno = pg_atomic_read_u32(&payment_shared->worker_procno[i]);
+
+	return procno < ProcGlobal->allProcCount &&
+		ProcGlobal->allProcs[procno].databaseId == MyDatabaseId;
+}
+
+/*
+ * With payment.database '*': the same within this database.  A commit here
+ * must wake a worker of this database, and a wake pending in another
+ * database says nothing of this one's: the pending wake is kept per worker.
+ */
+static void
+wake_worker_of_this_database(TimestampTz now)
+{
+	static int	next = 0;
+
+	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
+	{
+		TimestampTz pending;
+
+		if (!is_worker_of_this_database(i))
+			continue;
+		pending = (TimestampTz) pg_atomic_read_u64(&payment_shared->worker_wake_pending[i]);
+		if (pending != 0 &&
+			!TimestampDifferenceExceeds(pending, now, 3 * payment_batch_window + 10))
+			return;
+	}
+	for (int n = 0; n < PAYMENT_MAX_WORKERS; n++)
+	{
+		int			i = (next + n) % PAYMENT_MAX_WORKERS;
+
+		if (!is_worker_of_this_database(i) ||
+			pg_atomic_exchange_u32(&payment_shared->worker_wakeable[i], 0) == 0)
+			continue;
+		pg_atomic_write_u64(&payment_shared->worker_wake_pending[i], (uint64) now);
+		SetLatch(&ProcGlobal->allProcs[pg_atomic_read_u32(&payment_shared->worker_procno[i])].procLatch);
+		next = i + 1;
+		return;
+	}
+}
+
 void
 payment_wake_workers(void)
 {
@@ -233,6 +281,11 @@ payment_wake_workers(void)
 	if (payment_shared == NULL)
 		return;
 	now = GetCurrentTimestamp();
+	if (payment_serves_every_database())
+	{
+		wake_worker_of_this_database(now);
+		return;
+	}
 	pending = (TimestampTz) pg_atomic_read_u64(&payment_shared->wake_pending_since);
 	if (pending != 0 &&
 		!TimestampDifferenceExceeds(pending, now, 3 * payment_batch_window + 10))
@@ -262,13 +315,19 @@ payment_worker_about_to_claim(int worker_index)
 {
 	pg_atomic_exchange_u32(&payment_shared->worker_wakeable[worker_index], 1);
 	pg_atomic_exchange_u64(&payment_shared->wake_pending_since, 0);
+	pg_atomic_exchange_u64(&payment_shared->worker_wake_pending[worker_index], 0);
 }
 
 /* A worker that will claim within the batching window, unwoken: a commit wakes no other. */
 void
 payment_worker_will_claim(void)
 {
-	pg_atomic_write_u64(&payment_shared->wake_pending_since, (uint64) GetCurrentTimestamp());
+	TimestampTz now = GetCurrentTimestamp();
+
+	pg_atomic_write_u64(&payment_shared->wake_pending_since, (uint64) now);
+	if (payment_worker_index >= 0)
+		pg_atomic_write_u64(&payment_shared->worker_wake_pending[payment_worker_index],
+							(uint64) now);
 }
 
 /* A worker that claimed a batch: it claims again before it sleeps. */
@@ -302,6 +361,28 @@ payment_note_extension_created(void)
 		xact_callback_registered = true;
 	}
 	extension_created_in_xact = true;
+}
+
+void
+payment_note_extension_dropped(void)
+{
+	if (!payment_preloaded || !payment_serves_every_database())
+		return;
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(payment_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	extension_dropped_in_xact = true;
+}
+
+/* After DROP EXTENSION: each worker here looks, finds no extension and leaves. */
+static void
+wake_every_worker_of_this_database(void)
+{
+	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
+		if (is_worker_of_this_database(i))
+			SetLatch(&ProcGlobal->allProcs[pg_atomic_read_u32(&payment_shared->worker_procno[i])].procLatch);
 }
 
 bool
@@ -348,13 +429,9 @@ payment_workers_busy(void)
 		return 0;
 	for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
 	{
-		uint32		procno;
-
 		if (pg_atomic_read_u32(&payment_shared->worker_busy[i]) == 0)
 			continue;
-		procno = pg_atomic_read_u32(&payment_shared->worker_procno[i]);
-		if (every && (procno >= ProcGlobal->allProcCount ||
-					  ProcGlobal->allProcs[procno].databaseId != MyDatabaseId))
+		if (every && !is_worker_of_this_database(i))
 			continue;
 		busy++;
 	}
@@ -375,6 +452,9 @@ payment_xact_callback(XactEvent event, void *arg)
 			if (extension_created_in_xact && payment_shared != NULL)
 				pg_atomic_fetch_add_u32(&payment_shared->extensions_created, 1);
 			extension_created_in_xact = false;
+			if (extension_dropped_in_xact && payment_shared != NULL)
+				wake_every_worker_of_this_database();
+			extension_dropped_in_xact = false;
 			if (wake_at_commit)
 			{
 				if (payment_shared != NULL)
@@ -388,6 +468,7 @@ payment_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			extension_created_in_xact = false;
+			extension_dropped_in_xact = false;
 			wake_at_commit = false;
 			submitted_in_xact = 0;
 			break;

@@ -60,6 +60,8 @@ typedef struct PaymentShared
 	pg_atomic_uint32 worker_busy[PAYMENT_MAX_WORKERS];
 	/* TimestampTz of a wake not yet followed by a claim, or 0 */
 	pg_atomic_uint64 wake_pending_since;
+	/* with payment.database '*': the same, per worker (wakes stay in a database) */
+	pg_atomic_uint64 worker_wake_pending[PAYMENT_MAX_WORKERS];
 	/* bumped at the commit of each CREATE EXTENSION payment (payment.database '*') */
 	pg_atomic_uint32 extensions_created;
 } PaymentShared;
@@ -117,6 +119,8 @@ extern void payment_warn_if_unserved(void);
  */
 extern bool payment_serves_every_database(void);
 extern void payment_note_extension_created(void);
+/* DROP EXTENSION payment (pool_hooks.c): at commit this database's workers look again */
+extern void payment_note_extension_dropped(void);
 extern uint32 payment_extensions_created(void);
 
 /* workers storing a batch right now (payment.stats.workers_busy) */

@@ -8,7 +8,9 @@
  *	  database's scheduler.  The launcher starts none there meanwhile; after
  *	  a rename, or a DROP that failed, it serves the database again.  With
  *	  one named database the hook does nothing: as before, the workers'
- *	  database cannot be dropped while they run.
+ *	  database cannot be dropped while they run.  DROP EXTENSION payment
+ *	  wakes the database's workers at commit, so that they leave at once
+ *	  rather than at their next idle look.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -40,6 +42,20 @@ database_to_stop(Node *stmt, bool *drop)
 	return InvalidOid;
 }
 
+/* DROP EXTENSION naming payment */
+static bool
+drops_payment(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (!IsA(stmt, DropStmt) || ((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, ((DropStmt *) stmt)->objects)
+		if (strcmp(strVal(lfirst(lc)), "payment") == 0)
+			return true;
+	return false;
+}
+
 static void
 pool_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					 ProcessUtilityContext context, ParamListInfo params,
@@ -67,6 +83,8 @@ pool_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	}
 	PG_END_TRY();
 	pool_database_changed(p, !drop);
+	if (payment_serves_every_database() && drops_payment(pstmt->utilityStmt))
+		payment_note_extension_dropped();
 }
 
 void

@@ -81,6 +81,8 @@ while (time() - $start < 20)
 }
 # two databases served: each has a share of int(5 / 2) = 2 workers
 cmp_ok(workers_in('beta'), '>=', 2, "beta's pool grows to its share under its backlog");
+cmp_ok($node->safe_psql('beta', 'SELECT count(*) FROM payment.queue'), '>', 0,
+	'the backlog is still being worked when beta is dropped');
 $start = time();
 my ($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE beta');
 my $took = time() - $start;
