@@ -331,7 +331,7 @@ pool_note_claim(int count, int wanted)
 		pg_atomic_write_u64(&my_db->backlog_since, 0);
 }
 
-bool
+PoolRetire
 pool_should_retire(void)
 {
 	TimestampTz last = (TimestampTz) pg_atomic_read_u64(&my_db->last_backlog);
@@ -340,10 +340,11 @@ pool_should_retire(void)
 	/* more than its share while another database waits for a worker */
 	while (excess > 0)
 		if (pg_atomic_compare_exchange_u32(&my_db->excess, &excess, excess - 1))
-			return true;
+			return POOL_RETIRE_FOR_ANOTHER_DATABASE;
 
 	return TimestampDifferenceExceeds(last, GetCurrentTimestamp(),
-									  payment_scale_down_after * 1000);
+									  payment_scale_down_after * 1000) ?
+		POOL_RETIRE_IDLE : POOL_STAY;
 }
 
 /* ------------------------------------------------------------------ */
@@ -497,24 +498,24 @@ start_worker(int slot, int p, bool dynamic, const char *dbname)
 
 /* Start up to wanted workers of pool p in free slots; warns once when none could start. */
 static int
-start_workers(int p, int wanted, bool dynamic, const char *dbname, FreeSlots *free)
+start_workers(int p, int wanted, bool dynamic, const char *dbname, FreeSlots *slots)
 {
 	int			started = 0;
 
-	while (started < wanted && free->used < free->n &&
-		   start_worker(free->slot[free->used], p, dynamic, dbname))
+	while (started < wanted && slots->used < slots->n &&
+		   start_worker(slots->slot[slots->used], p, dynamic, dbname))
 	{
 		ereport(DEBUG1,
 				(errmsg("payment launcher started payment worker %d%s%s%s",
-						free->slot[free->used] + 1,
+						slots->slot[slots->used] + 1,
 						dbname ? " for database \"" : "", dbname ? dbname : "",
 						dbname ? "\"" : "")));
-		free->used++;
+		slots->used++;
 		started++;
 	}
 	if (started > 0)
 		warned_no_slot = false;
-	if (started < wanted && free->used < free->n && !warned_no_slot)
+	if (started < wanted && slots->used < slots->n && !warned_no_slot)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -631,9 +632,9 @@ workers_needed(int p, int64 depth, const DrainRate *rate, int room)
  * the free slots in [first, pool_max_size()).
  */
 static void
-collect_free_slots(FreeSlots *free, int first, TimestampTz now)
+collect_free_slots(FreeSlots *slots, int first, TimestampTz now)
 {
-	free->n = free->used = 0;
+	slots->n = slots->used = 0;
 	for (int slot = first; slot < pool_max_size(); slot++)
 	{
 		pid_t		pid;
@@ -671,7 +672,7 @@ collect_free_slots(FreeSlots *free, int first, TimestampTz now)
 		}
 		if (handles[slot] == NULL &&
 			pg_atomic_read_u32(&pool->slot_state[slot]) == SLOT_FREE)
-			free->slot[free->n++] = slot;
+			slots->slot[slots->n++] = slot;
 	}
 }
 
@@ -682,7 +683,7 @@ collect_free_slots(FreeSlots *free, int first, TimestampTz now)
  */
 static bool
 grow_pool(int p, LauncherPool *lp, const QueueBackend *backend, TimestampTz now,
-		  int room, FreeSlots *free, char **depth_error)
+		  int room, FreeSlots *slots, char **depth_error)
 {
 	PaymentDbPool *db = &pool->dbs[p];
 	int			step_ms = Max(payment_scale_up_after / 4, BUSY_TICK_MS);
@@ -721,16 +722,16 @@ grow_pool(int p, LauncherPool *lp, const QueueBackend *backend, TimestampTz now,
 	if (backlog_since == 0)
 		backlog_since = lp->depth_backlog_since;
 
-	if (!payment_paused && backlog_since != 0 && room > 0 && free->used < free->n &&
+	if (!payment_paused && backlog_since != 0 && room > 0 && slots->used < slots->n &&
 		TimestampDifferenceExceeds(backlog_since, now, payment_scale_up_after) &&
 		TimestampDifferenceExceeds(lp->last_start, now, step_ms))
 	{
 		int			wanted = workers_needed(p, lp->depth, &lp->rate,
-											Min(room, free->n - free->used));
+											Min(room, slots->n - slots->used));
 		int			started;
 
 		started = start_workers(p, wanted, true,
-								payment_serves_every_database() ? lp->name : NULL, free);
+								payment_serves_every_database() ? lp->name : NULL, slots);
 		if (started > 0)
 		{
 			lp->last_start = now;
@@ -872,7 +873,7 @@ pool_is_served(int p, const LauncherPool *lps, uint32 created)
  * is started again after BASE_RESTART_MS.  Returns the share of each.
  */
 static int
-serve_databases(LauncherPool *lps, FreeSlots *free, TimestampTz now, uint32 created)
+serve_databases(LauncherPool *lps, FreeSlots *slots, TimestampTz now, uint32 created)
 {
 	int			nserved = 0;
 	int			share;
@@ -896,7 +897,7 @@ serve_databases(LauncherPool *lps, FreeSlots *free, TimestampTz now, uint32 crea
 		if (lps[p].base_started != 0 &&
 			!TimestampDifferenceExceeds(lps[p].base_started, now, BASE_RESTART_MS))
 			continue;
-		if (start_workers(p, base - size, false, lps[p].name, free) > 0)
+		if (start_workers(p, base - size, false, lps[p].name, slots) > 0)
 			lps[p].base_started = now;
 		else
 			waiting = true;
@@ -945,7 +946,7 @@ payment_launcher_main(Datum main_arg)
 	for (;;)
 	{
 		TimestampTz now;
-		FreeSlots	free;
+		FreeSlots	slots;
 		bool		backlog = false;
 		const QueueBackend *backend;
 
@@ -955,10 +956,10 @@ payment_launcher_main(Datum main_arg)
 		MemoryContextSwitchTo(tick_context);
 		backend = queue_backend();
 
-		collect_free_slots(&free, every ? 0 : payment_workers, now);
+		collect_free_slots(&slots, every ? 0 : payment_workers, now);
 
 		if (!every)
-			backlog = grow_pool(0, &lps[0], backend, now, free.n, &free, &depth_error);
+			backlog = grow_pool(0, &lps[0], backend, now, slots.n, &slots, &depth_error);
 		else
 		{
 			uint32		created = payment_extensions_created();
@@ -977,11 +978,11 @@ payment_launcher_main(Datum main_arg)
 				last_scan = now;
 			}
 			last_created = created;
-			share = serve_databases(lps, &free, now, created);
+			share = serve_databases(lps, &slots, now, created);
 			for (int p = 0; p < PAYMENT_MAX_DATABASES; p++)
 				if (pool_is_served(p, lps, created))
 					backlog |= grow_pool(p, &lps[p], backend, now,
-										 share - count_pool_slots(p, -1), &free,
+										 share - count_pool_slots(p, -1), &slots,
 										 &depth_error);
 		}
 

@@ -65,7 +65,14 @@ extern void pool_database_changed(int p, bool still_there);
 /* after each claim: full batches are the backlog signal */
 extern void pool_note_claim(int count, int wanted);
 
-/* true when a dynamic worker should exit: no backlog for scale_down_after */
-extern bool pool_should_retire(void);
+/* whether a dynamic worker should exit, and why */
+typedef enum PoolRetire
+{
+	POOL_STAY,
+	POOL_RETIRE_IDLE,			/* no backlog for scale_down_after */
+	POOL_RETIRE_FOR_ANOTHER_DATABASE	/* with '*': its slot goes to a database waiting for one */
+} PoolRetire;
+
+extern PoolRetire pool_should_retire(void);
 
 #endif							/* PAYMENT_POOL_H */

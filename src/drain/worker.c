@@ -322,15 +322,28 @@ payment_worker_main(Datum main_arg)
 	{
 		int			handled = 0;
 		long		wait_ms = 0;
+		PoolRetire	retire;
 
 		drain_handle_signals(queue_reload_settings);
 
-		/* a dynamic worker leaves once the backlog it was started for is gone */
-		if (pool_slot_is_dynamic(worker_index) && pool_should_retire())
+		/*
+		 * A dynamic worker leaves once the backlog it was started for is
+		 * gone, or (payment.database '*') when its database has more than
+		 * its share of payment.max_workers and another waits for a worker.
+		 */
+		retire = pool_slot_is_dynamic(worker_index) ? pool_should_retire() : POOL_STAY;
+		if (retire != POOL_STAY)
 		{
-			ereport(LOG,
-					(errmsg("payment worker %d exits: no backlog for %d s",
-							worker_index + 1, payment_scale_down_after)));
+			if (retire == POOL_RETIRE_IDLE)
+				ereport(LOG,
+						(errmsg("payment worker %d exits: no backlog for %d s",
+								worker_index + 1, payment_scale_down_after)));
+			else
+				ereport(LOG,
+						(errmsg("payment worker %d exits: its slot goes to another database",
+								worker_index + 1),
+						 errdetail("Database \"%s\" has more than its share of payment.max_workers while another database waits for a worker.",
+								   pool_worker_database())));
 			payment_count(&payment_shared->counters.scale_events, 1);
 			MemoryContextSwitchTo(batch_context);
 			queue_give_back();
