@@ -4,7 +4,8 @@
 # without the extension is looked at once and keeps no worker; DROP
 # DATABASE of a database whose pool is growing succeeds within seconds;
 # a database made at run time (CREATE DATABASE + CREATE EXTENSION) is
-# served without a restart; the workers of all databases never exceed
+# served without a restart, and when the pool is full a worker above its
+# database's share retires for it; the workers of all databases never exceed
 # payment.max_workers.
 use strict;
 use warnings;
@@ -109,6 +110,47 @@ $node->safe_psql('plain', 'DROP EXTENSION payment');
 ok($node->poll_query_until('postgres', 'SELECT (' . sprintf($workers_in, 'plain') . ') = 0'),
 	'after DROP EXTENSION no worker stays in the database');
 
+is($node->safe_psql('alpha', 'SELECT count(*) FROM payment.payments'), '1',
+	'alpha kept its payment');
+
+# the whole pool in use (alpha and gamma at their share of 2, with backlogs):
+# a database given the extension then waits for a slot, and pools above the
+# new share retire a worker for it
+for my $db (qw(alpha gamma))
+{
+	$node->safe_psql($db, q{
+CREATE FUNCTION public.slow_store() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN PERFORM pg_sleep(0.005); RETURN NEW; END$$;
+CREATE TRIGGER slow_store BEFORE INSERT ON payment.payments
+  FOR EACH ROW EXECUTE FUNCTION public.slow_store();
+});
+	enqueue_directly($node, 20_000, "bk$db", 'backlog', $db);
+}
+$start = time();
+while (time() - $start < 20)
+{
+	my $n = all_workers();
+	$most = $n if $n > $most;
+	last if workers_in('alpha') >= 2 && workers_in('gamma') >= 2;
+	usleep(50_000);
+}
+ok(workers_in('alpha') >= 2 && workers_in('gamma') >= 2, 'alpha and gamma grow to their share');
+$node->safe_psql('postgres', 'CREATE DATABASE delta');
+$node->safe_psql('delta', 'CREATE EXTENSION payment');
+$start = time();
+while (time() - $start < 20)
+{
+	my $n = all_workers();
+	$most = $n if $n > $most;
+	last if workers_in('delta') >= 1;
+	usleep(50_000);
+}
+cmp_ok(workers_in('delta'), '>=', 1, 'a database waiting for a slot gets a worker');
+ok(wait_for_log(qr/payment worker \d+ exits: its slot goes to another database/),
+	'a worker above its share retires for it, and says why');
+ok(!$node->log_contains(qr/exits: no backlog for/),
+	'no worker retired as idle: every backlog still lasts');
+
 for (1 .. 10)
 {
 	my $n = all_workers();
@@ -118,8 +160,6 @@ for (1 .. 10)
 cmp_ok($most, '<=', $max_workers, "at most payment.max_workers workers in all ($most seen)");
 ok(!$node->log_contains(qr/terminated by signal|restart loop|server process .* exited with exit code [^0]/),
 	'no process crashed');
-is($node->safe_psql('alpha', 'SELECT count(*) FROM payment.payments'), '1',
-	'alpha kept its payment');
 
 sub wait_for_log
 {
