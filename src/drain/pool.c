@@ -698,7 +698,7 @@ grow_pool(int p, LauncherPool *lp, const QueueBackend *backend, TimestampTz now,
 	 * scale_up_after, is a backlog too.  The launcher, in no database, can
 	 * only ask the server's queue settings: with '*' it does not ask.
 	 */
-	if (payment_paused || backend->depth == NULL || payment_serves_every_database())
+	if (payment_paused || payment_serves_every_database() || backend->depth == NULL)
 	{
 		lp->depth_backlog_since = 0;
 		lp->depth = -1;
@@ -954,7 +954,8 @@ payment_launcher_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		MemoryContextReset(tick_context);
 		MemoryContextSwitchTo(tick_context);
-		backend = queue_backend();
+		/* with '*' no queue's depth is asked (nor is SQS allowed: queue_backend) */
+		backend = every ? NULL : queue_backend();
 
 		collect_free_slots(&slots, every ? 0 : payment_workers, now);
 

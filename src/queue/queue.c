@@ -36,10 +36,24 @@ static const QueueBackend *const backends[] = {&embedded_queue, &sqs_queue, &sqs
 /* when a worker's round looks at the leftovers next; 0: at once */
 static TimestampTz leftovers_due = 0;
 
+/*
+ * The backend in use.  One SQS queue is a server-wide setting: with every
+ * database served, the workers of one database would store what was
+ * submitted in another, so that combination is refused (the front door
+ * submits nothing, the workers drain nothing) until one of the two changes.
+ */
 const QueueBackend *
 queue_backend(void)
 {
-	return sqs_configured() ? &sqs_queue : &embedded_queue;
+	if (!sqs_configured())
+		return &embedded_queue;
+	if (payment_serves_every_database())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment.queue_url cannot be used with payment.database = '*'"),
+				 errdetail("One SQS queue would be drained by the workers of every database, and a payment submitted in one database could be stored in another."),
+				 errhint("Serve one database with SQS (payment.database = '<name>'), or use the embedded queue in every database (payment.queue_url = '').")));
+	return &sqs_queue;
 }
 
 void

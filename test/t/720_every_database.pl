@@ -15,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-use PaymentNode qw(new_payment_node enqueue_directly payment_sql);
+use PaymentNode qw(new_payment_node enqueue_directly payment_sql reload_with);
 
 my $max_workers = 5;
 my $node = new_payment_node('everydb', extension => undef, settings => {
@@ -160,6 +160,20 @@ for (1 .. 10)
 cmp_ok($most, '<=', $max_workers, "at most payment.max_workers workers in all ($most seen)");
 ok(!$node->log_contains(qr/terminated by signal|restart loop|server process .* exited with exit code [^0]/),
 	'no process crashed');
+
+# One SQS queue for every database would store one database's payments in
+# another: refused at the front door (55000), nothing sent.
+reload_with($node, 'payment.queue_url' => "'https://sqs.us-east-1.amazonaws.com/000000000000/every'");
+($ret, $out, $err) = $node->psql('alpha',
+	q{\set VERBOSITY verbose
+SELECT submit_payment(jsonb_build_object('paymentId', gen_random_uuid()::text,
+  'userId', '0fa8ca85-d50d-44f9-8a00-5ad67a6d29e4', 'dateTimestamp', '1709553600',
+  'description', 'sqs with every database', 'currency', 'GBP', 'amount', 1))});
+like($err, qr/ERROR:  55000: payment.queue_url cannot be used with payment.database = '\*'/,
+	"SQS with payment.database = '*': the front door refuses with 55000");
+reload_with($node, 'payment.queue_url' => "''");
+ok(!$node->log_contains(qr/terminated by signal|server process .* exited with exit code [^0]/),
+	'and nothing crashed meanwhile');
 
 sub wait_for_log
 {
