@@ -155,23 +155,32 @@ payment_shmem_attach(const PaymentShmem *part)
 }
 
 static void
+init_counters(PaymentCounters *c)
+{
+	pg_atomic_init_u64(&c->submitted, 0);
+	pg_atomic_init_u64(&c->stored, 0);
+	pg_atomic_init_u64(&c->duplicates, 0);
+	pg_atomic_init_u64(&c->conflicts, 0);
+	pg_atomic_init_u64(&c->dead_lettered, 0);
+	pg_atomic_init_u64(&c->retried, 0);
+	pg_atomic_init_u64(&c->redriven, 0);
+	pg_atomic_init_u64(&c->scale_events, 0);
+	for (int i = 0; i < PAYMENT_DEAD_LETTER_REASONS; i++)
+		pg_atomic_init_u64(&c->dead_lettered_by_reason[i], 0);
+}
+
+static void
 core_shmem_attach(void *shared, bool first)
 {
 	payment_shared = shared;
 	if (first)
 	{
-		PaymentCounters *c = &payment_shared->counters;
-
-		pg_atomic_init_u64(&c->submitted, 0);
-		pg_atomic_init_u64(&c->stored, 0);
-		pg_atomic_init_u64(&c->duplicates, 0);
-		pg_atomic_init_u64(&c->conflicts, 0);
-		pg_atomic_init_u64(&c->dead_lettered, 0);
-		pg_atomic_init_u64(&c->retried, 0);
-		pg_atomic_init_u64(&c->redriven, 0);
-		pg_atomic_init_u64(&c->scale_events, 0);
-		for (int i = 0; i < PAYMENT_DEAD_LETTER_REASONS; i++)
-			pg_atomic_init_u64(&c->dead_lettered_by_reason[i], 0);
+		init_counters(&payment_shared->counters);
+		for (int d = 0; d < PAYMENT_MAX_DATABASES; d++)
+		{
+			pg_atomic_init_u32(&payment_shared->counted_database[d], InvalidOid);
+			init_counters(&payment_shared->database_counters[d]);
+		}
 		for (int i = 0; i < PAYMENT_MAX_WORKERS; i++)
 		{
 			pg_atomic_init_u32(&payment_shared->worker_procno[i], PG_UINT32_MAX);
@@ -337,6 +346,30 @@ payment_worker_has_work(int worker_index)
 	pg_atomic_write_u32(&payment_shared->worker_wakeable[worker_index], 0);
 }
 
+PaymentCounters *
+payment_counters_here(void)
+{
+	static PaymentCounters *here = NULL;
+
+	if (payment_shared == NULL)
+		return NULL;
+	if (here != NULL)
+		return here;
+	if (!payment_serves_every_database() || !OidIsValid(MyDatabaseId))
+		return &payment_shared->counters;
+
+	/* a process serves one database: the slot found (or taken) once is kept */
+	for (int d = 0; d < PAYMENT_MAX_DATABASES && here == NULL; d++)
+	{
+		uint32		owner = InvalidOid;
+
+		if (pg_atomic_compare_exchange_u32(&payment_shared->counted_database[d], &owner,
+										   MyDatabaseId) || owner == MyDatabaseId)
+			here = &payment_shared->database_counters[d];
+	}
+	return here ? here : &payment_shared->counters;
+}
+
 bool
 payment_serves_every_database(void)
 {
@@ -458,7 +491,7 @@ payment_xact_callback(XactEvent event, void *arg)
 			if (wake_at_commit)
 			{
 				if (payment_shared != NULL)
-					payment_count(&payment_shared->counters.submitted,
+					payment_count(&payment_counters_here()->submitted,
 								  submitted_in_xact);
 				payment_wake_workers();
 			}

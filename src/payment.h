@@ -49,9 +49,16 @@ typedef struct PaymentCounters
 	pg_atomic_uint64 dead_lettered_by_reason[PAYMENT_DEAD_LETTER_REASONS];
 } PaymentCounters;
 
+/* the databases payment.database '*' serves at most (the launcher's, the counters') */
+#define PAYMENT_MAX_DATABASES 64
+
 typedef struct PaymentShared
 {
+	/* the server's counters (payment.database '*': what no database owns, scale_events) */
 	PaymentCounters counters;
+	/* payment.database '*': each database's, the slot taken by its oid (0: free) */
+	pg_atomic_uint32 counted_database[PAYMENT_MAX_DATABASES];
+	PaymentCounters database_counters[PAYMENT_MAX_DATABASES];
 	/* pgprocno of each running worker, or -1; a latch is found through it */
 	pg_atomic_uint32 worker_procno[PAYMENT_MAX_WORKERS];
 	/* 1 from before a worker's claim until it has work: a commit may wake it */
@@ -67,6 +74,15 @@ typedef struct PaymentShared
 } PaymentShared;
 
 extern PaymentShared *payment_shared;
+
+/*
+ * The counters this process adds to and payment.stats shows: the server's,
+ * or with payment.database '*' its database's (the server's again for the
+ * launcher, in no database, and past PAYMENT_MAX_DATABASES databases).
+ * NULL when the library is not preloaded.  scale_events is always the
+ * server's.
+ */
+extern PaymentCounters *payment_counters_here(void);
 
 /*
  * A layer's struct in shared memory (the core's, the pool's, the queue's):

@@ -14,7 +14,6 @@
 #include "payment.h"
 
 /* with payment.database '*': most databases the launcher keeps a pool for */
-#define PAYMENT_MAX_DATABASES 64
 
 extern int	payment_max_workers;
 extern int	payment_scale_up_after;

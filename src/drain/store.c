@@ -595,7 +595,7 @@ store_count_outcomes(QueueMessage *messages, int count)
 					 "a counter for each dead-letter reason");
 	if (payment_shared == NULL)
 		return;
-	c = &payment_shared->counters;
+	c = payment_counters_here();
 	waited = palloc(sizeof(TimestampTz) * Max(count, 1));
 	for (int i = 0; i < count; i++)
 	{

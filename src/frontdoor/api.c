@@ -107,7 +107,7 @@ count_submitted(const QueueBackend *backend, int count)
 	if (backend->transactional)
 		payment_note_enqueued(count);
 	else if (payment_shared != NULL)
-		payment_count(&payment_shared->counters.submitted, count);
+		payment_count(&payment_counters_here()->submitted, count);
 }
 
 /*
@@ -550,7 +550,7 @@ redrive_dead_letters(PG_FUNCTION_ARGS)
 	moved = queue_redrive(PG_GETARG_DATUM(0), PG_ARGISNULL(0),
 						  PG_GETARG_DATUM(1), PG_ARGISNULL(1));
 	if (payment_shared)
-		payment_count(&payment_shared->counters.redriven, moved);
+		payment_count(&payment_counters_here()->redriven, moved);
 	PG_RETURN_INT64((int64) moved);
 }
 
@@ -571,7 +571,7 @@ payment_counters(PG_FUNCTION_ARGS)
 	memset(nulls, payment_shared == NULL, sizeof(nulls));
 	if (payment_shared != NULL)
 	{
-		PaymentCounters *c = &payment_shared->counters;
+		PaymentCounters *c = payment_counters_here();
 
 		values[0] = Int64GetDatum((int64) pg_atomic_read_u64(&c->submitted));
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&c->stored));
@@ -583,7 +583,7 @@ payment_counters(PG_FUNCTION_ARGS)
 		/* the workers of another database are not this one's */
 		values[7] = Int64GetDatum(payment_serves_this_database() ?
 								  payment_workers_busy() : 0);
-		values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&c->scale_events));
+		values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&payment_shared->counters.scale_events));
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -55,7 +55,7 @@ payment_metrics(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	PaymentCounters dummy;
-	PaymentCounters *c = payment_shared ? &payment_shared->counters : &dummy;
+	PaymentCounters *c = payment_shared ? payment_counters_here() : &dummy;
 	PaymentLatency latency;
 	bool		known;
 	MetricsOut	out;
@@ -72,7 +72,8 @@ payment_metrics(PG_FUNCTION_ARGS)
 					 &c->dead_lettered_by_reason[r]);
 	emit_counter(&out, "retried_total", NULL, &c->retried);
 	emit_counter(&out, "redriven_total", NULL, &c->redriven);
-	emit_counter(&out, "scale_events_total", NULL, &c->scale_events);
+	emit_counter(&out, "scale_events_total", NULL,
+				 payment_shared ? &payment_shared->counters.scale_events : &dummy.scale_events);
 	/* the workers of another database are not this one's */
 	emit(&out, "workers_busy", NULL, payment_shared != NULL,
 		 payment_shared != NULL && payment_serves_this_database() ?

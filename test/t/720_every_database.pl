@@ -53,6 +53,14 @@ for my $db (qw(alpha beta))
 }
 is($node->safe_psql('alpha', 'SELECT workers FROM payment.stats'), workers_in('alpha'),
 	'payment.stats counts the workers of its database');
+# a second payment in alpha only: each database counts its own
+$node->safe_psql('alpha', qq{SELECT submit_payment(@{[ payment_sql('alpha', 'every') =~ s/\bi\b/2/gr ]})});
+ok($node->poll_query_until('alpha', 'SELECT count(*) = 2 FROM payment.payments'),
+	'a second payment stored in alpha');
+ok($node->poll_query_until('alpha', 'SELECT submitted = 2 AND stored = 2 FROM payment.stats'),
+	'payment.stats in alpha counts alpha\'s two payments');
+is($node->safe_psql('beta', 'SELECT submitted || \' \' || stored FROM payment.stats'), '1 1',
+	'payment.stats in beta counts beta\'s one payment');
 
 # the database without the extension: looked at, then left alone
 ok(wait_for_log(qr/payment worker \d+ started for database "plain"/),
@@ -110,8 +118,8 @@ $node->safe_psql('plain', 'DROP EXTENSION payment');
 ok($node->poll_query_until('postgres', 'SELECT (' . sprintf($workers_in, 'plain') . ') = 0'),
 	'after DROP EXTENSION no worker stays in the database');
 
-is($node->safe_psql('alpha', 'SELECT count(*) FROM payment.payments'), '1',
-	'alpha kept its payment');
+is($node->safe_psql('alpha', 'SELECT count(*) FROM payment.payments'), '2',
+	'alpha kept its payments');
 
 # the whole pool in use (alpha and gamma at their share of 2, with backlogs):
 # a database given the extension then waits for a slot, and pools above the
