@@ -434,8 +434,6 @@ answer_found(const QueuedPayment *payments, int i, const FoundKey *found, KeyAns
 			}
 }
 
-static void settle_conflict(const QueuedPayment *payments, int i, KeyAnswer *answer);
-
 /*
  * The record was taken by this call: a payment stored meanwhile (stored:
  * looked at after the record was taken) is a replay instead.
@@ -449,11 +447,9 @@ settle_taken(const QueuedPayment *payments, int i, KeyAnswer *answer, bool store
 		return;
 	drop_record(&payments[i]);
 	found = find_stored(&payments[i]);
-	/* deleted from payment.payments meanwhile (an operator): the key is free again */
 	if (!found.found)
-		settle_conflict(payments, i, answer);
-	else
-		answer_found(payments, i, &found, answer);
+		elog(ERROR, "stored payment vanished while answering a replay");
+	answer_found(payments, i, &found, answer);
 }
 
 /* a key recorded by someone else (or earlier in the call): find what it is now */
